@@ -1,0 +1,231 @@
+package mapping
+
+import (
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/parser"
+	"github.com/expr-lang/expr/vm"
+)
+
+// exprEnv is the typed environment every expression is compiled against. Event paths written
+// in an expression (`properties.total`, `context.traits.email`, `get("properties.fav\\.movie")`)
+// are rewritten at compile time into reads of P, which a run fills from the one walk of the
+// event; nothing in an expression touches the raw JSON.
+type exprEnv struct {
+	P        []any          `expr:"__p"`
+	Value    any            `expr:"value"`
+	Settings map[string]any `expr:"settings"`
+}
+
+// Functions is the list of the project's own functions available to expressions, with their
+// documentation. They run as compiled Go, not as expr builtins.
+var Functions = []struct{ Name, Signature, Doc string }{
+	{"get", `get("path") any`, "Read a path that is not a valid identifier chain (quoted keys, queries); the path must be a literal."},
+	{"epoch_ms", "epoch_ms(v) int", "A timestamp (ISO-8601 with or without zone, epoch seconds or ms) as epoch milliseconds."},
+	{"empty", "empty(v) bool", "True for nil, \"\", and empty arrays or maps."},
+	{"json", "json(v) string", "Compact JSON text of v."},
+	{"md5", "md5(s) string", "Lower-case hex MD5 of a string."},
+	{"sha256", "sha256(s) string", "Lower-case hex SHA-256 of a string."},
+	{"lookup", `lookup("table", v) any`, "Translate v through a preset table; nil when the table has no row (whatever the table's otherwise)."},
+}
+
+// exprCompiler compiles expressions for one program, registering their paths in its table.
+type exprCompiler struct {
+	paths    *pathTable
+	used     map[int]bool // slots read by some expression
+	tables   map[string]*Table
+	settings map[string]any
+	extra    []expr.Option
+}
+
+var envFields = map[string]bool{"__p": true, "value": true, "settings": true}
+
+func (c *exprCompiler) functionNames() map[string]bool {
+	m := map[string]bool{}
+	for _, f := range Functions {
+		m[f.Name] = true
+	}
+	return m
+}
+
+// compile compiles src. asBool requires a boolean result.
+func (c *exprCompiler) compile(src string, asBool bool) (*vm.Program, error) {
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return nil, cleanExprError(err)
+	}
+	lets := map[string]bool{}
+	ast.Walk(&tree.Node, letCollector(lets))
+	p := &pathPatcher{c: c, lets: lets, funcs: c.functionNames()}
+	g := &getPatcher{c: c}
+	opts := []expr.Option{
+		expr.Env(exprEnv{}),
+		expr.Patch(p),
+		expr.Patch(g),
+		expr.MaxNodes(2000),
+	}
+	opts = append(opts, c.functionOptions()...)
+	opts = append(opts, c.extra...)
+	if asBool {
+		opts = append(opts, expr.AsBool())
+	}
+	prog, err := expr.Compile(src, opts...)
+	if err != nil {
+		return nil, cleanExprError(err)
+	}
+	if g.err != nil {
+		return nil, g.err
+	}
+	return prog, nil
+}
+
+func cleanExprError(err error) error {
+	msg := err.Error()
+	if i := strings.Index(msg, "\n"); i >= 0 {
+		msg = msg[:i]
+	}
+	return fmt.Errorf("%s", msg)
+}
+
+type letCollector map[string]bool
+
+func (l letCollector) Visit(n *ast.Node) {
+	if v, ok := (*n).(*ast.VariableDeclaratorNode); ok {
+		l[v.Name] = true
+	}
+}
+
+// pathPatcher rewrites identifiers and member chains over the event into get("path") calls.
+type pathPatcher struct {
+	c     *exprCompiler
+	lets  map[string]bool
+	funcs map[string]bool
+}
+
+func (p *pathPatcher) Visit(node *ast.Node) {
+	switch n := (*node).(type) {
+	case *ast.IdentifierNode:
+		name := n.Value
+		if envFields[name] || p.lets[name] || p.funcs[name] || strings.HasPrefix(name, "$") {
+			return
+		}
+		ast.Patch(node, getCall(escapeKey(name)))
+	case *ast.MemberNode:
+		base, ok := literalGet(n.Node)
+		if !ok {
+			return
+		}
+		switch prop := n.Property.(type) {
+		case *ast.StringNode:
+			ast.Patch(node, getCall(base+"."+escapeKey(prop.Value)))
+		case *ast.IntegerNode:
+			ast.Patch(node, getCall(fmt.Sprintf("%s.%d", base, prop.Value)))
+		}
+	}
+}
+
+func getCall(path string) *ast.CallNode {
+	return &ast.CallNode{Callee: &ast.IdentifierNode{Value: "get"}, Arguments: []ast.Node{&ast.StringNode{Value: path}}}
+}
+
+func literalGet(n ast.Node) (string, bool) {
+	call, ok := n.(*ast.CallNode)
+	if !ok || len(call.Arguments) != 1 {
+		return "", false
+	}
+	id, ok := call.Callee.(*ast.IdentifierNode)
+	if !ok || id.Value != "get" {
+		return "", false
+	}
+	s, ok := call.Arguments[0].(*ast.StringNode)
+	if !ok {
+		return "", false
+	}
+	return s.Value, true
+}
+
+// getPatcher turns get("literal") into __p[slot], registering the path.
+type getPatcher struct {
+	c   *exprCompiler
+	err error
+}
+
+func (g *getPatcher) Visit(node *ast.Node) {
+	path, ok := literalGet(*node)
+	if !ok {
+		return
+	}
+	slot, err := g.c.paths.add(path)
+	if err != nil {
+		if g.err == nil {
+			g.err = err
+		}
+		return
+	}
+	g.c.used[slot] = true
+	ast.Patch(node, &ast.MemberNode{Node: &ast.IdentifierNode{Value: "__p"}, Property: &ast.IntegerNode{Value: slot}})
+}
+
+func (c *exprCompiler) functionOptions() []expr.Option {
+	return []expr.Option{
+		expr.Function("get", func(args ...any) (any, error) {
+			return nil, fmt.Errorf("get() needs a literal path, like get(\"properties.fav\\\\.movie\")")
+		}, new(func(string) any)),
+		expr.Function("epoch_ms", func(args ...any) (any, error) {
+			v, err := fromAny(args[0])
+			if err != nil {
+				return nil, err
+			}
+			ms, err := EpochMillis(v)
+			return int(ms), err
+		}, new(func(any) int)),
+		expr.Function("empty", func(args ...any) (any, error) {
+			switch t := args[0].(type) {
+			case nil:
+				return true, nil
+			case string:
+				return t == "", nil
+			}
+			rv := reflect.ValueOf(args[0])
+			switch rv.Kind() {
+			case reflect.Map, reflect.Slice, reflect.Array:
+				return rv.Len() == 0, nil
+			}
+			return false, nil
+		}, new(func(any) bool)),
+		expr.Function("json", func(args ...any) (any, error) {
+			b, err := json.Marshal(args[0])
+			return string(b), err
+		}, new(func(any) string)),
+		expr.Function("md5", func(args ...any) (any, error) {
+			s := md5.Sum([]byte(args[0].(string)))
+			return hex.EncodeToString(s[:]), nil
+		}, new(func(string) string)),
+		expr.Function("sha256", func(args ...any) (any, error) {
+			s := sha256.Sum256([]byte(args[0].(string)))
+			return hex.EncodeToString(s[:]), nil
+		}, new(func(string) string)),
+		expr.Function("lookup", func(args ...any) (any, error) {
+			t := c.tables[args[0].(string)]
+			if t == nil {
+				return nil, fmt.Errorf("lookup: no table %q", args[0])
+			}
+			v, err := fromAny(args[1])
+			if err != nil {
+				return nil, err
+			}
+			if out, ok := t.find(v.QueryText()); ok {
+				return out, nil
+			}
+			return nil, nil
+		}, new(func(string, any) any)),
+	}
+}

@@ -1,0 +1,183 @@
+package mapping
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/tidwall/gjson"
+)
+
+// pathTable compiles every path a program reads into one tree of object keys, so an event is
+// walked once, visiting only the keys some field needs and stopping an object as soon as all of
+// its wanted keys were seen. Each path gets a slot; a walk fills the slots of one event.
+//
+// A path is a gjson path. Its leading run of plain keys becomes branches of the tree. From the
+// first segment that is not a plain key (an array index, a #(...) query, a wildcard or a
+// modifier) the rest of the path is a tail, evaluated with gjson on the value found at the end of
+// the plain run: `context.externalIds.#(type=="woopra").id` walks context → externalIds, then
+// runs `#(type=="woopra").id` on that array only.
+type pathTable struct {
+	root  pnode
+	paths []string       // slot → path as written
+	index map[string]int // path → slot
+}
+
+type pnode struct {
+	children map[string]*pnode
+	slot     int // slot of the value at this node, or -1
+	tails    []ptail
+}
+
+type ptail struct {
+	path string
+	slot int
+}
+
+func newPathTable() *pathTable {
+	return &pathTable{root: pnode{slot: -1}, index: map[string]int{}}
+}
+
+// add registers path and returns its slot.
+func (t *pathTable) add(path string) (int, error) {
+	if s, ok := t.index[path]; ok {
+		return s, nil
+	}
+	keys, tail, err := splitPath(path)
+	if err != nil {
+		return 0, err
+	}
+	slot := len(t.paths)
+	t.paths = append(t.paths, path)
+	t.index[path] = slot
+	n := &t.root
+	for _, k := range keys {
+		c := n.children[k]
+		if c == nil {
+			if n.children == nil {
+				n.children = map[string]*pnode{}
+			}
+			c = &pnode{slot: -1}
+			n.children[k] = c
+		}
+		n = c
+	}
+	if tail == "" {
+		n.slot = slot
+	} else {
+		n.tails = append(n.tails, ptail{path: tail, slot: slot})
+	}
+	return slot, nil
+}
+
+// splitPath separates the plain keys of a path from its gjson tail.
+func splitPath(path string) (keys []string, tail string, err error) {
+	if path == "" {
+		return nil, "", fmt.Errorf("the path is empty")
+	}
+	segs := splitUnescaped(path)
+	for i, seg := range segs {
+		if seg == "" {
+			return nil, "", fmt.Errorf("path %q has an empty segment", path)
+		}
+		if !isPlainKey(seg) {
+			if strings.Count(seg, "(") != strings.Count(seg, ")") {
+				return nil, "", fmt.Errorf("path %q has an unbalanced query in %q", path, seg)
+			}
+			return keys, strings.Join(segs[i:], "."), nil
+		}
+		keys = append(keys, unescapeKey(seg))
+	}
+	return keys, "", nil
+}
+
+// splitUnescaped splits on dots that are not escaped and not inside a #(...) query.
+func splitUnescaped(path string) []string {
+	var out []string
+	depth, start := 0, 0
+	for i := 0; i < len(path); i++ {
+		switch path[i] {
+		case '\\':
+			i++
+		case '(':
+			depth++
+		case ')':
+			depth--
+		case '.':
+			if depth == 0 {
+				out = append(out, path[start:i])
+				start = i + 1
+			}
+		case '|':
+			if depth == 0 {
+				// A pipe changes how the rest applies; keep it whole in the tail.
+				out = append(out, path[start:])
+				return out
+			}
+		}
+	}
+	return append(out, path[start:])
+}
+
+func isPlainKey(seg string) bool {
+	allDigits := true
+	for i := 0; i < len(seg); i++ {
+		c := seg[i]
+		if c == '\\' {
+			i++
+			allDigits = false
+			continue
+		}
+		switch c {
+		case '*', '?', '#', '@', '|', '!', '(', ')', '=', '<', '>', '%', '{', '}', '[', ']', ',', '~':
+			return false
+		}
+		if c < '0' || c > '9' {
+			allDigits = false
+		}
+	}
+	return !allDigits
+}
+
+func unescapeKey(seg string) string {
+	if !strings.Contains(seg, "\\") {
+		return seg
+	}
+	var b strings.Builder
+	for i := 0; i < len(seg); i++ {
+		if seg[i] == '\\' && i+1 < len(seg) {
+			i++
+		}
+		b.WriteByte(seg[i])
+	}
+	return b.String()
+}
+
+// escapeKey escapes one object key for use as a path segment.
+func escapeKey(k string) string { return gjson.Escape(k) }
+
+// walk fills slots with the values of every registered path in the object event.
+func (t *pathTable) walk(event gjson.Result, slots []gjson.Result) {
+	walkNode(event, &t.root, slots)
+}
+
+func walkNode(v gjson.Result, n *pnode, slots []gjson.Result) {
+	if n.slot >= 0 {
+		slots[n.slot] = v
+	}
+	for _, tl := range n.tails {
+		slots[tl.slot] = v.Get(tl.path)
+	}
+	if len(n.children) == 0 || !v.IsObject() {
+		return
+	}
+	remaining := len(n.children)
+	v.ForEach(func(k, val gjson.Result) bool {
+		c := n.children[k.Str]
+		if c == nil {
+			return true
+		}
+		walkNode(val, c, slots)
+		remaining--
+		return remaining > 0
+	})
+}

@@ -1,0 +1,300 @@
+package mapping
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// reader walks yaml.Node trees against an ObjectSpec, collecting diagnostics with positions.
+type reader struct {
+	file  string
+	diags Diagnostics
+}
+
+func (r *reader) errAt(n *yaml.Node, code, msg, hint string) {
+	d := Diagnostic{File: r.file, Code: code, Msg: msg, Hint: hint}
+	if n != nil {
+		d.Line, d.Col = n.Line, n.Column
+	}
+	r.diags = append(r.diags, d)
+}
+
+// parseYAML parses a document into its root mapping node.
+func (r *reader) parseYAML(data []byte) *yaml.Node {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		line, msg := yamlErrorLine(err)
+		r.diags = append(r.diags, Diagnostic{File: r.file, Line: line, Col: 1, Code: CodeYAML, Msg: msg,
+			Hint: "fix the YAML syntax; indentation must use spaces"})
+		return nil
+	}
+	if len(doc.Content) == 0 {
+		r.errAt(&doc, CodeYAML, "the file is empty", "")
+		return nil
+	}
+	return doc.Content[0]
+}
+
+// yamlErrorLine extracts "line N" from a yaml.v3 error message.
+func yamlErrorLine(err error) (int, string) {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if i := strings.Index(msg, "line "); i >= 0 {
+		rest := msg[i+5:]
+		j := 0
+		for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
+			j++
+		}
+		if n, err := strconv.Atoi(rest[:j]); err == nil {
+			after := strings.TrimLeft(rest[j:], ": ")
+			return n, after
+		}
+	}
+	return 1, msg
+}
+
+// entry is one key/value pair of a YAML mapping, in document order.
+type entry struct {
+	Key   string
+	KeyN  *yaml.Node
+	Value *yaml.Node
+}
+
+// pairs returns the entries of a mapping node, reporting duplicate keys.
+func (r *reader) pairs(n *yaml.Node, what string) []entry {
+	n = resolve(n)
+	if n == nil || n.Kind != yaml.MappingNode {
+		if n != nil && !(n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
+			r.errAt(n, CodeWrongType, what+" must be a mapping of key: value", "")
+		}
+		return nil
+	}
+	out := make([]entry, 0, len(n.Content)/2)
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			r.errAt(k, CodeWrongType, "keys of "+what+" must be plain scalars", "")
+			continue
+		}
+		if seen[k.Value] {
+			r.errAt(k, CodeDuplicate, fmt.Sprintf("%q appears twice in %s", k.Value, what), "remove one of them")
+			continue
+		}
+		seen[k.Value] = true
+		out = append(out, entry{Key: k.Value, KeyN: k, Value: v})
+	}
+	return out
+}
+
+func resolve(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		return n.Content[0]
+	}
+	return n
+}
+
+// object checks a mapping node against spec and returns its values by key (key nodes under "@key").
+func (r *reader) object(n *yaml.Node, spec *ObjectSpec) (vals map[string]*yaml.Node, keys map[string]*yaml.Node, ok bool) {
+	n = resolve(n)
+	if n == nil || n.Kind != yaml.MappingNode {
+		r.errAt(n, CodeWrongType, "a "+spec.Name+" must be a mapping", "see `woorelay docs` for the keys a "+spec.Name+" takes")
+		return nil, nil, false
+	}
+	vals, keys = map[string]*yaml.Node{}, map[string]*yaml.Node{}
+	for _, e := range r.pairs(n, "a "+spec.Name) {
+		if spec.key(e.Key) == nil {
+			hint := "valid keys: " + strings.Join(spec.names(), ", ")
+			if s := didYouMean(e.Key, spec.names()); s != "" {
+				hint = "did you mean " + strconv.Quote(s) + "?"
+			}
+			r.errAt(e.KeyN, CodeUnknownKey, fmt.Sprintf("unknown key %q in a %s", e.Key, spec.Name), hint)
+			continue
+		}
+		vals[e.Key] = resolve(e.Value)
+		keys[e.Key] = e.KeyN
+	}
+	for _, k := range spec.Keys {
+		if k.Required && vals[k.Name] == nil {
+			r.errAt(n, CodeMissingKey, fmt.Sprintf("a %s needs %q", spec.Name, k.Name), k.Doc)
+		}
+	}
+	return vals, keys, true
+}
+
+// str reads a scalar string; nil nodes give "".
+func (r *reader) str(n *yaml.Node, what string) string {
+	if n == nil {
+		return ""
+	}
+	if n.Kind != yaml.ScalarNode {
+		r.errAt(n, CodeWrongType, what+" must be a string", "")
+		return ""
+	}
+	return n.Value
+}
+
+func (r *reader) boolean(n *yaml.Node, what string) bool {
+	if n == nil {
+		return false
+	}
+	var b bool
+	if n.Kind != yaml.ScalarNode || n.Decode(&b) != nil {
+		r.errAt(n, CodeWrongType, what+" must be true or false", "")
+	}
+	return b
+}
+
+func (r *reader) integer(n *yaml.Node, what string) (int64, bool) {
+	if n == nil {
+		return 0, false
+	}
+	var i int64
+	if n.Kind != yaml.ScalarNode || n.Decode(&i) != nil {
+		r.errAt(n, CodeWrongType, what+" must be an integer", "")
+		return 0, false
+	}
+	return i, true
+}
+
+// strList reads a sequence of strings; a single scalar is a one-element list.
+func (r *reader) strList(n *yaml.Node, what string) []string {
+	if n == nil {
+		return nil
+	}
+	if n.Kind == yaml.ScalarNode {
+		return []string{n.Value}
+	}
+	if n.Kind != yaml.SequenceNode {
+		r.errAt(n, CodeWrongType, what+" must be a list of strings", "")
+		return nil
+	}
+	out := make([]string, 0, len(n.Content))
+	for _, c := range n.Content {
+		c = resolve(c)
+		if c.Kind != yaml.ScalarNode {
+			r.errAt(c, CodeWrongType, what+" must be a list of strings", "")
+			continue
+		}
+		out = append(out, c.Value)
+	}
+	return out
+}
+
+// enum reads a scalar that must be one of options.
+func (r *reader) enum(n *yaml.Node, what string, options ...string) string {
+	s := r.str(n, what)
+	if n == nil || s == "" {
+		return ""
+	}
+	for _, o := range options {
+		if s == o {
+			return s
+		}
+	}
+	hint := "one of: " + strings.Join(options, ", ")
+	if d := didYouMean(s, options); d != "" {
+		hint = "did you mean " + strconv.Quote(d) + "? (" + hint + ")"
+	}
+	r.errAt(n, CodeBadValue, fmt.Sprintf("%s %q is not allowed", what, s), hint)
+	return ""
+}
+
+// scalarValue turns a YAML scalar into a Value: YAML strings stay strings; ints, floats and
+// bools keep their text as JSON numbers and booleans.
+func (r *reader) scalarValue(n *yaml.Node, what string) (Value, bool) {
+	n = resolve(n)
+	if n == nil {
+		return Value{}, false
+	}
+	switch n.Kind {
+	case yaml.ScalarNode:
+		switch n.Tag {
+		case "!!null":
+			return Value{Kind: Null}, true
+		case "!!bool":
+			var b bool
+			_ = n.Decode(&b)
+			v, _ := fromAny(b)
+			return v, true
+		case "!!int", "!!float":
+			if isJSONNumber(n.Value) {
+				return Value{Kind: Number, Text: n.Value}, true
+			}
+			return Value{Kind: String, Text: n.Value}, true
+		}
+		return Value{Kind: String, Text: n.Value}, true
+	default:
+		var x any
+		if err := n.Decode(&x); err != nil {
+			r.errAt(n, CodeWrongType, what+" is not a valid value: "+err.Error(), "")
+			return Value{}, false
+		}
+		v, err := fromAny(normalizeYAML(x))
+		if err != nil {
+			r.errAt(n, CodeWrongType, what+" cannot be encoded as JSON: "+err.Error(), "")
+			return Value{}, false
+		}
+		return v, true
+	}
+}
+
+func normalizeYAML(x any) any {
+	switch t := x.(type) {
+	case map[string]any:
+		for k, v := range t {
+			t[k] = normalizeYAML(v)
+		}
+	case []any:
+		for i, v := range t {
+			t[i] = normalizeYAML(v)
+		}
+	}
+	return x
+}
+
+func isJSONNumber(s string) bool {
+	if s == "" {
+		return false
+	}
+	i := 0
+	if s[0] == '-' {
+		i++
+	}
+	digitsSeen := false
+	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+		digitsSeen = true
+	}
+	if !digitsSeen {
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		d := false
+		for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+			d = true
+		}
+		if !d {
+			return false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		d := false
+		for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+			d = true
+		}
+		if !d {
+			return false
+		}
+	}
+	return i == len(s)
+}

@@ -1,0 +1,626 @@
+package mapping
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+	"github.com/tidwall/gjson"
+)
+
+// Outcome is what happened to one event.
+type Outcome uint8
+
+// The three outcomes of running a program on an event.
+const (
+	Send     Outcome = iota // the event became one or more requests
+	Rejected                // the event cannot be sent; Code and Error say why
+	Skipped                 // the event was filtered out on purpose; Reason says why
+)
+
+var outcomeNames = [...]string{"send", "rejected", "skipped"}
+
+// String returns send, rejected or skipped.
+func (o Outcome) String() string { return outcomeNames[o] }
+
+// Param is one query parameter or header, with its value as it will be sent (before URL encoding).
+type Param struct {
+	Name  string
+	Value string
+}
+
+// Request is one HTTP request to the destination.
+type Request struct {
+	Method   string
+	Endpoint string // the endpoint's path, e.g. /track/ce
+	URL      string // full URL with the encoded query
+	Params   []Param
+	Headers  []Param
+}
+
+// Result is the outcome of one event.
+type Result struct {
+	Outcome  Outcome
+	Mapping  string    // the mapping that applied, if any
+	Requests []Request // when Outcome is Send
+	Code     string    // when Rejected
+	Error    string    // when Rejected
+	Reason   string    // when Skipped
+	Warnings []string  // things the contract corrected (a clamped timestamp, ...)
+}
+
+// state is the per-goroutine scratch space of a run.
+type state struct {
+	slots        []gjson.Result
+	env          exprEnv
+	vm           vm.VM
+	materialized bool
+	params       []Param
+}
+
+// Run maps one event, read at time now. It is safe to call from many goroutines.
+func (p *Program) Run(event []byte, now time.Time) Result {
+	return p.RunString(string(event), now)
+}
+
+// RunString is Run for an event already held as a string; the result's values may share its memory.
+func (p *Program) RunString(event string, now time.Time) Result {
+	st := p.pool.Get().(*state)
+	res := p.run(st, event, now.UnixMilli(), nil)
+	p.pool.Put(st)
+	return res
+}
+
+// Explain maps one event like Run and also returns a trace of every decision.
+func (p *Program) Explain(event []byte, now time.Time) (Result, *Trace) {
+	st := p.pool.Get().(*state)
+	tr := &Trace{}
+	res := p.run(st, string(event), now.UnixMilli(), tr)
+	p.pool.Put(st)
+	return res, tr
+}
+
+func rejected(mapping, code, msg string) Result {
+	return Result{Outcome: Rejected, Mapping: mapping, Code: code, Error: msg}
+}
+
+func (p *Program) run(st *state, event string, now int64, tr *Trace) Result {
+	if !gjson.Valid(event) {
+		return rejected("", RejectInvalidJSON, "the event is not valid JSON")
+	}
+	root := gjson.Parse(event)
+	if !root.IsObject() {
+		return rejected("", RejectInvalidJSON, "the event is a JSON "+fromResult(root).Kind.String()+", want an object")
+	}
+	clear(st.slots)
+	st.materialized = false
+	p.paths.walk(root, st.slots)
+
+	var m *cmapping
+	for _, cand := range p.mappings {
+		if cand.when == nil {
+			m = cand
+			tr.when(cand.name, "", true, nil)
+			break
+		}
+		ok, err := p.evalBool(st, cand.when)
+		tr.when(cand.name, cand.doc.When, ok, err)
+		if err != nil {
+			return rejected(cand.name, RejectExpression, fmt.Sprintf("when of mapping %q: %v", cand.name, err))
+		}
+		if ok {
+			m = cand
+			break
+		}
+	}
+	if m == nil {
+		t := fromResult(root.Get("type"))
+		return Result{Outcome: Skipped, Reason: fmt.Sprintf("no mapping of preset %q applies to this event (type %s)", p.Name, t.JSON())}
+	}
+	if tr != nil {
+		tr.Mapping = m.name
+	}
+	if m.skip != nil {
+		return Result{Outcome: Skipped, Mapping: m.name, Reason: p.render(st, m.skip)}
+	}
+	if m.rejMsg != nil {
+		return rejected(m.name, m.rejCode, p.render(st, m.rejMsg))
+	}
+
+	params := st.params[:0]
+	for _, f := range m.fields {
+		v, out := p.evalField(st, f, tr)
+		if out != nil {
+			out.Mapping = m.name
+			return *out
+		}
+		if v.Kind != Missing {
+			params = append(params, Param{Name: f.name, Value: v.QueryText()})
+		}
+	}
+	var headers []Param
+	for _, f := range m.headers {
+		v, out := p.evalField(st, f, tr)
+		if out != nil {
+			out.Mapping = m.name
+			return *out
+		}
+		if v.Kind != Missing {
+			headers = append(headers, Param{Name: f.name, Value: v.QueryText()})
+		}
+	}
+	nExplicit := len(params)
+	for _, s := range m.spreads {
+		var clash string
+		params, clash = p.spread(st, s, params, nExplicit, tr)
+		if clash != "" {
+			st.params = params
+			return rejected(m.name, RejectSpreadClash, clash)
+		}
+	}
+	st.params = params
+
+	var warnings []string
+	params, res := p.checkIdentity(params, tr)
+	if res != nil {
+		res.Mapping = m.name
+		return *res
+	}
+	if m.needEvent && indexOf(params, p.bp.EventParam) < 0 {
+		return rejected(m.name, RejectEmptyEndpoint, fmt.Sprintf("no %q parameter: %s records events and needs one", p.bp.EventParam, m.endpoint.Path))
+	}
+	if tp := p.contract.TimestampParam; tp != "" {
+		if i := indexOf(params, tp); i >= 0 {
+			ts, err := strconv.ParseInt(params[i].Value, 10, 64)
+			if err != nil {
+				return rejected(m.name, RejectBadValue, fmt.Sprintf("parameter %q must be epoch milliseconds, got %q", tp, params[i].Value))
+			}
+			if ts > now+p.contract.MaxFutureMs {
+				switch p.contract.OnFuture {
+				case "clamp":
+					params[i].Value = strconv.FormatInt(now, 10)
+					warnings = append(warnings, fmt.Sprintf("timestamp %d was in the future; clamped to now (%d)", ts, now))
+				case "drop":
+					params = append(params[:i], params[i+1:]...)
+					warnings = append(warnings, fmt.Sprintf("timestamp %d was in the future; dropped", ts))
+				default:
+					return rejected(m.name, RejectFuture, fmt.Sprintf("timestamp %s is %s in the future; Woopra does not report future events reliably",
+						time.UnixMilli(ts).UTC().Format(time.RFC3339Nano), time.Duration(ts-now)*time.Millisecond))
+				}
+			}
+		}
+	}
+	out := make([]Param, len(params))
+	copy(out, params)
+	req := Request{Method: m.endpoint.Method, Endpoint: m.endpoint.Path, URL: buildURL(m.url, out), Params: out, Headers: headers}
+	if tr != nil {
+		tr.Result = req.URL
+	}
+	return Result{Outcome: Send, Mapping: m.name, Requests: []Request{req}, Warnings: warnings}
+}
+
+func indexOf(params []Param, name string) int {
+	for i := range params {
+		if params[i].Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func (p *Program) checkIdentity(params []Param, tr *Trace) ([]Param, *Result) {
+	id := p.identity
+	if len(id.Order) == 0 {
+		return params, nil
+	}
+	best := -1
+	for i, name := range id.Order {
+		if j := indexOf(params, name); j >= 0 && params[j].Value != "" {
+			best = i
+			break
+		}
+	}
+	if best < 0 {
+		tr.identity(fmt.Sprintf("order %s: none present; when_none: %s", strings.Join(id.Order, " > "), id.WhenNone))
+		if id.WhenNone == "send" {
+			return params, nil
+		}
+		return params, &Result{Outcome: Rejected, Code: RejectNoIdentity,
+			Error: fmt.Sprintf("the event has no visitor identifier: none of %s is present; Woopra could not attribute it to a profile", strings.Join(id.Order, ", "))}
+	}
+	tr.identity(fmt.Sprintf("order %s: %s wins; send %s", strings.Join(id.Order, " > "), id.Order[best], id.Send))
+	if id.Send == "highest" {
+		for _, lower := range id.Order[best+1:] {
+			if j := indexOf(params, lower); j >= 0 {
+				params = append(params[:j], params[j+1:]...)
+			}
+		}
+	}
+	return params, nil
+}
+
+// materialize converts the values expressions read into Go values, once per event.
+func (p *Program) materialize(st *state) {
+	if st.materialized {
+		return
+	}
+	for _, s := range p.exprSlots {
+		st.env.P[s] = fromResult(st.slots[s]).toAny()
+	}
+	st.materialized = true
+}
+
+func (p *Program) evalAny(st *state, prog *vm.Program, value any) (any, error) {
+	p.materialize(st)
+	st.env.Value = value
+	out, err := st.vm.Run(prog, &st.env)
+	st.env.Value = nil
+	return out, err
+}
+
+func (p *Program) evalBool(st *state, prog *vm.Program) (bool, error) {
+	out, err := p.evalAny(st, prog, nil)
+	if err != nil {
+		return false, err
+	}
+	b, _ := out.(bool)
+	return b, nil
+}
+
+func (p *Program) render(st *state, t *template) string {
+	if len(t.parts) == 1 && t.parts[0].prog == nil && t.parts[0].slot < 0 {
+		return t.parts[0].lit
+	}
+	var b strings.Builder
+	for _, part := range t.parts {
+		switch {
+		case part.slot >= 0:
+			b.WriteString(fromResult(st.slots[part.slot]).QueryText())
+		case part.prog != nil:
+			out, err := p.evalAny(st, part.prog, nil)
+			if err == nil {
+				v, _ := fromAny(out)
+				b.WriteString(v.QueryText())
+			}
+		default:
+			b.WriteString(part.lit)
+		}
+	}
+	return b.String()
+}
+
+// evalField computes one field. A non-nil Result ends the event (rejected or skipped).
+func (p *Program) evalField(st *state, f *cfield, tr *Trace) (Value, *Result) {
+	var v Value
+	var ft *FieldTrace
+	if tr != nil {
+		ft = tr.field(f)
+	}
+	switch f.src {
+	case srcPath:
+		v = fromResult(st.slots[f.slot])
+		if why := f.present.absence(v); why != "" {
+			if ft != nil {
+				ft.step("%s: %s", f.doc.Path, why)
+			}
+			v = Value{}
+		} else {
+			if ft != nil {
+				ft.step("%s = %s", f.doc.Path, v.JSON())
+			}
+		}
+	case srcFirst:
+		for i, s := range f.slots {
+			c := fromResult(st.slots[s])
+			if why := f.present.absence(c); why != "" {
+				if ft != nil {
+					ft.step("first[%d] %s: %s", i, f.doc.First[i], why)
+				}
+				continue
+			}
+			if ft != nil {
+				ft.step("first[%d] %s = %s (wins)", i, f.doc.First[i], c.JSON())
+			}
+			v = c
+			break
+		}
+	case srcConst:
+		v = f.constant
+		if f.doc.Source == "setting" {
+			if ft != nil {
+				ft.step("setting %s = %s", f.doc.Setting, v.JSON())
+			}
+		} else {
+			if ft != nil {
+				ft.step("value %s", v.JSON())
+			}
+		}
+	case srcTemplate:
+		v = Value{Kind: String, Text: p.render(st, f.tmpl)}
+		if ft != nil {
+			ft.step("template -> %s", v.JSON())
+		}
+	case srcExpr:
+		out, err := p.evalAny(st, f.prog, nil)
+		if err != nil {
+			return v, p.fieldError(f, ft, fmt.Errorf("expr: %v", err), RejectExpression)
+		}
+		cv, err := fromAny(out)
+		if err != nil {
+			return v, p.fieldError(f, ft, err, RejectExpression)
+		}
+		v = cv
+		if ft != nil {
+			ft.step("expr -> %s", v.JSON())
+		}
+	}
+	if f.src != srcFirst && f.src != srcPath {
+		if why := f.present.absence(v); why != "" {
+			v = Value{}
+		}
+	} else if v.Kind == Null && f.present != PresentDefined {
+		v = Value{}
+	}
+	if v.Kind == Missing && f.def != nil {
+		v = *f.def
+		if ft != nil {
+			ft.step("default %s", v.JSON())
+		}
+	}
+	if v.Kind == Missing {
+		if f.required {
+			ft.done(v)
+			return v, &Result{Outcome: Rejected, Code: RejectMissing, Error: fmt.Sprintf("required field %q has no value (%s)", f.name, f.sourceText())}
+		}
+		ft.done(v)
+		return v, nil
+	}
+	if f.table != nil {
+		key := v.QueryText()
+		if out, ok := f.table.find(key); ok {
+			if ft != nil {
+				ft.step("table %s: %q -> %q", f.table.Name, key, out)
+			}
+			v = Value{Kind: String, Text: out}
+		} else {
+			switch f.table.Otherwise {
+			case "drop":
+				if ft != nil {
+					ft.step("table %s: %q not found; dropped", f.table.Name, key)
+				}
+				ft.done(Value{})
+				return Value{}, nil
+			case "skip":
+				if ft != nil {
+					ft.step("table %s: %q not found; event skipped", f.table.Name, key)
+				}
+				return v, &Result{Outcome: Skipped, Reason: fmt.Sprintf("%s %q is not in table %q", f.name, key, f.table.Name)}
+			case "value":
+				if ft != nil {
+					ft.step("table %s: %q not found; otherwise %q", f.table.Name, key, f.table.OtherValue)
+				}
+				v = Value{Kind: String, Text: f.table.OtherValue}
+			default:
+				if ft != nil {
+					ft.step("table %s: %q not found; kept", f.table.Name, key)
+				}
+			}
+		}
+	}
+	if f.transform != nil {
+		out, err := p.evalAny(st, f.transform, v.toAny())
+		if err != nil {
+			return v, p.fieldError(f, ft, fmt.Errorf("transform: %v", err), RejectExpression)
+		}
+		cv, err := fromAny(out)
+		if err != nil {
+			return v, p.fieldError(f, ft, err, RejectExpression)
+		}
+		if ft != nil {
+			ft.step("transform -> %s", cv.JSON())
+		}
+		v = cv
+		if v.Kind == Missing || v.Kind == Null && f.present != PresentDefined {
+			ft.done(Value{})
+			return Value{}, nil
+		}
+	}
+	if f.as != AsNone {
+		cv, err := convert(f.as, v)
+		if err != nil {
+			return v, p.fieldError(f, ft, err, RejectBadValue)
+		}
+		if ft != nil {
+			ft.step("as %s -> %s", f.as, cv.JSON())
+		}
+		v = cv
+	}
+	ft.done(v)
+	return v, nil
+}
+
+func (f *cfield) sourceText() string {
+	switch f.doc.Source {
+	case "path":
+		return "path " + f.doc.Path
+	case "first":
+		return "first of " + strings.Join(f.doc.First, ", ")
+	case "setting":
+		return "setting " + f.doc.Setting + " is unset"
+	}
+	return f.doc.Source
+}
+
+// fieldError turns a failed conversion into a rejection, or drops the field under on_error: drop.
+func (p *Program) fieldError(f *cfield, ft *FieldTrace, err error, code string) *Result {
+	if f.dropOnErr {
+		if ft != nil {
+			ft.step("error %v; dropped (on_error: drop)", err)
+		}
+		return nil
+	}
+	if ft != nil {
+		ft.step("error %v; event rejected", err)
+	}
+	return &Result{Outcome: Rejected, Code: code, Error: fmt.Sprintf("field %q: %v", f.name, err)}
+}
+
+// find looks a key up, folding case when the table says so.
+func (t *Table) find(key string) (string, bool) {
+	if t.Fold {
+		key = strings.ToLower(key)
+	}
+	v, ok := t.Rows[key]
+	return v, ok
+}
+
+func (s *cspread) excluded(k string) bool {
+	if s.exact[k] {
+		return true
+	}
+	for _, g := range s.globs {
+		if globMatch(g, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// globMatch matches s against a pattern where * stands for any run of characters.
+func globMatch(pattern, s string) bool {
+	parts := strings.Split(pattern, "*")
+	if !strings.HasPrefix(s, parts[0]) {
+		return false
+	}
+	s = s[len(parts[0]):]
+	for i := 1; i < len(parts)-1; i++ {
+		j := strings.Index(s, parts[i])
+		if j < 0 {
+			return false
+		}
+		s = s[j+len(parts[i]):]
+	}
+	return strings.HasSuffix(s, parts[len(parts)-1])
+}
+
+// spread copies the keys of the spread's object. It returns a non-empty clash message when the
+// policy is reject and a key collided.
+func (p *Program) spread(st *state, s *cspread, params []Param, nExplicit int, tr *Trace) ([]Param, string) {
+	var src gjson.Result
+	var st0 *SpreadTrace
+	if tr != nil {
+		st0 = tr.spread(s)
+	}
+	for i, slot := range s.slots {
+		r := st.slots[slot]
+		if r.IsObject() && !isEmptyContainer(r.Raw) {
+			src = r
+			if st0 != nil {
+				st0.From = s.doc.From[i]
+			}
+			break
+		}
+	}
+	if !src.IsObject() {
+		return params, ""
+	}
+	var clash string
+	var walk func(obj gjson.Result, keyPrefix string, depth int)
+	walk = func(obj gjson.Result, keyPrefix string, depth int) {
+		obj.ForEach(func(k, val gjson.Result) bool {
+			key := k.Str
+			if keyPrefix != "" {
+				key = keyPrefix + s.sep + key
+			}
+			if key == "" {
+				return true
+			}
+			if s.excluded(key) {
+				st0.add(&st0.Excluded, key)
+				return true
+			}
+			v := fromResult(val)
+			if s.present.absence(v) != "" {
+				return true
+			}
+			if v.Kind == Object {
+				switch {
+				case s.nested == "skip":
+					st0.add(&st0.Excluded, key+" (object)")
+					return true
+				case s.nested == "flatten" && depth < s.maxDepth:
+					walk(val, key, depth+1)
+					return true
+				}
+			}
+			if s.explicit[key] {
+				switch s.conflict {
+				case "explicit_wins":
+					st0.add(&st0.Collided, key+" (explicit wins)")
+					return true
+				case "reject":
+					clash = fmt.Sprintf("spread key %q collides with the explicit field %s%s", key, s.prefix, key)
+					return false
+				default: // spread_wins
+					name := s.prefix + key
+					if i := indexOf(params[:nExplicit], name); i >= 0 {
+						params[i].Value = v.QueryText()
+						st0.add(&st0.Collided, key+" (spread wins)")
+						return true
+					}
+				}
+			}
+			name := s.prefix + key
+			if indexOf(params[nExplicit:], name) >= 0 {
+				st0.add(&st0.Collided, key+" (an earlier spread wins)")
+				return true
+			}
+			params = append(params, Param{Name: name, Value: v.QueryText()})
+			st0.add(&st0.Copied, key)
+			return true
+		})
+	}
+	walk(src, "", 1)
+	return params, clash
+}
+
+// buildURL appends the encoded query to base.
+func buildURL(base string, params []Param) string {
+	n := len(base) + 1
+	for _, p := range params {
+		n += len(p.Name) + len(p.Value) + 2
+	}
+	b := make([]byte, 0, n+n/4)
+	b = append(b, base...)
+	for i, p := range params {
+		if i == 0 {
+			b = append(b, '?')
+		} else {
+			b = append(b, '&')
+		}
+		b = appendQueryEscape(b, p.Name)
+		b = append(b, '=')
+		b = appendQueryEscape(b, p.Value)
+	}
+	return string(b)
+}
+
+const upperhex = "0123456789ABCDEF"
+
+// appendQueryEscape escapes like url.QueryEscape: unreserved bytes stay, space becomes +.
+func appendQueryEscape(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '.', c == '~':
+			b = append(b, c)
+		case c == ' ':
+			b = append(b, '+')
+		default:
+			b = append(b, '%', upperhex[c>>4], upperhex[c&15])
+		}
+	}
+	return b
+}
