@@ -246,7 +246,7 @@ func (c *compiler) resolveSettings(opts Options) {
 			p.settings[d.Name] = *d.Default
 		} else if d.Required && !opts.AllowUnsetRequired {
 			r.diags = append(r.diags, Diagnostic{File: setFile, Code: CodeBadSetting,
-				Msg: fmt.Sprintf("setting %q is required", d.Name), Hint: fmt.Sprintf("pass --set %s=VALUE (%s)", d.Name, d.Description)})
+				Msg: fmt.Sprintf("setting %q is required", d.Name), Hint: fmt.Sprintf("pass --set %s=VALUE; %s", d.Name, d.Description)})
 		}
 	}
 }

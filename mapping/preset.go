@@ -124,10 +124,12 @@ func parsePreset(r *reader, data []byte) *presetDoc {
 			p.tableOrder = append(p.tableOrder, e.Key)
 		}
 	}
-	if cv, _, ok := r.object(vals["common"], &CommonSpec); ok && vals["common"] != nil {
-		p.Common.Fields = r.fields(cv["fields"], "fields")
-		p.Common.Headers = r.fields(cv["headers"], "headers")
-		p.Common.Spread = r.spreads(cv["spread"])
+	if vals["common"] != nil {
+		if cv, _, ok := r.object(vals["common"], &CommonSpec); ok {
+			p.Common.Fields = r.fields(cv["fields"], "fields")
+			p.Common.Headers = r.fields(cv["headers"], "headers")
+			p.Common.Spread = r.spreads(cv["spread"])
+		}
 	}
 	p.Mappings = r.mappings(vals["mappings"])
 	return p

@@ -538,7 +538,7 @@ func (p *Program) spread(st *state, s *cspread, params []Param, nExplicit int, t
 				return true
 			}
 			if s.excluded(key) {
-				st0.add(&st0.Excluded, key)
+				st0.add(excludedKey, key)
 				return true
 			}
 			v := fromResult(val)
@@ -548,7 +548,7 @@ func (p *Program) spread(st *state, s *cspread, params []Param, nExplicit int, t
 			if v.Kind == Object {
 				switch {
 				case s.nested == "skip":
-					st0.add(&st0.Excluded, key+" (object)")
+					st0.add(excludedKey, key+" (object)")
 					return true
 				case s.nested == "flatten" && depth < s.maxDepth:
 					walk(val, key, depth+1)
@@ -558,7 +558,7 @@ func (p *Program) spread(st *state, s *cspread, params []Param, nExplicit int, t
 			if s.explicit[key] {
 				switch s.conflict {
 				case "explicit_wins":
-					st0.add(&st0.Collided, key+" (explicit wins)")
+					st0.add(collidedKey, key+" (explicit wins)")
 					return true
 				case "reject":
 					clash = fmt.Sprintf("spread key %q collides with the explicit field %s%s", key, s.prefix, key)
@@ -567,18 +567,18 @@ func (p *Program) spread(st *state, s *cspread, params []Param, nExplicit int, t
 					name := s.prefix + key
 					if i := indexOf(params[:nExplicit], name); i >= 0 {
 						params[i].Value = v.QueryText()
-						st0.add(&st0.Collided, key+" (spread wins)")
+						st0.add(collidedKey, key+" (spread wins)")
 						return true
 					}
 				}
 			}
 			name := s.prefix + key
 			if indexOf(params[nExplicit:], name) >= 0 {
-				st0.add(&st0.Collided, key+" (an earlier spread wins)")
+				st0.add(collidedKey, key+" (an earlier spread wins)")
 				return true
 			}
 			params = append(params, Param{Name: name, Value: v.QueryText()})
-			st0.add(&st0.Copied, key)
+			st0.add(copiedKey, key)
 			return true
 		})
 	}

@@ -94,9 +94,25 @@ func (f *FieldTrace) done(v Value) {
 	f.Value = v.QueryText()
 }
 
-func (s *SpreadTrace) add(list *[]string, key string) {
-	if s != nil {
-		*list = append(*list, key)
+type spreadEvent uint8
+
+const (
+	copiedKey spreadEvent = iota
+	excludedKey
+	collidedKey
+)
+
+func (s *SpreadTrace) add(what spreadEvent, key string) {
+	if s == nil {
+		return
+	}
+	switch what {
+	case copiedKey:
+		s.Copied = append(s.Copied, key)
+	case excludedKey:
+		s.Excluded = append(s.Excluded, key)
+	default:
+		s.Collided = append(s.Collided, key)
 	}
 }
 

@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tidwall/gjson"
+	"github.com/woorelay/woorelay/mapping"
+	"github.com/woorelay/woorelay/presets"
+)
+
+// settingFlags collects repeated --set KEY=VALUE flags.
+type settingFlags map[string]string
+
+func (s settingFlags) String() string { return "" }
+
+func (s settingFlags) Set(kv string) error {
+	k, v, ok := strings.Cut(kv, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want KEY=VALUE, got %q", kv)
+	}
+	s[k] = v
+	return nil
+}
+
+func cmdTransform(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("transform", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	preset := fs.String("preset", "default", "built-in preset name or preset `file`")
+	settings := settingFlags{}
+	fs.Var(settings, "set", "a setting as `KEY=VALUE` (repeatable), e.g. --set project=example.com")
+	nowFlag := fs.String("now", "", "read events as if at this `time` (RFC 3339); default: the current time")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 1 {
+		fmt.Fprintln(stderr, "woorelay transform: give at most one input file (or - for standard input)")
+		return 2
+	}
+	now := time.Now()
+	if *nowFlag != "" {
+		t, err := time.Parse(time.RFC3339Nano, *nowFlag)
+		if err != nil {
+			fmt.Fprintf(stderr, "woorelay transform: --now %q is not an RFC 3339 time (e.g. 2024-05-01T12:00:00Z)\n", *nowFlag)
+			return 2
+		}
+		now = t
+	}
+	prog, err := presets.Load(*preset, settings)
+	if err != nil {
+		printConfigError(stderr, err)
+		return 2
+	}
+	in := stdin
+	if name := fs.Arg(0); name != "" && name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			fmt.Fprintf(stderr, "woorelay transform: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		in = f
+	}
+	data, err := io.ReadAll(in)
+	if err != nil {
+		fmt.Fprintf(stderr, "woorelay transform: reading input: %v\n", err)
+		return 1
+	}
+	out := bufio.NewWriterSize(stdout, 64<<10)
+	var line []byte
+	index := 0
+	emit := func(res mapping.Result) {
+		line = appendResult(line[:0], index, res)
+		out.Write(line)
+		index++
+	}
+	if err := eachEvent(data, func(event []byte, bad error) {
+		if bad != nil {
+			emit(mapping.Result{Outcome: mapping.Rejected, Code: mapping.RejectInvalidJSON, Error: bad.Error()})
+			return
+		}
+		emit(prog.Run(event, now))
+	}); err != nil {
+		out.Flush()
+		fmt.Fprintf(stderr, "woorelay transform: %v\n", err)
+		return 1
+	}
+	if err := out.Flush(); err != nil {
+		fmt.Fprintf(stderr, "woorelay transform: writing output: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func printConfigError(w io.Writer, err error) {
+	var ds mapping.Diagnostics
+	if errors.As(err, &ds) {
+		for _, d := range ds {
+			fmt.Fprintln(w, d.Error())
+		}
+		return
+	}
+	fmt.Fprintln(w, err.Error())
+}
+
+// eachEvent splits input into events. A whole-input JSON array or {"batch":[...]} yields its
+// elements; a whole-input JSON object is one event; otherwise every non-blank line is one event
+// (NDJSON), and a line that is not valid JSON is reported through bad without stopping the rest.
+func eachEvent(data []byte, fn func(event []byte, bad error)) error {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		return nil
+	}
+	if gjson.ValidBytes(trimmed) {
+		whole := gjson.ParseBytes(trimmed)
+		switch {
+		case whole.IsArray():
+			whole.ForEach(func(_, v gjson.Result) bool {
+				fn([]byte(v.Raw), nil)
+				return true
+			})
+			return nil
+		case whole.IsObject():
+			if batch := whole.Get("batch"); batch.IsArray() && !whole.Get("type").Exists() {
+				batch.ForEach(func(_, v gjson.Result) bool {
+					fn([]byte(v.Raw), nil)
+					return true
+				})
+				return nil
+			}
+			fn(trimmed, nil)
+			return nil
+		}
+		return fmt.Errorf("the input is a single JSON %s; want an event object, an array of events, {\"batch\":[...]} or NDJSON", whole.Type)
+	}
+	lineNo := 0
+	for len(data) > 0 {
+		var ln []byte
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			ln, data = data[:i], data[i+1:]
+		} else {
+			ln, data = data, nil
+		}
+		lineNo++
+		ln = bytes.TrimSpace(ln)
+		if len(ln) == 0 {
+			continue
+		}
+		if !gjson.ValidBytes(ln) {
+			fn(nil, fmt.Errorf("line %d is not valid JSON", lineNo))
+			continue
+		}
+		fn(ln, nil)
+	}
+	return nil
+}
+
+// appendResult renders one outcome as the transform command's JSON line.
+func appendResult(b []byte, index int, res mapping.Result) []byte {
+	b = append(b, `{"index":`...)
+	b = strconv.AppendInt(b, int64(index), 10)
+	b = append(b, `,"outcome":`...)
+	b = strconv.AppendQuote(b, res.Outcome.String())
+	if res.Mapping != "" {
+		b = append(b, `,"mapping":`...)
+		b = appendJSONString(b, res.Mapping)
+	}
+	switch res.Outcome {
+	case mapping.Send:
+		b = append(b, `,"requests":[`...)
+		for i, r := range res.Requests {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"method":`...)
+			b = appendJSONString(b, r.Method)
+			b = append(b, `,"endpoint":`...)
+			b = appendJSONString(b, r.Endpoint)
+			b = append(b, `,"url":`...)
+			b = appendJSONString(b, r.URL)
+			b = append(b, `,"params":`...)
+			b = appendParams(b, r.Params)
+			b = append(b, `,"headers":`...)
+			b = appendParams(b, r.Headers)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	case mapping.Rejected:
+		b = append(b, `,"code":`...)
+		b = appendJSONString(b, res.Code)
+		b = append(b, `,"error":`...)
+		b = appendJSONString(b, res.Error)
+	case mapping.Skipped:
+		b = append(b, `,"reason":`...)
+		b = appendJSONString(b, res.Reason)
+	}
+	if len(res.Warnings) > 0 {
+		b = append(b, `,"warnings":[`...)
+		for i, w := range res.Warnings {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, w)
+		}
+		b = append(b, ']')
+	}
+	return append(b, "}\n"...)
+}
+
+func appendParams(b []byte, ps []mapping.Param) []byte {
+	b = append(b, '{')
+	for i, p := range ps {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, p.Name)
+		b = append(b, ':')
+		b = appendJSONString(b, p.Value)
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string (valid UTF-8 is kept, control characters escaped).
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c == '\n':
+			b = append(b, '\\', 'n')
+		case c == '\r':
+			b = append(b, '\\', 'r')
+		case c == '\t':
+			b = append(b, '\\', 't')
+		case c < 0x20:
+			b = append(b, `\u00`...)
+			b = append(b, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&15])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
