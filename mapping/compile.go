@@ -283,6 +283,9 @@ func (c *compiler) mapping(md *mappingDoc, base string) *cmapping {
 		return m
 	}
 	ep := c.bp.Endpoints[md.Endpoint]
+	if ep == nil && !md.hasEndpoint {
+		return nil // the reader reported missing_key
+	}
 	if ep == nil {
 		names := make([]string, 0, len(c.bp.Endpoints))
 		for k := range c.bp.Endpoints {

@@ -301,7 +301,7 @@ func (r *reader) spreads(n *yaml.Node) []*spreadDoc {
 			Nested:      r.enum(sv["nested"], "nested", "json", "flatten", "skip"),
 			Separator:   "_",
 			MaxDepth:    3,
-			Conflict:    r.enum(sv["conflict"], "conflict", "explicit_wins", "spread_wins", "reject"),
+			Conflict:    r.enum(sv["conflict"], "conflict", "explicit_wins", "explicit_when_present", "spread_wins", "reject"),
 		}
 		switch {
 		case sv["from"] != nil && sv["first"] != nil:

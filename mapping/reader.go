@@ -49,10 +49,23 @@ func yamlErrorLine(err error) (int, string) {
 		}
 		if n, err := strconv.Atoi(rest[:j]); err == nil {
 			after := strings.TrimLeft(rest[j:], ": ")
+			if yamlParserProblems[after] {
+				n++ // yaml.v3 numbers the lines of parser (not scanner) errors from 0
+			}
 			return n, after
 		}
 	}
 	return 1, msg
+}
+
+// yamlParserProblems are libyaml's parser error messages; its scanner messages differ from all of them.
+var yamlParserProblems = map[string]bool{
+	"did not find expected ',' or ']'": true, "did not find expected ',' or '}'": true,
+	"did not find expected '-' indicator": true, "did not find expected <document start>": true,
+	"did not find expected <stream-start>": true, "did not find expected key": true,
+	"did not find expected node content": true, "found duplicate %TAG directive": true,
+	"found duplicate %YAML directive": true, "found incompatible YAML document": true,
+	"found undefined tag handle": true,
 }
 
 // entry is one key/value pair of a YAML mapping, in document order.

@@ -107,9 +107,11 @@ func (p *Program) run(st *state, event string, now int64, tr *Trace) Result {
 		}
 		ok, err := p.evalBool(st, cand.when)
 		tr.when(cand.name, cand.doc.When, ok, err)
-		if err != nil {
-			return rejected(cand.name, RejectExpression, fmt.Sprintf("when of mapping %q: %v", cand.name, err))
+		if err == errNotBool {
+			return rejected(cand.name, RejectExpression, fmt.Sprintf("when of mapping %q did not return true or false", cand.name))
 		}
+		// Any other run-time error (a comparison with a missing property, say) means the
+		// condition does not hold; explain shows the error.
 		if ok {
 			m = cand
 			break
@@ -257,17 +259,29 @@ func (p *Program) evalAny(st *state, prog *vm.Program, value any) (any, error) {
 	st.env.Value = value
 	out, err := st.vm.Run(prog, &st.env)
 	st.env.Value = nil
-	return out, err
+	if err != nil {
+		return nil, cleanExprError(err)
+	}
+	return out, nil
 }
 
 func (p *Program) evalBool(st *state, prog *vm.Program) (bool, error) {
 	out, err := p.evalAny(st, prog, nil)
 	if err != nil {
+		// expr's AsBool cast reports a non-boolean result this way.
+		if strings.HasPrefix(err.Error(), "invalid operation: bool(") {
+			return false, errNotBool
+		}
 		return false, err
 	}
-	b, _ := out.(bool)
+	b, ok := out.(bool)
+	if !ok {
+		return false, errNotBool
+	}
 	return b, nil
 }
+
+const errNotBool = valueError("the condition did not return a boolean")
 
 func (p *Program) render(st *state, t *template) string {
 	if len(t.parts) == 1 && t.parts[0].prog == nil && t.parts[0].slot < 0 {
@@ -345,11 +359,11 @@ func (p *Program) evalField(st *state, f *cfield, tr *Trace) (Value, *Result) {
 	case srcExpr:
 		out, err := p.evalAny(st, f.prog, nil)
 		if err != nil {
-			return v, p.fieldError(f, ft, fmt.Errorf("expr: %v", err), RejectExpression)
+			return Value{}, p.fieldError(f, ft, fmt.Errorf("expr: %v", err), RejectExpression)
 		}
 		cv, err := fromAny(out)
 		if err != nil {
-			return v, p.fieldError(f, ft, err, RejectExpression)
+			return Value{}, p.fieldError(f, ft, err, RejectExpression)
 		}
 		v = cv
 		if ft != nil {
@@ -412,11 +426,11 @@ func (p *Program) evalField(st *state, f *cfield, tr *Trace) (Value, *Result) {
 	if f.transform != nil {
 		out, err := p.evalAny(st, f.transform, v.toAny())
 		if err != nil {
-			return v, p.fieldError(f, ft, fmt.Errorf("transform: %v", err), RejectExpression)
+			return Value{}, p.fieldError(f, ft, fmt.Errorf("transform: %v", err), RejectExpression)
 		}
 		cv, err := fromAny(out)
 		if err != nil {
-			return v, p.fieldError(f, ft, err, RejectExpression)
+			return Value{}, p.fieldError(f, ft, err, RejectExpression)
 		}
 		if ft != nil {
 			ft.step("transform -> %s", cv.JSON())
@@ -430,7 +444,7 @@ func (p *Program) evalField(st *state, f *cfield, tr *Trace) (Value, *Result) {
 	if f.as != AsNone {
 		cv, err := convert(f.as, v)
 		if err != nil {
-			return v, p.fieldError(f, ft, err, RejectBadValue)
+			return Value{}, p.fieldError(f, ft, err, RejectBadValue)
 		}
 		if ft != nil {
 			ft.step("as %s -> %s", f.as, cv.JSON())
@@ -459,6 +473,7 @@ func (p *Program) fieldError(f *cfield, ft *FieldTrace, err error, code string) 
 		if ft != nil {
 			ft.step("error %v; dropped (on_error: drop)", err)
 		}
+		ft.done(Value{})
 		return nil
 	}
 	if ft != nil {
@@ -515,7 +530,7 @@ func (p *Program) spread(st *state, s *cspread, params []Param, nExplicit int, t
 	}
 	for i, slot := range s.slots {
 		r := st.slots[slot]
-		if r.IsObject() && !isEmptyContainer(r.Raw) {
+		if r.IsObject() && s.present.absence(Value{Kind: Object, Text: r.Raw}) == "" {
 			src = r
 			if st0 != nil {
 				st0.From = s.doc.From[i]
@@ -560,6 +575,11 @@ func (p *Program) spread(st *state, s *cspread, params []Param, nExplicit int, t
 				case "explicit_wins":
 					st0.add(collidedKey, key+" (explicit wins)")
 					return true
+				case "explicit_when_present":
+					if indexOf(params[:nExplicit], s.prefix+key) >= 0 {
+						st0.add(collidedKey, key+" (explicit wins)")
+						return true
+					}
 				case "reject":
 					clash = fmt.Sprintf("spread key %q collides with the explicit field %s%s", key, s.prefix, key)
 					return false

@@ -71,13 +71,13 @@ var SpreadSpec = ObjectSpec{
 	Keys: []KeySpec{
 		{Name: "description", Type: "string", Doc: "What the spread is for."},
 		{Name: "from", Type: "path", Doc: "The object to copy."},
-		{Name: "first", Type: "list of paths", Doc: "A precedence list of objects; the first non-empty object is copied."},
+		{Name: "first", Type: "list of paths", Doc: "A precedence list of objects; the first object present under `present` is copied ({} counts unless present: non_empty)."},
 		{Name: "prefix", Type: "ce_ | cv_ | cs_", Required: true, Doc: "Prefix of every produced parameter; must be one of the blueprint's custom prefixes."},
 		{Name: "exclude", Type: "list of keys", Doc: "Keys not copied. `*` matches any run of characters (`_*`, `*password*`)."},
 		{Name: "nested", Type: "json | flatten | skip", Doc: "What to do with object values: send compact JSON (default), flatten into prefix+a_b keys, or skip them. Arrays are always sent as JSON."},
 		{Name: "separator", Type: "string", Doc: "Separator for flattened keys (default `_`)."},
 		{Name: "max_depth", Type: "int", Doc: "Deepest level flattened; deeper objects are sent as JSON (default 3)."},
-		{Name: "conflict", Type: "explicit_wins | spread_wins | reject", Doc: "What happens when a produced key equals an explicit field of the mapping: the explicit field wins (default; the spread key is dropped even when the field is absent), the spread value replaces it, or the event is rejected."},
+		{Name: "conflict", Type: "explicit_wins | explicit_when_present | spread_wins | reject", Doc: "What happens when a produced key equals an explicit field of the mapping: the explicit field owns the name (default: the spread key is dropped even when the field is absent), the explicit field wins only when it has a value, the spread value replaces it, or the event is rejected."},
 		{Name: "present", Type: "defined | non_null | non_empty", Doc: "Which values are copied (default non_null: null values are skipped)."},
 	},
 }

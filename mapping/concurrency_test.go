@@ -1,0 +1,131 @@
+package mapping_test
+
+import (
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+
+	"github.com/woorelay/woorelay/mapping"
+)
+
+// concurrencyPreset exercises every part of a run that keeps per-run state: the path walk,
+// expressions (materialized values, the VM, the bound value), templates, tables, spreads,
+// identity and the contract.
+const concurrencyPreset = `tables:
+  names: {match: case_insensitive, otherwise: keep, rows: {Order Completed: purchase, page: pv}}
+common:
+  fields:
+    project: {setting: project}
+    cookie: {first: [integrations.Woopra.cookie, anonymousId], present: non_empty}
+    cv_id: {first: [userId, traits.userId, context.traits.userId], present: non_empty}
+    cv_email: {first: [traits.email, context.traits.email], present: non_empty, transform: lower(trim(value))}
+    timestamp: {first: [timestamp, originalTimestamp], as: epoch_ms}
+  headers:
+    User-Agent: {path: context.userAgent, present: non_empty}
+  spread:
+    - {first: [traits, context.traits], prefix: cv_, exclude: [userId, email, "*password*"], nested: flatten}
+mappings:
+  - name: track
+    when: type == "track"
+    endpoint: ce
+    fields:
+      event: {path: event, lookup: names, required: true}
+      ce_total: {expr: properties.price * properties.quantity}
+      ce_label: {template: "{{ event }} x{{ properties.quantity }} ({{ upper(type) }})"}
+      ce_n: {path: properties.n, as: int, on_error: drop}
+    spread:
+      - {from: properties, prefix: ce_, exclude: [price], nested: json}
+  - name: page
+    when: type == "page"
+    endpoint: ce
+    fields:
+      event: {value: page, lookup: names}
+      ce_url: {first: [properties.url, context.page.url], present: non_empty}
+  - name: identify
+    when: type == "identify"
+    endpoint: identify
+  - name: group
+    when: type == "group"
+    skip: "group {{ groupId }}"
+  - name: alias
+    when: type == "alias"
+    reject: {code: alias, message: "alias {{ userId }}"}
+`
+
+func concurrencyEvents() []string {
+	events := []string{
+		`{"type":"track","event":"Order Completed","userId":"u1","properties":{"price":9.5,"quantity":2,"sku":"A 1","n":"3"},"timestamp":"2024-06-01T11:00:00.123Z","context":{"userAgent":"ua/1"}}`,
+		`{"type":"track","event":"order completed","anonymousId":"anon","properties":{"price":3,"quantity":4,"n":"x","nested":{ "a" : [1, 2] }},"originalTimestamp":1717239600}`,
+		`{"type":"track","event":"Other","traits":{"email":" Ann@Example.COM ","plan":{"tier":"pro"},"password":"p"},"properties":{"price":1,"quantity":1}}`,
+		`{"type":"track","userId":"u2","properties":{}}`,
+		`{"type":"track","event":"x","userId":"u3","timestamp":"2024-06-09T00:00:00Z"}`,
+		`{"type":"track","event":"x","userId":"u3","timestamp":"not a time"}`,
+		`{"type":"track","event":"x"}`,
+		`{"type":"page","userId":"u4","properties":{"url":"https://example.com/a b"},"context":{"traits":{"name":"Ann"}}}`,
+		`{"type":"identify","userId":"u5","traits":{"email":"a@b.c","address":{"city":"Paris","geo":{"lat":1.50}}}}`,
+		`{"type":"group","groupId":"g1","userId":"u6"}`,
+		`{"type":"alias","userId":"u7"}`,
+		`{"type":"screen","userId":"u8"}`,
+		`not json`,
+		`[1,2,3]`,
+	}
+	for i := 0; i < 20; i++ {
+		events = append(events, fmt.Sprintf(`{"type":"track","event":"e%d","userId":"u%d","properties":{"price":%d,"quantity":%d.5,"i":%d}}`, i, i, i, i, i))
+	}
+	return events
+}
+
+func TestConcurrentRuns(t *testing.T) {
+	p := compile(t, concurrencyPreset)
+	events := concurrencyEvents()
+	want := make([]mapping.Result, len(events))
+	outcomes := map[mapping.Outcome]int{}
+	for i, ev := range events {
+		want[i] = p.Run([]byte(ev), now)
+		outcomes[want[i].Outcome]++
+	}
+	// The corpus must exercise every outcome, or the test proves little.
+	if outcomes[mapping.Send] < 10 || outcomes[mapping.Rejected] < 4 || outcomes[mapping.Skipped] < 2 {
+		t.Fatalf("outcomes %v: the corpus does not exercise every path", outcomes)
+	}
+	// Spot-check a few sequential results so the comparison below is against correct values.
+	checkParam(t, want[0], "ce_total", "19")
+	checkParam(t, want[0], "event", "purchase")
+	checkParam(t, want[0], "ce_label", "Order Completed x2 (TRACK)")
+	checkParam(t, want[1], "ce_n", absent)
+	checkParam(t, want[2], "cv_email", "ann@example.com")
+	checkParam(t, want[2], "cv_plan_tier", "pro")
+
+	const goroutines = 8
+	const rounds = 50
+	var wg sync.WaitGroup
+	errs := make(chan string, goroutines)
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for r := 0; r < rounds; r++ {
+				for k := range events {
+					// Each goroutine walks the events in a different order.
+					i := (k*(g+1) + r) % len(events)
+					var got mapping.Result
+					if (g+r)%3 == 0 {
+						got, _ = p.Explain([]byte(events[i]), now)
+					} else {
+						got = p.RunString(events[i], now)
+					}
+					if !reflect.DeepEqual(got, want[i]) {
+						errs <- fmt.Sprintf("goroutine %d round %d event %d:\n got %+v\nwant %+v", g, r, i, got, want[i])
+						return
+					}
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
