@@ -29,6 +29,8 @@ type Options struct {
 	SettingsFile string
 	// AllowUnsetRequired compiles even when a required setting is unset (for lint and docs).
 	AllowUnsetRequired bool
+	// Overlays are mapping files (kind: mappings) laid over the preset, in order.
+	Overlays []Source
 }
 
 // Program is a compiled preset: immutable, safe to share between goroutines. Run it on events
@@ -47,7 +49,14 @@ type Program struct {
 	identity    IdentityPolicy
 	idSlots     []string
 	contract    Contract
+	filter      *compiledFilter
 	pool        sync.Pool
+}
+
+type compiledFilter struct {
+	eventSlot int
+	allow     bool // names is an allow list; otherwise a deny list
+	names     map[string]bool
 }
 
 type sourceKind uint8
@@ -124,6 +133,13 @@ type tmplPart struct {
 func Compile(preset Source, opts Options) (*Program, error) {
 	r := &reader{file: preset.File}
 	doc := parsePreset(r, preset.Data)
+	if doc != nil {
+		for _, ov := range opts.Overlays {
+			r.file = ov.File
+			parseOverlay(r, ov.Data, doc)
+		}
+		r.file = preset.File
+	}
 	if doc == nil || opts.Blueprint == nil {
 		if opts.Blueprint == nil {
 			r.errAt(nil, CodeUnknownBlueprint, "no blueprint given to the compiler", "")
@@ -167,7 +183,10 @@ func (c *compiler) program(opts Options) *Program {
 	}
 	c.p = p
 	r.identity(doc.identityN, &p.identity)
-	p.settingDecl = r.settings(doc.settingsN, bp.Settings)
+	p.settingDecl = bp.Settings
+	for _, n := range doc.settingsN {
+		p.settingDecl = r.settings(n, p.settingDecl)
+	}
 	c.resolveSettings(opts)
 	settingsAny := map[string]any{}
 	for k, v := range p.settings {
@@ -191,6 +210,12 @@ func (c *compiler) program(opts Options) *Program {
 	for _, md := range doc.Mappings {
 		if m := c.mapping(md, base); m != nil {
 			p.mappings = append(p.mappings, m)
+		}
+	}
+	if f := doc.Filter; f != nil {
+		p.filter = &compiledFilter{eventSlot: c.path("event", f.node), allow: len(f.Allow) > 0, names: map[string]bool{}}
+		for _, n := range append(f.Allow, f.Deny...) {
+			p.filter.names[n] = true
 		}
 	}
 	for slot := range c.ec.used {
@@ -283,8 +308,9 @@ func (c *compiler) mapping(md *mappingDoc, base string) *cmapping {
 		return m
 	}
 	ep := c.bp.Endpoints[md.Endpoint]
-	if ep == nil && !md.hasEndpoint {
-		return nil // the reader reported missing_key
+	if !md.hasEndpoint {
+		r.errAt(md.node, CodeMissingKey, fmt.Sprintf("mapping %q needs an endpoint", md.Name), "add endpoint: ce (or identify), or skip:/reject: to filter events")
+		return nil
 	}
 	if ep == nil {
 		names := make([]string, 0, len(c.bp.Endpoints))
@@ -411,7 +437,7 @@ func (c *compiler) path(path string, at *yaml.Node) int {
 
 func (c *compiler) field(fd *fieldDoc) *cfield {
 	r := c.r
-	f := &cfield{doc: fd, file: c.r.file, name: fd.Name, present: fd.Present, def: fd.Default, as: fd.As, required: fd.Required, dropOnErr: fd.DropOnError, slot: -1}
+	f := &cfield{doc: fd, file: c.r.fileOf(fd.node), name: fd.Name, present: fd.Present, def: fd.Default, as: fd.As, required: fd.Required, dropOnErr: fd.DropOnError, slot: -1}
 	switch fd.Source {
 	case "path":
 		f.src = srcPath

@@ -63,6 +63,7 @@ type mappingDoc struct {
 	RejectCode  string
 	RejectMsg   string
 	hasEndpoint bool
+	given       map[string]bool // keys written in the file, for overlays
 }
 
 // Table is a lookup table: event renames and similar translations.
@@ -77,13 +78,22 @@ type Table struct {
 	rowNodes    map[string]*yaml.Node
 }
 
+// EventFilter is a preset's allow or deny list of event names (RudderStack's event filtering).
+// It applies to events that carry an event name (track calls); others pass.
+type EventFilter struct {
+	Allow []string
+	Deny  []string
+	node  *yaml.Node
+}
+
 type presetDoc struct {
 	file        string
 	Name        string
 	Description string
 	Blueprint   string
 	bpNode      *yaml.Node
-	settingsN   *yaml.Node
+	settingsN   []*yaml.Node
+	Filter      *EventFilter
 	Params      map[string]string
 	identityN   *yaml.Node
 	Tables      map[string]*Table
@@ -110,7 +120,8 @@ func parsePreset(r *reader, data []byte) *presetDoc {
 		Description: r.str(vals["description"], "description"),
 		Blueprint:   r.str(vals["blueprint"], "blueprint"),
 		bpNode:      vals["blueprint"],
-		settingsN:   vals["settings"],
+		settingsN:   []*yaml.Node{vals["settings"]},
+		Filter:      r.filter(vals["filter"]),
 		identityN:   vals["identity"],
 		Params:      map[string]string{},
 		Tables:      map[string]*Table{},
@@ -164,7 +175,12 @@ func (r *reader) mapping(n *yaml.Node) *mappingDoc {
 	if !ok {
 		return nil
 	}
+	given := map[string]bool{}
+	for k := range mv {
+		given[k] = true
+	}
 	m := &mappingDoc{
+		given:       given,
 		node:        resolve(n),
 		file:        r.file,
 		Name:        r.str(mv["name"], "name"),
@@ -189,12 +205,8 @@ func (r *reader) mapping(n *yaml.Node) *mappingDoc {
 	m.Fields = r.fields(mv["fields"], "fields")
 	m.Headers = r.fields(mv["headers"], "headers")
 	m.Spread = r.spreads(mv["spread"])
-	terminal := m.Skip != "" || m.RejectCode != ""
 	if m.Skip != "" && m.RejectCode != "" {
 		r.errAt(mv["reject"], CodeMultipleSources, fmt.Sprintf("mapping %q has both skip and reject", m.Name), "keep one of them")
-	}
-	if !terminal && !m.hasEndpoint {
-		r.errAt(m.node, CodeMissingKey, fmt.Sprintf("mapping %q needs an endpoint", m.Name), "add endpoint: ce (or identify), or skip:/reject: to filter events")
 	}
 	return m
 }
@@ -216,10 +228,12 @@ func (r *reader) field(e entry) *fieldDoc {
 		f.Source, f.Path, f.srcNode = "path", v.Value, v
 		return f
 	}
+	before := len(r.diags)
 	fv, keys, ok := r.object(v, &FieldSpec)
 	if !ok {
 		return nil
 	}
+	misspelt := len(r.diags) > before // an unknown key was reported; do not also say "no source"
 	f.Description = r.str(fv["description"], "description")
 	f.Omit = r.boolean(fv["omit"], "omit")
 	var given []string
@@ -235,7 +249,7 @@ func (r *reader) field(e entry) *fieldDoc {
 			"keep one; use first: [a, b] for a precedence list, or expr: for a computed value")
 		return nil
 	case len(given) == 0:
-		if !f.Omit {
+		if !f.Omit && !misspelt {
 			r.errAt(e.KeyN, CodeNoSource, fmt.Sprintf("field %q has no source", e.Key),
 				"give one of: "+strings.Join(Sources, ", "))
 			return nil
@@ -366,4 +380,117 @@ func (r *reader) table(e entry) *Table {
 		t.Order = append(t.Order, row.Key)
 	}
 	return t
+}
+
+func (r *reader) filter(n *yaml.Node) *EventFilter {
+	if n == nil {
+		return nil
+	}
+	fv, _, ok := r.object(n, &FilterSpec)
+	if !ok {
+		return nil
+	}
+	f := &EventFilter{Allow: r.strList(fv["allow"], "allow"), Deny: r.strList(fv["deny"], "deny"), node: resolve(n)}
+	if fv["allow"] != nil && fv["deny"] != nil {
+		r.errAt(fv["deny"], CodeMultipleSources, "a filter takes an allow list or a deny list, not both", "keep one of them")
+	}
+	return f
+}
+
+// parseOverlay reads a mappings file and merges it into the preset: tables and settings are
+// added or replaced, a filter replaces the preset's, a mapping with a new name is tried before
+// the preset's own mappings (so a specific event wins over a generic `type == "track"`), and a
+// mapping with an existing name is overlaid key by key: fields and headers merge by name
+// (omit: true removes one), and when, endpoint, spread, skip, reject and inherit replace.
+func parseOverlay(r *reader, data []byte, into *presetDoc) {
+	root := r.parseYAML(data)
+	if root == nil {
+		return
+	}
+	vals, _, ok := r.object(root, &OverlaySpec)
+	if !ok {
+		return
+	}
+	if k := r.str(vals["kind"], "kind"); vals["kind"] != nil && k != "mappings" {
+		r.errAt(vals["kind"], CodeBadKind, fmt.Sprintf("kind is %q, want mappings", k), "a mapping file added with --mappings starts with kind: mappings")
+	}
+	if vals["settings"] != nil {
+		into.settingsN = append(into.settingsN, vals["settings"])
+	}
+	if vals["filter"] != nil {
+		into.Filter = r.filter(vals["filter"])
+	}
+	for _, e := range r.pairs(vals["tables"], "tables") {
+		if t := r.table(e); t != nil {
+			if into.Tables[e.Key] == nil {
+				into.tableOrder = append(into.tableOrder, e.Key)
+			}
+			into.Tables[e.Key] = t
+		}
+	}
+	var added []*mappingDoc
+	for _, m := range r.mappings(vals["mappings"]) {
+		base := into.mapping(m.Name)
+		if base == nil {
+			added = append(added, m)
+			continue
+		}
+		overlayMapping(base, m)
+	}
+	into.Mappings = append(added, into.Mappings...)
+}
+
+func (p *presetDoc) mapping(name string) *mappingDoc {
+	for _, m := range p.Mappings {
+		if m.Name == name {
+			return m
+		}
+	}
+	return nil
+}
+
+func overlayMapping(base, over *mappingDoc) {
+	g := over.given
+	if g["description"] {
+		base.Description = over.Description
+	}
+	if g["when"] {
+		base.When, base.whenNode = over.When, over.whenNode
+	}
+	if g["endpoint"] {
+		base.Endpoint, base.endNode, base.hasEndpoint = over.Endpoint, over.endNode, true
+	}
+	if g["inherit"] {
+		base.Inherit = over.Inherit
+	}
+	if g["skip"] {
+		base.Skip, base.RejectCode, base.RejectMsg = over.Skip, "", ""
+	}
+	if g["reject"] {
+		base.RejectCode, base.RejectMsg, base.Skip = over.RejectCode, over.RejectMsg, ""
+	}
+	if g["spread"] {
+		base.Spread = over.Spread
+	}
+	base.Fields = overlayFields(base.Fields, over.Fields)
+	base.Headers = overlayFields(base.Headers, over.Headers)
+}
+
+// overlayFields replaces same-named fields in place and appends new ones; omit: true entries
+// are kept so that they can also remove a field inherited from common.
+func overlayFields(base, over []*fieldDoc) []*fieldDoc {
+	out := append([]*fieldDoc{}, base...)
+	for _, f := range over {
+		replaced := false
+		for i := range out {
+			if out[i].Name == f.Name {
+				out[i], replaced = f, true
+				break
+			}
+		}
+		if !replaced {
+			out = append(out, f)
+		}
+	}
+	return out
 }

@@ -10,12 +10,21 @@ import (
 
 // reader walks yaml.Node trees against an ObjectSpec, collecting diagnostics with positions.
 type reader struct {
-	file  string
-	diags Diagnostics
+	file     string
+	diags    Diagnostics
+	nodeFile map[*yaml.Node]string // which file each node came from, when several files are merged
+}
+
+// fileOf returns the file a node was read from.
+func (r *reader) fileOf(n *yaml.Node) string {
+	if f, ok := r.nodeFile[n]; ok {
+		return f
+	}
+	return r.file
 }
 
 func (r *reader) errAt(n *yaml.Node, code, msg, hint string) {
-	d := Diagnostic{File: r.file, Code: code, Msg: msg, Hint: hint}
+	d := Diagnostic{File: r.fileOf(n), Code: code, Msg: msg, Hint: hint}
 	if n != nil {
 		d.Line, d.Col = n.Line, n.Column
 	}
@@ -35,7 +44,21 @@ func (r *reader) parseYAML(data []byte) *yaml.Node {
 		r.errAt(&doc, CodeYAML, "the file is empty", "")
 		return nil
 	}
+	if r.nodeFile == nil {
+		r.nodeFile = map[*yaml.Node]string{}
+	}
+	r.register(doc.Content[0])
 	return doc.Content[0]
+}
+
+func (r *reader) register(n *yaml.Node) {
+	if _, seen := r.nodeFile[n]; seen {
+		return
+	}
+	r.nodeFile[n] = r.file
+	for _, c := range n.Content {
+		r.register(c)
+	}
 }
 
 // yamlErrorLine extracts "line N" from a yaml.v3 error message.

@@ -98,6 +98,17 @@ func (p *Program) run(st *state, event string, now int64, tr *Trace) Result {
 	st.materialized = false
 	p.paths.walk(root, st.slots)
 
+	if f := p.filter; f != nil {
+		if ev := st.slots[f.eventSlot]; ev.Type == gjson.String {
+			if listed := f.names[ev.Str]; listed != f.allow {
+				verdict := "is in the preset's deny list"
+				if f.allow {
+					verdict = "is not in the preset's allow list"
+				}
+				return Result{Outcome: Skipped, Reason: fmt.Sprintf("event %q %s", ev.Str, verdict)}
+			}
+		}
+	}
 	var m *cmapping
 	for _, cand := range p.mappings {
 		if cand.when == nil {

@@ -213,10 +213,35 @@ var PresetSpec = ObjectSpec{
 		{Name: "params", Type: "map of string", Doc: "Extra built-in parameter names this preset sends unprefixed, with their meaning."},
 		{Name: "identity", Type: "identity", Doc: "Overrides of the blueprint's identity policy."},
 		{Name: "tables", Type: "map of table", Doc: "Lookup tables fields refer to with `lookup`."},
+		{Name: "filter", Type: "filter", Doc: "An allow or deny list of event names; filtered events are skipped."},
 		{Name: "common", Type: "common", Doc: "Fields, headers and spreads shared by every mapping."},
 		{Name: "mappings", Type: "list of mapping", Required: true, Doc: "The mappings, tried in order."},
 	},
 }
 
+// FilterSpec is the schema of a preset's event filter.
+var FilterSpec = ObjectSpec{
+	Name: "filter",
+	Doc:  "RudderStack-style event filtering: only events whose name is allowed are sent, or every event but the denied ones. It applies to events that carry an event name (track calls); use a mapping with `when:` and `skip:` for any other condition.",
+	Keys: []KeySpec{
+		{Name: "allow", Type: "list of event names", Doc: "Send only these events (exact names); others are skipped."},
+		{Name: "deny", Type: "list of event names", Doc: "Skip these events."},
+	},
+}
+
+// OverlaySpec is the schema of a mapping file added with --mappings.
+var OverlaySpec = ObjectSpec{
+	Name: "mappings file",
+	Doc:  "A file of mappings laid over a preset (`--mappings DIR` loads every *.yaml in DIR, in name order). A mapping with a new name is tried before the preset's own; one with an existing name overrides it key by key (fields and headers merge by name).",
+	Keys: []KeySpec{
+		{Name: "kind", Type: "mappings", Required: true, Doc: "Always `mappings`."},
+		{Name: "description", Type: "string", Doc: "What the file adds."},
+		{Name: "settings", Type: "map of setting", Doc: "New settings the added mappings read."},
+		{Name: "tables", Type: "map of table", Doc: "Tables added, or replacing the preset's of the same name."},
+		{Name: "filter", Type: "filter", Doc: "Replaces the preset's event filter."},
+		{Name: "mappings", Type: "list of mapping", Doc: "Mappings to add or override."},
+	},
+}
+
 // AllSpecs lists every object schema, in documentation order.
-var AllSpecs = []*ObjectSpec{&PresetSpec, &MappingSpec, &FieldSpec, &SpreadSpec, &TableSpec, &SettingSpec, &CommonSpec, &RejectSpec, &IdentitySpec, &BlueprintSpec, &EndpointSpec, &ContractSpec}
+var AllSpecs = []*ObjectSpec{&PresetSpec, &OverlaySpec, &FilterSpec, &MappingSpec, &FieldSpec, &SpreadSpec, &TableSpec, &SettingSpec, &CommonSpec, &RejectSpec, &IdentitySpec, &BlueprintSpec, &EndpointSpec, &ContractSpec}

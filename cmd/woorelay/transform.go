@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -78,7 +77,7 @@ func cmdTransform(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	var line []byte
 	index := 0
 	emit := func(res mapping.Result) {
-		line = appendResult(line[:0], index, res)
+		line = res.AppendJSONLine(line[:0], index)
 		out.Write(line)
 		index++
 	}
@@ -161,93 +160,4 @@ func eachEvent(data []byte, fn func(event []byte, bad error)) error {
 		fn(ln, nil)
 	}
 	return nil
-}
-
-// appendResult renders one outcome as the transform command's JSON line.
-func appendResult(b []byte, index int, res mapping.Result) []byte {
-	b = append(b, `{"index":`...)
-	b = strconv.AppendInt(b, int64(index), 10)
-	b = append(b, `,"outcome":`...)
-	b = strconv.AppendQuote(b, res.Outcome.String())
-	if res.Mapping != "" {
-		b = append(b, `,"mapping":`...)
-		b = appendJSONString(b, res.Mapping)
-	}
-	switch res.Outcome {
-	case mapping.Send:
-		b = append(b, `,"requests":[`...)
-		for i, r := range res.Requests {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, `{"method":`...)
-			b = appendJSONString(b, r.Method)
-			b = append(b, `,"endpoint":`...)
-			b = appendJSONString(b, r.Endpoint)
-			b = append(b, `,"url":`...)
-			b = appendJSONString(b, r.URL)
-			b = append(b, `,"params":`...)
-			b = appendParams(b, r.Params)
-			b = append(b, `,"headers":`...)
-			b = appendParams(b, r.Headers)
-			b = append(b, '}')
-		}
-		b = append(b, ']')
-	case mapping.Rejected:
-		b = append(b, `,"code":`...)
-		b = appendJSONString(b, res.Code)
-		b = append(b, `,"error":`...)
-		b = appendJSONString(b, res.Error)
-	case mapping.Skipped:
-		b = append(b, `,"reason":`...)
-		b = appendJSONString(b, res.Reason)
-	}
-	if len(res.Warnings) > 0 {
-		b = append(b, `,"warnings":[`...)
-		for i, w := range res.Warnings {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONString(b, w)
-		}
-		b = append(b, ']')
-	}
-	return append(b, "}\n"...)
-}
-
-func appendParams(b []byte, ps []mapping.Param) []byte {
-	b = append(b, '{')
-	for i, p := range ps {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendJSONString(b, p.Name)
-		b = append(b, ':')
-		b = appendJSONString(b, p.Value)
-	}
-	return append(b, '}')
-}
-
-// appendJSONString appends s as a JSON string (valid UTF-8 is kept, control characters escaped).
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-		case c == '\n':
-			b = append(b, '\\', 'n')
-		case c == '\r':
-			b = append(b, '\\', 'r')
-		case c == '\t':
-			b = append(b, '\\', 't')
-		case c < 0x20:
-			b = append(b, `\u00`...)
-			b = append(b, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&15])
-		default:
-			b = append(b, c)
-		}
-	}
-	return append(b, '"')
 }
