@@ -71,6 +71,7 @@ const (
 
 type cfield struct {
 	doc       *fieldDoc
+	header    bool
 	file      string
 	name      string
 	src       sourceKind
@@ -90,6 +91,7 @@ type cfield struct {
 
 type cspread struct {
 	doc      *spreadDoc
+	at       SourceRef
 	slots    []int
 	prefix   string
 	exact    map[string]bool
@@ -292,7 +294,7 @@ func (c *compiler) mapping(md *mappingDoc, base string) *cmapping {
 	r := c.r
 	m := &cmapping{doc: md, name: md.Name}
 	if md.When != "" {
-		prog, err := c.ec.compile(md.When, true)
+		prog, err := c.compileExpr(md.When, true, md.whenNode)
 		if err != nil {
 			r.errAt(md.whenNode, CodeBadExpression, fmt.Sprintf("when of mapping %q: %v", md.Name, err), "a when is an expr-lang boolean, e.g. type == \"track\"")
 		}
@@ -367,6 +369,7 @@ func (c *compiler) mapping(md *mappingDoc, base string) *cmapping {
 			continue
 		}
 		if f := c.field(hd); f != nil {
+			f.header = true
 			m.headers = append(m.headers, f)
 		}
 	}
@@ -426,8 +429,22 @@ func validHeaderName(s string) bool {
 	return true
 }
 
+// ref returns the position of a node.
+func (c *compiler) ref(n *yaml.Node) SourceRef {
+	if n == nil {
+		return SourceRef{File: c.r.file}
+	}
+	return SourceRef{File: c.r.fileOf(n), Line: n.Line, Col: n.Column}
+}
+
+// compileExpr compiles an expression written at node n.
+func (c *compiler) compileExpr(src string, asBool bool, n *yaml.Node) (*vm.Program, error) {
+	c.ec.at = c.ref(n)
+	return c.ec.compile(src, asBool)
+}
+
 func (c *compiler) path(path string, at *yaml.Node) int {
-	slot, err := c.p.paths.add(path)
+	slot, err := c.p.paths.add(path, c.ref(at))
 	if err != nil {
 		c.r.errAt(at, CodeBadPath, err.Error(), "paths are gjson paths: a.b.c, escape dots in keys as a\\.b")
 		return -1
@@ -473,7 +490,7 @@ func (c *compiler) field(fd *fieldDoc) *cfield {
 		f.tmpl = c.template(fd.Template, fd.srcNode)
 	case "expr":
 		f.src = srcExpr
-		prog, err := c.ec.compile(fd.Expr, false)
+		prog, err := c.compileExpr(fd.Expr, false, fd.srcNode)
 		if err != nil {
 			r.errAt(fd.srcNode, CodeBadExpression, fmt.Sprintf("expr of field %q: %v", fd.Name, err), "see `woorelay docs` for the expression language and functions")
 			return nil
@@ -491,7 +508,7 @@ func (c *compiler) field(fd *fieldDoc) *cfield {
 		}
 	}
 	if fd.Transform != "" {
-		prog, err := c.ec.compile(fd.Transform, false)
+		prog, err := c.compileExpr(fd.Transform, false, fd.transNode)
 		if err != nil {
 			r.errAt(fd.transNode, CodeBadExpression, fmt.Sprintf("transform of field %q: %v", fd.Name, err), "the value is bound as `value`, e.g. lower(trim(value))")
 			return nil
@@ -521,7 +538,7 @@ func (c *compiler) spread(sd *spreadDoc, fields []*cfield) *cspread {
 			"use one of: "+strings.Join(c.bp.Contract.CustomPrefixes, ", "))
 		return nil
 	}
-	s := &cspread{doc: sd, prefix: sd.Prefix, exact: map[string]bool{}, explicit: map[string]bool{},
+	s := &cspread{doc: sd, at: c.ref(sd.node), prefix: sd.Prefix, exact: map[string]bool{}, explicit: map[string]bool{},
 		nested: sd.Nested, sep: sd.Separator, maxDepth: sd.MaxDepth, conflict: sd.Conflict, present: sd.Present}
 	for _, p := range sd.From {
 		s.slots = append(s.slots, c.path(p, sd.node))
@@ -567,7 +584,7 @@ func (c *compiler) template(src string, at *yaml.Node) *template {
 		} else if keys, tail, err := splitPath(inner); err == nil && tail == "" && len(keys) > 0 && !strings.ContainsAny(inner, " ()+-*/\"'") {
 			t.parts = append(t.parts, tmplPart{slot: c.path(inner, at)})
 		} else {
-			prog, err := c.ec.compile(inner, false)
+			prog, err := c.compileExpr(inner, false, at)
 			if err != nil {
 				c.r.errAt(at, CodeBadExpression, fmt.Sprintf("placeholder {{ %s }}: %v", inner, err), "a placeholder is a path or an expression")
 			}

@@ -44,6 +44,7 @@ type exprCompiler struct {
 	tables   map[string]*Table
 	settings map[string]any
 	extra    []expr.Option
+	at       SourceRef // where the expression being compiled is written
 }
 
 var envFields = map[string]bool{"__p": true, "value": true, "settings": true}
@@ -163,7 +164,7 @@ func (g *getPatcher) Visit(node *ast.Node) {
 	if !ok {
 		return
 	}
-	slot, err := g.c.paths.add(path)
+	slot, err := g.c.paths.add(path, g.c.at)
 	if err != nil {
 		if g.err == nil {
 			g.err = err

@@ -20,10 +20,19 @@ type pathTable struct {
 	root  pnode
 	paths []string       // slot → path as written
 	index map[string]int // path → slot
+	refs  [][]SourceRef  // slot → every place in the configuration that reads it
+}
+
+// SourceRef is a position in a configuration file.
+type SourceRef struct {
+	File string
+	Line int
+	Col  int
 }
 
 type pnode struct {
 	children map[string]*pnode
+	index    int // position among its parent's children, for duplicate-key tracking
 	slot     int // slot of the value at this node, or -1
 	tails    []ptail
 }
@@ -38,8 +47,9 @@ func newPathTable() *pathTable {
 }
 
 // add registers path and returns its slot.
-func (t *pathTable) add(path string) (int, error) {
+func (t *pathTable) add(path string, at SourceRef) (int, error) {
 	if s, ok := t.index[path]; ok {
+		t.refs[s] = append(t.refs[s], at)
 		return s, nil
 	}
 	keys, tail, err := splitPath(path)
@@ -48,6 +58,7 @@ func (t *pathTable) add(path string) (int, error) {
 	}
 	slot := len(t.paths)
 	t.paths = append(t.paths, path)
+	t.refs = append(t.refs, []SourceRef{at})
 	t.index[path] = slot
 	n := &t.root
 	for _, k := range keys {
@@ -56,7 +67,7 @@ func (t *pathTable) add(path string) (int, error) {
 			if n.children == nil {
 				n.children = map[string]*pnode{}
 			}
-			c = &pnode{slot: -1}
+			c = &pnode{slot: -1, index: len(n.children)}
 			n.children[k] = c
 		}
 		n = c
@@ -170,11 +181,29 @@ func walkNode(v gjson.Result, n *pnode, slots []gjson.Result) {
 	if len(n.children) == 0 || !v.IsObject() {
 		return
 	}
+	// The first occurrence of a key wins, as with gjson.Get; a repeated key is ignored and does
+	// not count towards the wanted keys, so the walk still stops as soon as all were seen.
 	remaining := len(n.children)
+	var seenSmall uint64
+	var seenBig map[int]bool
 	v.ForEach(func(k, val gjson.Result) bool {
 		c := n.children[k.Str]
 		if c == nil {
 			return true
+		}
+		if c.index < 64 {
+			if seenSmall&(1<<c.index) != 0 {
+				return true
+			}
+			seenSmall |= 1 << c.index
+		} else {
+			if seenBig[c.index] {
+				return true
+			}
+			if seenBig == nil {
+				seenBig = map[int]bool{}
+			}
+			seenBig[c.index] = true
 		}
 		walkNode(val, c, slots)
 		remaining--

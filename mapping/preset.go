@@ -76,6 +76,7 @@ type Table struct {
 	Rows        map[string]string
 	Order       []string // row keys in file order
 	rowNodes    map[string]*yaml.Node
+	file        string
 }
 
 // EventFilter is a preset's allow or deny list of event names (RudderStack's event filtering).
@@ -360,6 +361,7 @@ func (r *reader) table(e entry) *Table {
 		OtherValue:  r.str(tv["otherwise_value"], "otherwise_value"),
 		Rows:        map[string]string{},
 		rowNodes:    map[string]*yaml.Node{},
+		file:        r.file,
 	}
 	if t.Otherwise == "" {
 		t.Otherwise = "keep"

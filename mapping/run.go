@@ -404,8 +404,12 @@ func (p *Program) evalField(st *state, f *cfield, tr *Trace) (Value, *Result) {
 	}
 	if f.table != nil {
 		key := v.QueryText()
+		if ft != nil {
+			ft.Table = f.table.Name
+		}
 		if out, ok := f.table.find(key); ok {
 			if ft != nil {
+				ft.Row = key
 				ft.step("table %s: %q -> %q", f.table.Name, key, out)
 			}
 			v = Value{Kind: String, Text: out}
@@ -447,8 +451,15 @@ func (p *Program) evalField(st *state, f *cfield, tr *Trace) (Value, *Result) {
 			ft.step("transform -> %s", cv.JSON())
 		}
 		v = cv
-		if v.Kind == Missing || v.Kind == Null && f.present != PresentDefined {
+		if why := f.present.absence(v); why != "" {
+			// A transform can empty a value (trim of "  "): the presence rule applies again.
+			if ft != nil {
+				ft.step("after transform: %s", why)
+			}
 			ft.done(Value{})
+			if f.required {
+				return Value{}, &Result{Outcome: Rejected, Code: RejectMissing, Error: fmt.Sprintf("required field %q has no value (%s, then transform)", f.name, f.sourceText())}
+			}
 			return Value{}, nil
 		}
 	}

@@ -29,8 +29,12 @@ type WhenStep struct {
 // FieldTrace is the history of one field.
 type FieldTrace struct {
 	Name   string
+	Header bool // an HTTP header rather than a query parameter
 	File   string
 	Line   int
+	Col    int
+	Table  string // the lookup table consulted, if any
+	Row    string // the table row that matched, if any
 	Steps  []string
 	Value  string // the final value as sent; "" with Absent set when nothing is sent
 	Absent bool
@@ -38,6 +42,7 @@ type FieldTrace struct {
 
 // SpreadTrace is the history of one spread rule.
 type SpreadTrace struct {
+	SourceRef
 	Prefix   string
 	From     string
 	Copied   []string
@@ -63,16 +68,16 @@ func (t *Trace) identity(s string) {
 }
 
 func (t *Trace) field(f *cfield) *FieldTrace {
-	ft := &FieldTrace{Name: f.name, File: f.file}
+	ft := &FieldTrace{Name: f.name, File: f.file, Header: f.header}
 	if f.doc.node != nil {
-		ft.Line = f.doc.node.Line
+		ft.Line, ft.Col = f.doc.node.Line, f.doc.node.Column
 	}
 	t.Fields = append(t.Fields, ft)
 	return ft
 }
 
 func (t *Trace) spread(s *cspread) *SpreadTrace {
-	st := &SpreadTrace{Prefix: s.prefix}
+	st := &SpreadTrace{Prefix: s.prefix, SourceRef: s.at}
 	t.Spreads = append(t.Spreads, st)
 	return st
 }

@@ -1,0 +1,105 @@
+package mapping
+
+import (
+	"sort"
+	"strings"
+)
+
+// The methods in this file describe a compiled program for tools (lint, explain, docs): what it
+// reads, what it writes and where each piece is declared.
+
+// PathRef is one event path the program reads, with every place that reads it.
+type PathRef struct {
+	Path string      // as written
+	Keys []string    // its leading plain object keys
+	Tail string      // the gjson remainder after them (queries, indexes), if any
+	Refs []SourceRef // the declarations that read it
+}
+
+// Paths lists the event paths the program reads, in the order they were first declared.
+func (p *Program) Paths() []PathRef {
+	out := make([]PathRef, len(p.paths.paths))
+	for i, path := range p.paths.paths {
+		keys, tail, _ := splitPath(path)
+		out[i] = PathRef{Path: path, Keys: keys, Tail: tail, Refs: p.paths.refs[i]}
+	}
+	return out
+}
+
+// FieldRef is one declared field as used by one mapping.
+type FieldRef struct {
+	SourceRef
+	Mapping string
+	Name    string
+	Header  bool
+}
+
+// Fields lists the fields of every mapping (inherited common fields appear under each mapping
+// that uses them, with the position of their declaration).
+func (p *Program) Fields() []FieldRef {
+	var out []FieldRef
+	for _, m := range p.mappings {
+		for _, group := range [][]*cfield{m.fields, m.headers} {
+			for _, f := range group {
+				ref := FieldRef{Mapping: m.name, Name: f.name, Header: f.header, SourceRef: SourceRef{File: f.file}}
+				if f.doc.node != nil {
+					ref.Line, ref.Col = f.doc.node.Line, f.doc.node.Column
+				}
+				out = append(out, ref)
+			}
+		}
+	}
+	return out
+}
+
+// RowRef is one row of a lookup table.
+type RowRef struct {
+	SourceRef
+	Table string
+	Key   string
+	Value string
+}
+
+// TableRows lists the rows of every table that some field looks up, by table name and file order.
+func (p *Program) TableRows() []RowRef {
+	used := map[string]bool{}
+	for _, m := range p.mappings {
+		for _, group := range [][]*cfield{m.fields, m.headers} {
+			for _, f := range group {
+				if f.table != nil {
+					used[f.table.Name] = true
+				}
+			}
+		}
+	}
+	names := make([]string, 0, len(used))
+	for n := range used {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var out []RowRef
+	for _, n := range names {
+		t := p.tables[n]
+		for _, k := range t.Order {
+			key := k
+			if t.Fold {
+				key = strings.ToLower(k)
+			}
+			ref := RowRef{Table: n, Key: k, Value: t.Rows[key]}
+			if node := t.rowNodes[k]; node != nil {
+				ref.SourceRef = SourceRef{File: t.file, Line: node.Line, Col: node.Column}
+			}
+			out = append(out, ref)
+		}
+	}
+	return out
+}
+
+// MappingNames lists the program's mappings in the order they are tried.
+func (p *Program) MappingNames() []string {
+	out := make([]string, len(p.mappings))
+	for i, m := range p.mappings {
+		out[i] = m.name
+	}
+	return out
+}
