@@ -49,6 +49,11 @@ func newPathTable() *pathTable {
 // add registers path and returns its slot.
 func (t *pathTable) add(path string, at SourceRef) (int, error) {
 	if s, ok := t.index[path]; ok {
+		for _, r := range t.refs[s] {
+			if r == at {
+				return s, nil
+			}
+		}
 		t.refs[s] = append(t.refs[s], at)
 		return s, nil
 	}

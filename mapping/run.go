@@ -354,7 +354,9 @@ func (p *Program) evalField(st *state, f *cfield, tr *Trace) (Value, *Result) {
 	case srcConst:
 		v = f.constant
 		if f.doc.Source == "setting" {
-			if ft != nil {
+			if ft != nil && v.Kind == Missing {
+				ft.step("setting %s is unset", f.doc.Setting)
+			} else if ft != nil {
 				ft.step("setting %s = %s", f.doc.Setting, v.JSON())
 			}
 		} else {

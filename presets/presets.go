@@ -50,6 +50,12 @@ func Source(nameOrFile string) (mapping.Source, error) {
 
 // Load compiles a preset (built-in name or file) against its blueprint with the given settings.
 func Load(nameOrFile string, settings map[string]string) (*mapping.Program, error) {
+	return Compile(nameOrFile, mapping.Options{Settings: settings})
+}
+
+// Compile compiles a preset (built-in name or file) with the given options; the blueprint is
+// filled in.
+func Compile(nameOrFile string, opts mapping.Options) (*mapping.Program, error) {
 	src, err := Source(nameOrFile)
 	if err != nil {
 		return nil, err
@@ -58,5 +64,6 @@ func Load(nameOrFile string, settings map[string]string) (*mapping.Program, erro
 	if err != nil {
 		return nil, err
 	}
-	return mapping.Compile(src, mapping.Options{Blueprint: bp, Settings: settings})
+	opts.Blueprint = bp
+	return mapping.Compile(src, opts)
 }

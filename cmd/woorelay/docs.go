@@ -1,11 +1,14 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"strings"
 
 	"github.com/woorelay/woorelay/mapping"
+	"github.com/woorelay/woorelay/mapping/corpus"
+	"github.com/woorelay/woorelay/mapping/maptest"
 	"github.com/woorelay/woorelay/presets"
 )
 
@@ -25,7 +28,8 @@ func cmdDocs(w io.Writer) int {
 	fmt.Fprintln(w, "# woorelay mapping language reference")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Generated from the schema the loader enforces (`woorelay docs`).")
-	for _, spec := range mapping.AllSpecs {
+	specs := append(append([]*mapping.ObjectSpec{}, mapping.AllSpecs...), &maptest.FileSpec, &maptest.CaseSpec, &maptest.ExpectSpec)
+	for _, spec := range specs {
 		fmt.Fprintf(w, "\n## %s\n\n%s\n\n| key | type | required | meaning |\n|---|---|---|---|\n", spec.Name, spec.Doc)
 		for _, k := range spec.Keys {
 			req := ""
@@ -38,6 +42,22 @@ func cmdDocs(w io.Writer) int {
 	fmt.Fprintln(w, "\n## expression functions\n\nExpressions are expr-lang (https://expr-lang.org) with these functions added; event paths such as `properties.total` are read directly.\n\n| function | meaning |\n|---|---|")
 	for _, f := range mapping.Functions {
 		fmt.Fprintf(w, "| `%s` | %s |\n", f.Signature, f.Doc)
+	}
+	return 0
+}
+
+// cmdCorpus prints deterministic sample events.
+func cmdCorpus(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("corpus", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	n := fs.Int("n", 1000, "how many events")
+	seed := fs.Int64("seed", 1, "random seed; the same seed gives the same events")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := corpus.Write(stdout, *seed, *n); err != nil {
+		fmt.Fprintf(stderr, "woorelay corpus: %v\n", err)
+		return 1
 	}
 	return 0
 }

@@ -2,9 +2,8 @@
 //
 // Usage:
 //
-//	woorelay transform [--preset NAME|FILE] [--set KEY=VALUE]... [FILE|-]
-//	woorelay presets
-//	woorelay docs
+//	woorelay transform [--preset NAME|FILE] [--mappings DIR]... [--set KEY=VALUE]... [FILE|-]
+//	woorelay explain | test | lint | diff | presets | docs
 //
 // Run `woorelay help` for details.
 package main
@@ -18,9 +17,20 @@ import (
 const usage = `woorelay maps Segment / RudderStack events to Woopra HTTP Tracking API requests.
 
 Commands:
-  transform [--preset NAME|FILE] [--set KEY=VALUE]... [--now TIME] [FILE|-]
+  transform [--preset NAME|FILE] [--mappings DIR]... [--set KEY=VALUE]... [--now TIME] [FILE|-]
             map events (NDJSON, a JSON object or array, or {"batch":[...]}) and print
             one JSON line per event: send (with its requests), rejected or skipped
+  explain   [same flags as transform] [FILE|-]
+            print, per event, how every field was decided
+  test      [-update] [-v] [PATH]...
+            run the *.test.yaml files under PATH (default .)
+  lint      [--preset ...] [--mappings DIR]... [--samples FILE]... [--tests PATH]...
+            report misspelt paths, spread conflicts and untested rows and fields
+  diff      [--set KEY=VALUE]... [--mappings DIR]... OLD_PRESET NEW_PRESET [FILE|-]
+            run two presets (NEW with the --mappings folders) over the same events and
+            summarise per field what changed
+  corpus    [-n N] [-seed S]
+            print N deterministic sample events (NDJSON) for trying presets and benchmarks
   presets   list the built-in presets
   docs      print the reference of the mapping language (every key, every function)
   help      print this text
@@ -42,6 +52,16 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "transform":
 		return cmdTransform(args[1:], stdin, stdout, stderr)
+	case "test":
+		return cmdTest(args[1:], stdout, stderr)
+	case "explain":
+		return cmdExplain(args[1:], stdin, stdout, stderr)
+	case "lint":
+		return cmdLint(args[1:], stdout, stderr)
+	case "diff":
+		return cmdDiff(args[1:], stdin, stdout, stderr)
+	case "corpus":
+		return cmdCorpus(args[1:], stdout, stderr)
 	case "presets":
 		return cmdPresets(stdout)
 	case "docs":

@@ -7,70 +7,32 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"strings"
-	"time"
 
 	"github.com/tidwall/gjson"
 	"github.com/woorelay/woorelay/mapping"
-	"github.com/woorelay/woorelay/presets"
 )
-
-// settingFlags collects repeated --set KEY=VALUE flags.
-type settingFlags map[string]string
-
-func (s settingFlags) String() string { return "" }
-
-func (s settingFlags) Set(kv string) error {
-	k, v, ok := strings.Cut(kv, "=")
-	if !ok || k == "" {
-		return fmt.Errorf("want KEY=VALUE, got %q", kv)
-	}
-	s[k] = v
-	return nil
-}
 
 func cmdTransform(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("transform", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	preset := fs.String("preset", "default", "built-in preset name or preset `file`")
-	settings := settingFlags{}
-	fs.Var(settings, "set", "a setting as `KEY=VALUE` (repeatable), e.g. --set project=example.com")
-	nowFlag := fs.String("now", "", "read events as if at this `time` (RFC 3339); default: the current time")
+	var pf programFlags
+	pf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if fs.NArg() > 1 {
-		fmt.Fprintln(stderr, "woorelay transform: give at most one input file (or - for standard input)")
+	now, err := pf.clock()
+	if err != nil {
+		fmt.Fprintf(stderr, "woorelay transform: %v\n", err)
 		return 2
 	}
-	now := time.Now()
-	if *nowFlag != "" {
-		t, err := time.Parse(time.RFC3339Nano, *nowFlag)
-		if err != nil {
-			fmt.Fprintf(stderr, "woorelay transform: --now %q is not an RFC 3339 time (e.g. 2024-05-01T12:00:00Z)\n", *nowFlag)
-			return 2
-		}
-		now = t
-	}
-	prog, err := presets.Load(*preset, settings)
+	prog, err := pf.compile(pf.preset, pf.mappings, false)
 	if err != nil {
 		printConfigError(stderr, err)
 		return 2
 	}
-	in := stdin
-	if name := fs.Arg(0); name != "" && name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			fmt.Fprintf(stderr, "woorelay transform: %v\n", err)
-			return 1
-		}
-		defer f.Close()
-		in = f
-	}
-	data, err := io.ReadAll(in)
+	data, err := readInput(fs, stdin)
 	if err != nil {
-		fmt.Fprintf(stderr, "woorelay transform: reading input: %v\n", err)
+		fmt.Fprintf(stderr, "woorelay transform: %v\n", err)
 		return 1
 	}
 	out := bufio.NewWriterSize(stdout, 64<<10)

@@ -75,6 +75,8 @@ type Options struct {
 	Resolve func(name string) (mapping.Source, error)
 	// Update rewrites golden files instead of comparing them.
 	Update bool
+	// Explain runs every case with a trace (CaseResult.Trace), for coverage.
+	Explain bool
 }
 
 // CaseResult is the verdict on one case.
@@ -84,6 +86,7 @@ type CaseResult struct {
 	Name     string   // the case's name
 	Failures []string // empty when the case passed
 	Result   mapping.Result
+	Trace    *mapping.Trace // with Options.Explain
 }
 
 // Passed reports whether every expectation held.
@@ -150,7 +153,11 @@ func RunFile(path string, opts Options) ([]CaseResult, error) {
 			}
 			progs[key] = prog
 		}
-		cr.Result = prog.Run(tc.event, tf.now)
+		if opts.Explain {
+			cr.Result, cr.Trace = prog.Explain(tc.event, tf.now)
+		} else {
+			cr.Result = prog.Run(tc.event, tf.now)
+		}
 		cr.Failures = check(tf, tc, cr.Result, opts)
 		out = append(out, cr)
 	}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/woorelay/woorelay/mapping"
+	"github.com/woorelay/woorelay/mapping/maptest"
+	"github.com/woorelay/woorelay/presets"
+)
+
+// settingFlags collects repeated --set KEY=VALUE flags.
+type settingFlags map[string]string
+
+func (s settingFlags) String() string { return "" }
+
+func (s settingFlags) Set(kv string) error {
+	k, v, ok := strings.Cut(kv, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want KEY=VALUE, got %q", kv)
+	}
+	s[k] = v
+	return nil
+}
+
+// listFlag collects a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	*l = append(*l, v)
+	return nil
+}
+
+// programFlags are the flags every command that compiles a preset takes.
+type programFlags struct {
+	preset   string
+	settings settingFlags
+	mappings listFlag
+	now      string
+}
+
+func (pf *programFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&pf.preset, "preset", "default", "built-in preset `name` or preset file")
+	pf.settings = settingFlags{}
+	fs.Var(pf.settings, "set", "a setting as `KEY=VALUE` (repeatable), e.g. --set project=example.com")
+	fs.Var(&pf.mappings, "mappings", "a `folder` of mapping files (*.yaml) laid over the preset (repeatable)")
+	fs.StringVar(&pf.now, "now", "", "read events as if at this `time` (RFC 3339); default: the current time")
+}
+
+// clock returns the --now time, or the current time.
+func (pf *programFlags) clock() (time.Time, error) {
+	if pf.now == "" {
+		return time.Now(), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, pf.now)
+	if err != nil {
+		return t, fmt.Errorf("--now %q is not an RFC 3339 time (e.g. 2024-05-01T12:00:00Z)", pf.now)
+	}
+	return t, nil
+}
+
+// compile loads the preset with its overlays and settings.
+func (pf *programFlags) compile(preset string, overlays []string, allowUnset bool) (*mapping.Program, error) {
+	var srcs []mapping.Source
+	for _, dir := range overlays {
+		ov, err := maptest.LoadMappingDir(dir)
+		if err != nil {
+			return nil, mapping.Diagnostic{File: dir, Code: "bad_mappings_folder", Msg: err.Error(), Hint: "--mappings takes a folder of *.yaml mapping files"}
+		}
+		srcs = append(srcs, ov...)
+	}
+	return presets.Compile(preset, mapping.Options{Settings: pf.settings, Overlays: srcs, AllowUnsetRequired: allowUnset})
+}
+
+// readInput reads the single optional FILE|- argument.
+func readInput(fs *flag.FlagSet, stdin io.Reader) ([]byte, error) {
+	if fs.NArg() > 1 {
+		return nil, fmt.Errorf("give at most one input file (or - for standard input)")
+	}
+	if name := fs.Arg(0); name != "" && name != "-" {
+		return os.ReadFile(name)
+	}
+	return io.ReadAll(stdin)
+}
