@@ -1,0 +1,1107 @@
+package presets
+
+// The ceiling: the default preset (presets/default.yaml) with settings project=mywebsite.com and
+// app=datafly-signal, written by hand the way a performance-minded engineer would code exactly
+// that mapping without an engine: one gjson ForEach over the event's top level, switching on
+// keys and descending only into the objects the mapping needs, with the spread walks of
+// properties and traits also collecting the fields read from those objects. It is the upper
+// bound the engine is compared against (BenchmarkCeiling), so it must produce the same
+// mapping.Result as the engine for every event (TestCeilingMatchesEngine).
+//
+// Semantics it reproduces from the engine (mapping/paths.go, mapping/run.go):
+//   - a path's value is found by walking objects only, and at every level the first occurrence
+//     of a key wins, as with gjson.Get: a repeated key is ignored entirely (not descended into)
+//     and does not count towards the level's wanted keys, so a level's walk stops once every
+//     wanted distinct key was seen;
+//   - a spread copies every key of its object, but a key whose parameter name an earlier key
+//     of the spread already produced (a duplicate key, or a flattening collision) is skipped;
+//   - the traits spread (present: non_empty) takes the first of traits and context.traits that
+//     is a non-empty object and copies no null, "", {} or [] value;
+//   - cv_email's presence rule (non_empty) applies again after its transform, so an email that
+//     trims to "" is absent.
+
+import (
+	"bytes"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/tidwall/gjson"
+	"github.com/woorelay/woorelay/mapping"
+	"github.com/woorelay/woorelay/mapping/corpus"
+)
+
+const (
+	ceilProject  = "mywebsite.com"
+	ceilApp      = "datafly-signal"
+	ceilResponse = "json"
+	ceilTimeout  = "1800000"
+	ceilBase     = "https://www.woopra.com"
+	maxFutureMs  = 300000
+	flattenDepth = 3 // spread max_depth
+)
+
+// ceiling is the hand-written mapping. It is safe for concurrent use.
+type ceiling struct {
+	pool sync.Pool
+}
+
+func newCeiling() *ceiling {
+	c := &ceiling{}
+	c.pool.New = func() any {
+		return &ceilState{names: make([]byte, 0, 1024), sp: make([]spParam, 0, 48), kb: make([]byte, 0, 256)}
+	}
+	return c
+}
+
+// Run maps one event read at time now, converting it to a string once like the engine's Run.
+func (c *ceiling) Run(event []byte, now time.Time) mapping.Result {
+	return c.run(string(event), now.UnixMilli())
+}
+
+// take stores v in *slot unless the slot already holds a value, and reports whether it did: a
+// found value always exists (its Raw is not empty), so a filled slot means the key was seen
+// before at this level, and the first occurrence wins.
+func take(slot *gjson.Result, v gjson.Result) bool {
+	if slot.Exists() {
+		return false
+	}
+	*slot = v
+	return true
+}
+
+// traitFields are the wanted children of traits and context.traits.
+type traitFields struct {
+	userID, email, name gjson.Result
+	seen                int // distinct wanted keys seen
+}
+
+// note records v when k is a wanted key seen for the first time, and reports whether a wanted
+// key is still unseen.
+func (f *traitFields) note(k string, v gjson.Result) bool {
+	var fresh bool
+	switch k {
+	case "userId":
+		fresh = take(&f.userID, v)
+	case "email":
+		fresh = take(&f.email, v)
+	case "name":
+		fresh = take(&f.name, v)
+	default:
+		return true
+	}
+	if fresh {
+		f.seen++
+	}
+	return f.seen < 3
+}
+
+// walk reads the wanted children of obj when it is an object.
+func (f *traitFields) walk(obj gjson.Result) {
+	if obj.IsObject() {
+		obj.ForEach(func(k, v gjson.Result) bool { return f.note(k.Str, v) })
+	}
+}
+
+// propFields are the wanted children of properties.
+type propFields struct {
+	email, revenue, name, category, url, title, referrer gjson.Result
+	seen                                                 int
+}
+
+func (f *propFields) note(k string, v gjson.Result) bool {
+	var fresh bool
+	switch k {
+	case "email":
+		fresh = take(&f.email, v)
+	case "revenue":
+		fresh = take(&f.revenue, v)
+	case "name":
+		fresh = take(&f.name, v)
+	case "category":
+		fresh = take(&f.category, v)
+	case "url":
+		fresh = take(&f.url, v)
+	case "title":
+		fresh = take(&f.title, v)
+	case "referrer":
+		fresh = take(&f.referrer, v)
+	default:
+		return true
+	}
+	if fresh {
+		f.seen++
+	}
+	return f.seen < 7
+}
+
+func (f *propFields) walk(obj gjson.Result) {
+	if obj.IsObject() {
+		obj.ForEach(func(k, v gjson.Result) bool { return f.note(k.Str, v) })
+	}
+}
+
+// spParam is a spread parameter: its name is names[off:end] of the state, its value as sent.
+type spParam struct {
+	off, end int
+	value    string
+}
+
+// ceilState is the per-event scratch space. Each value is the first occurrence of its key.
+type ceilState struct {
+	typ, event, anonymousID, userID                gjson.Result
+	timestamp, origTS, receivedAt                  gjson.Result
+	name, category                                 gjson.Result
+	props, traits, context, integrations, vendorID gjson.Result
+	ip, userAgent, locale, ctxTraits, page         gjson.Result
+	externalIDs, externalID, ctxWoopra             gjson.Result
+	integCookie, ctxCookie, vendorCk               gjson.Result
+	pageURL, pageTitle, pageReferrer               gjson.Result
+
+	// The wanted children of properties, traits and context.traits are read in the spread walk
+	// of the object, or on demand (the Done flags) when the object is not spread.
+	tf, ctf         traitFields
+	pf              propFields
+	ctfDone, pfDone bool
+
+	names []byte    // spread names and generated values, turned into one string per event
+	sp    []spParam // spread parameters, in order
+	kb    []byte    // the flattened key being built
+}
+
+func (st *ceilState) reset() {
+	*st = ceilState{names: st.names[:0], sp: st.sp[:0], kb: st.kb[:0]}
+}
+
+// walkRoot is the one pass over the event's top level; it descends into context, integrations
+// and vendor_ids as it meets them.
+func (st *ceilState) walkRoot(root gjson.Result) {
+	seen := 0
+	root.ForEach(func(k, v gjson.Result) bool {
+		var fresh bool
+		switch k.Str {
+		case "type":
+			fresh = take(&st.typ, v)
+		case "event":
+			fresh = take(&st.event, v)
+		case "anonymousId":
+			fresh = take(&st.anonymousID, v)
+		case "userId":
+			fresh = take(&st.userID, v)
+		case "timestamp":
+			fresh = take(&st.timestamp, v)
+		case "originalTimestamp":
+			fresh = take(&st.origTS, v)
+		case "receivedAt":
+			fresh = take(&st.receivedAt, v)
+		case "name":
+			fresh = take(&st.name, v)
+		case "category":
+			fresh = take(&st.category, v)
+		case "properties":
+			fresh = take(&st.props, v)
+		case "traits":
+			fresh = take(&st.traits, v)
+		case "context":
+			if fresh = take(&st.context, v); fresh && v.IsObject() {
+				st.walkContext(v)
+			}
+		case "integrations":
+			if fresh = take(&st.integrations, v); fresh && v.IsObject() {
+				if w := child1(v, "Woopra"); w.IsObject() {
+					st.integCookie = child1(w, "cookie")
+				}
+			}
+		case "vendor_ids":
+			if fresh = take(&st.vendorID, v); fresh && v.IsObject() {
+				st.vendorCk = child1(v, "woopra_cookie")
+			}
+		default:
+			return true
+		}
+		if fresh {
+			seen++
+		}
+		return seen < 14
+	})
+}
+
+// child1 returns the value of the first occurrence of key in obj, an object with one wanted key.
+func child1(obj gjson.Result, key string) (r gjson.Result) {
+	obj.ForEach(func(k, v gjson.Result) bool {
+		if k.Str != key {
+			return true
+		}
+		r = v
+		return false
+	})
+	return r
+}
+
+func (st *ceilState) walkContext(ctx gjson.Result) {
+	seen := 0
+	ctx.ForEach(func(k, v gjson.Result) bool {
+		var fresh bool
+		switch k.Str {
+		case "ip":
+			fresh = take(&st.ip, v)
+		case "userAgent":
+			fresh = take(&st.userAgent, v)
+		case "locale":
+			fresh = take(&st.locale, v)
+		case "traits":
+			fresh = take(&st.ctxTraits, v)
+		case "externalIds":
+			fresh = take(&st.externalIDs, v)
+		case "externalId":
+			fresh = take(&st.externalID, v)
+		case "page":
+			if fresh = take(&st.page, v); fresh && v.IsObject() {
+				st.walkPage(v)
+			}
+		case "Woopra":
+			if fresh = take(&st.ctxWoopra, v); fresh && v.IsObject() {
+				st.ctxCookie = child1(v, "cookie")
+			}
+		default:
+			return true
+		}
+		if fresh {
+			seen++
+		}
+		return seen < 8
+	})
+}
+
+func (st *ceilState) walkPage(page gjson.Result) {
+	seen := 0
+	page.ForEach(func(k, v gjson.Result) bool {
+		var fresh bool
+		switch k.Str {
+		case "url":
+			fresh = take(&st.pageURL, v)
+		case "title":
+			fresh = take(&st.pageTitle, v)
+		case "referrer":
+			fresh = take(&st.pageReferrer, v)
+		default:
+			return true
+		}
+		if fresh {
+			seen++
+		}
+		return seen < 3
+	})
+}
+
+// spreadRule is one of the preset's spreads: its prefix, excluded and explicit keys.
+type spreadRule uint8
+
+const (
+	spreadTrack  spreadRule = iota // track: properties → ce_
+	spreadPage                     // page: properties → ce_
+	spreadScreen                   // screen: properties → ce_
+	spreadTraits                   // common: traits or context.traits → cv_
+)
+
+var passwordGlob = []byte("password")
+
+func (r spreadRule) prefix() string {
+	if r == spreadTraits {
+		return "cv_"
+	}
+	return "ce_"
+}
+
+func (r spreadRule) excluded(k []byte) bool {
+	switch r {
+	case spreadTrack:
+		switch string(k) {
+		case "revenue", "email":
+			return true
+		}
+	case spreadPage:
+		switch string(k) {
+		case "name", "category", "url", "title", "referrer", "email":
+			return true
+		}
+	case spreadScreen:
+		if string(k) == "email" {
+			return true
+		}
+	case spreadTraits:
+		switch string(k) {
+		case "email", "name", "anonymousId", "userId", "id":
+			return true
+		}
+	}
+	return bytes.Contains(k, passwordGlob)
+}
+
+// explicit reports whether k is the name of an explicit field of the mapping once the
+// spread's prefix is added (explicit_wins drops it). Keys the spread excludes never get here,
+// so they are not listed: ce_name, ce_category, ce_url and ce_title of page, and cv_id, cv_email
+// and cv_name of traits.
+func (r spreadRule) explicit(k []byte) bool {
+	switch r {
+	case spreadTrack:
+		switch string(k) {
+		case "app", "amount":
+			return true
+		}
+	case spreadPage:
+		return string(k) == "app"
+	case spreadScreen:
+		switch string(k) {
+		case "app", "name":
+			return true
+		}
+	}
+	return false
+}
+
+// absent is the spread's presence rule for a value: non_empty for traits, the default non_null
+// for properties.
+func (r spreadRule) absent(v gjson.Result) bool {
+	if r == spreadTraits {
+		return !nonEmpty(v)
+	}
+	return v.Type == gjson.Null
+}
+
+// spreadProps copies properties under ce_ and reads properties' wanted children on the way.
+func (st *ceilState) spreadProps(r spreadRule, obj gjson.Result) {
+	start, open := len(st.sp), true
+	obj.ForEach(func(k, v gjson.Result) bool {
+		if open {
+			open = st.pf.note(k.Str, v)
+		}
+		st.spreadValue(r, append(st.kb[:0], k.Str...), v, 1, start)
+		return true
+	})
+	st.pfDone = true
+}
+
+// spreadTraitsOf copies traits (or context.traits) under cv_, reading their wanted children.
+func (st *ceilState) spreadTraitsOf(obj gjson.Result, f *traitFields) {
+	start, open := len(st.sp), true
+	obj.ForEach(func(k, v gjson.Result) bool {
+		if open {
+			open = f.note(k.Str, v)
+		}
+		st.spreadValue(spreadTraits, append(st.kb[:0], k.Str...), v, 1, start)
+		return true
+	})
+}
+
+// spreadValue handles one key (flattened to key) of a spread at nesting depth.
+func (st *ceilState) spreadValue(r spreadRule, key []byte, v gjson.Result, depth, start int) {
+	if len(key) == 0 || r.excluded(key) || r.absent(v) {
+		return
+	}
+	if depth < flattenDepth && v.IsObject() {
+		key = append(key, '_')
+		v.ForEach(func(k, c gjson.Result) bool {
+			st.spreadValue(r, append(key, k.Str...), c, depth+1, start)
+			return true
+		})
+		return
+	}
+	if r.explicit(key) {
+		return
+	}
+	off := len(st.names)
+	st.names = append(st.names, r.prefix()...)
+	st.names = append(st.names, key...)
+	name := st.names[off:]
+	for _, p := range st.sp[start:] {
+		if string(st.names[p.off:p.end]) == string(name) {
+			st.names = st.names[:off] // an earlier key of this spread wins
+			return
+		}
+	}
+	st.sp = append(st.sp, spParam{off: off, end: len(st.names), value: queryText(v)})
+}
+
+// present is the non_null rule; nonEmpty the non_empty rule.
+func present(r gjson.Result) bool { return r.Type != gjson.Null }
+
+func nonEmpty(r gjson.Result) bool {
+	switch r.Type {
+	case gjson.Null:
+		return false
+	case gjson.String:
+		return r.Str != ""
+	case gjson.JSON:
+		return !isEmptyContainer(r.Raw)
+	}
+	return true
+}
+
+func isEmptyContainer(raw string) bool {
+	n := 0
+	for i := 0; i < len(raw); i++ {
+		switch raw[i] {
+		case ' ', '\t', '\n', '\r':
+		default:
+			n++
+			if n > 2 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// queryText is the text a present value is sent as.
+func queryText(r gjson.Result) string {
+	switch r.Type {
+	case gjson.String:
+		return r.Str
+	case gjson.Number:
+		return r.Raw
+	case gjson.True:
+		return "true"
+	case gjson.False:
+		return "false"
+	case gjson.JSON:
+		return compactJSON(r.Raw)
+	}
+	return ""
+}
+
+func compactJSON(raw string) string {
+	inStr := false
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if inStr {
+			if c == '\\' {
+				i++
+			} else if c == '"' {
+				inStr = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inStr = true
+		case ' ', '\t', '\n', '\r':
+			return gjson.Get(raw, "@ugly").Raw
+		}
+	}
+	return raw
+}
+
+// toValue converts a found value to the engine's Value, for EpochMillis and messages.
+func toValue(r gjson.Result) mapping.Value {
+	switch r.Type {
+	case gjson.Null:
+		if r.Raw == "" {
+			return mapping.Value{}
+		}
+		return mapping.Value{Kind: mapping.Null}
+	case gjson.String:
+		return mapping.Value{Kind: mapping.String, Text: r.Str}
+	case gjson.Number:
+		return mapping.Value{Kind: mapping.Number, Text: r.Raw}
+	case gjson.True:
+		return mapping.Value{Kind: mapping.Bool, Text: "true"}
+	case gjson.False:
+		return mapping.Value{Kind: mapping.Bool, Text: "false"}
+	}
+	if r.IsArray() {
+		return mapping.Value{Kind: mapping.Array, Text: r.Raw}
+	}
+	return mapping.Value{Kind: mapping.Object, Text: r.Raw}
+}
+
+// first returns the first non-empty value, or the zero Result.
+func first(rs ...gjson.Result) gjson.Result {
+	for _, r := range rs {
+		if nonEmpty(r) {
+			return r
+		}
+	}
+	return gjson.Result{}
+}
+
+var eventNames = map[string]string{
+	"page":                 "pv",
+	"Signed Up":            "signup",
+	"Logged In":            "login",
+	"Products Searched":    "search",
+	"Product Viewed":       "product_viewed",
+	"Plan Viewed":          "plan_viewed",
+	"Product Added":        "add_to_cart",
+	"Checkout Started":     "checkout_started",
+	"Order Completed":      "purchase",
+	"Subscription Started": "subscription_started",
+	"Lead Generated":       "lead",
+}
+
+func reject(m, code, msg string) mapping.Result {
+	return mapping.Result{Outcome: mapping.Rejected, Mapping: m, Code: code, Error: msg}
+}
+
+// goTypeOf is the Go type expr sees for a value bound as `value` (mapping.Value.toAny).
+func goTypeOf(r gjson.Result) string {
+	switch r.Type {
+	case gjson.Number:
+		if i, err := strconv.ParseInt(r.Raw, 10, 64); err == nil && i >= -(1<<53) && i <= 1<<53 {
+			return "int"
+		}
+		return "float64"
+	case gjson.True, gjson.False:
+		return "bool"
+	case gjson.JSON:
+		if r.IsArray() {
+			return "[]interface {}"
+		}
+		return "map[string]interface {}"
+	}
+	return "<nil>"
+}
+
+// lowerTrim is lower(trim(value)) for a string. An ASCII string that needs lowering is written
+// to the names buffer at [off, end) instead of being allocated; otherwise off is -1.
+func (st *ceilState) lowerTrim(s string) (out string, off, end int) {
+	s = strings.TrimSpace(s)
+	upper := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			return strings.ToLower(s), -1, -1
+		}
+		upper = upper || 'A' <= c && c <= 'Z'
+	}
+	if !upper {
+		return s, -1, -1
+	}
+	off = len(st.names)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		st.names = append(st.names, c)
+	}
+	return "", off, len(st.names)
+}
+
+func (c *ceiling) run(event string, now int64) mapping.Result {
+	if !gjson.Valid(event) {
+		return reject("", mapping.RejectInvalidJSON, "the event is not valid JSON")
+	}
+	root := gjson.Parse(event)
+	if !root.IsObject() {
+		return reject("", mapping.RejectInvalidJSON, "the event is a JSON "+toValue(root).Kind.String()+", want an object")
+	}
+	st := c.pool.Get().(*ceilState)
+	st.reset()
+	st.walkRoot(root)
+	res := st.build(now)
+	c.pool.Put(st)
+	return res
+}
+
+func (st *ceilState) build(now int64) mapping.Result {
+	var m string
+	var rule spreadRule
+	if st.typ.Type == gjson.String {
+		switch st.typ.Str {
+		case "track":
+			m, rule = "track", spreadTrack
+		case "page":
+			m, rule = "page", spreadPage
+		case "screen":
+			m, rule = "screen", spreadScreen
+		case "identify":
+			m = "identify"
+		case "group":
+			return mapping.Result{Outcome: mapping.Skipped, Mapping: "group", Reason: "group calls have no Woopra equivalent in the HTTP Tracking API"}
+		case "alias":
+			return mapping.Result{Outcome: mapping.Skipped, Mapping: "alias", Reason: "alias calls have no Woopra equivalent; Woopra merges profiles on cv_id and cv_email"}
+		}
+	}
+	if m == "" {
+		// Rare path: the engine names the event's (first) type.
+		t := toValue(st.typ)
+		js := t.Text
+		switch t.Kind {
+		case mapping.String:
+			js = strconv.Quote(t.Text)
+		case mapping.Missing, mapping.Null:
+			js = "null"
+		case mapping.Object, mapping.Array:
+			js = compactJSON(t.Text)
+		}
+		return mapping.Result{Outcome: mapping.Skipped, Reason: fmt.Sprintf("no mapping of preset %q applies to this event (type %s)", "default", js)}
+	}
+
+	// event (track: required, renamed by the table).
+	var event string
+	switch m {
+	case "track":
+		if !nonEmpty(st.event) {
+			return reject(m, mapping.RejectMissing, `required field "event" has no value (path event)`)
+		}
+		event = queryText(st.event)
+		if out, ok := eventNames[event]; ok {
+			event = out
+		}
+	case "page":
+		event = "pv"
+	case "screen":
+		event = "screen"
+	}
+
+	// Spreads: properties under ce_ (not identify; any object, the spread's presence rule being
+	// non_null), then under cv_ the first of traits and context.traits that is a non-empty
+	// object (present: non_empty). They read the wanted children of the objects they walk. A
+	// traits object that is not spread is empty, so it has no children to read.
+	if m != "identify" && st.props.IsObject() {
+		st.spreadProps(rule, st.props)
+	}
+	switch {
+	case st.traits.IsObject() && !isEmptyContainer(st.traits.Raw):
+		st.spreadTraitsOf(st.traits, &st.tf)
+	case st.ctxTraits.IsObject() && !isEmptyContainer(st.ctxTraits.Raw):
+		st.spreadTraitsOf(st.ctxTraits, &st.ctf)
+		st.ctfDone = true
+	}
+	ctxTraits := func() *traitFields {
+		if !st.ctfDone {
+			st.ctf.walk(st.ctxTraits)
+			st.ctfDone = true
+		}
+		return &st.ctf
+	}
+	props := func() *propFields {
+		if !st.pfDone {
+			st.pf.walk(st.props)
+			st.pfDone = true
+		}
+		return &st.pf
+	}
+
+	cookie := first(st.integCookie, st.ctxCookie)
+	if !cookie.Exists() && st.externalIDs.Exists() {
+		if cookie = first(st.externalIDs.Get(`#(type=="woopra").id`)); !cookie.Exists() {
+			cookie = first(st.externalIDs.Get(`#(type=="woopra_cookie").id`))
+		}
+	}
+	if !cookie.Exists() && st.externalID.Exists() {
+		cookie = first(st.externalID.Get(`#(type=="woopraId").id`))
+	}
+	if !cookie.Exists() {
+		cookie = first(st.vendorCk, st.anonymousID)
+	}
+	cvID := first(st.userID, st.tf.userID)
+	if !cvID.Exists() {
+		cvID = first(ctxTraits().userID)
+	}
+	emailV := first(st.tf.email)
+	if !emailV.Exists() {
+		emailV = first(ctxTraits().email)
+	}
+	if !emailV.Exists() {
+		emailV = first(props().email)
+	}
+	cvName := first(st.tf.name)
+	if !cvName.Exists() {
+		cvName = first(ctxTraits().name)
+	}
+
+	// cv_email's transform lower(trim(value)) takes strings only, and the presence rule
+	// (non_empty) applies again to its result: an email that trims to "" is absent.
+	email, emailOff, emailEnd, hasEmail := "", -1, -1, false
+	if emailV.Exists() {
+		if emailV.Type != gjson.String {
+			return reject(m, mapping.RejectExpression, `field "cv_email": transform: interface conversion: interface {} is `+goTypeOf(emailV)+", not string (1:7)")
+		}
+		email, emailOff, emailEnd = st.lowerTrim(emailV.Str)
+		hasEmail = email != "" || emailOff >= 0
+	}
+
+	ts := st.timestamp
+	if !present(ts) {
+		ts = st.origTS
+		if !present(ts) {
+			ts = st.receivedAt
+		}
+	}
+	var tsMs int64
+	tsOff := -1
+	if present(ts) {
+		ms, err := mapping.EpochMillis(toValue(ts))
+		if err != nil {
+			return reject(m, mapping.RejectBadValue, `field "timestamp": `+err.Error())
+		}
+		tsMs, tsOff = ms, len(st.names)
+		st.names = strconv.AppendInt(st.names, ms, 10)
+	}
+	tsEnd := len(st.names)
+
+	if !cvID.Exists() && !hasEmail && !cookie.Exists() {
+		return reject(m, mapping.RejectNoIdentity, "the event has no visitor identifier: none of cv_id, cv_email, cookie is present; Woopra could not attribute it to a profile")
+	}
+	if tsOff >= 0 && tsMs > now+maxFutureMs {
+		return reject(m, mapping.RejectFuture, fmt.Sprintf("timestamp %s is %s in the future; Woopra does not report future events reliably",
+			time.UnixMilli(tsMs).UTC().Format(time.RFC3339Nano), time.Duration(tsMs-now)*time.Millisecond))
+	}
+
+	// Mapping-specific fields after the common ones.
+	var amount, ceName, ceCategory, ceURL, ceTitle, referer gjson.Result
+	switch m {
+	case "track":
+		if pr := props().revenue; present(pr) {
+			amount = pr
+		}
+	case "page":
+		p := props()
+		ceName = first(st.name, p.name)
+		ceCategory = first(st.category, p.category)
+		ceURL = first(p.url, st.pageURL)
+		ceTitle = first(p.title, st.pageTitle)
+		referer = first(p.referrer, st.pageReferrer)
+	case "screen":
+		ceName = first(st.name, props().name)
+	}
+
+	arena := string(st.names)
+	out := make([]mapping.Param, 0, 16+len(st.sp))
+	out = append(out, mapping.Param{Name: "project", Value: ceilProject}, mapping.Param{Name: "response", Value: ceilResponse}, mapping.Param{Name: "timeout", Value: ceilTimeout})
+	if m != "identify" {
+		out = append(out, mapping.Param{Name: "ce_app", Value: ceilApp}, mapping.Param{Name: "event", Value: event})
+	}
+	add := func(name string, r gjson.Result) {
+		if r.Exists() {
+			out = append(out, mapping.Param{Name: name, Value: queryText(r)})
+		}
+	}
+	add("cookie", cookie)
+	if nonEmpty(st.ip) {
+		add("ip", st.ip)
+	}
+	add("cv_id", cvID)
+	if hasEmail {
+		if emailOff >= 0 {
+			email = arena[emailOff:emailEnd]
+		}
+		out = append(out, mapping.Param{Name: "cv_email", Value: email})
+	}
+	add("cv_name", cvName)
+	if tsOff >= 0 {
+		out = append(out, mapping.Param{Name: "timestamp", Value: arena[tsOff:tsEnd]})
+	}
+	switch m {
+	case "track":
+		add("ce_amount", amount)
+	case "page":
+		add("ce_name", ceName)
+		add("ce_category", ceCategory)
+		add("ce_url", ceURL)
+		add("ce_title", ceTitle)
+		add("referer", referer)
+	case "screen":
+		add("ce_name", ceName)
+	}
+	for _, p := range st.sp {
+		out = append(out, mapping.Param{Name: arena[p.off:p.end], Value: p.value})
+	}
+
+	var headers []mapping.Param
+	if nonEmpty(st.userAgent) || nonEmpty(st.locale) {
+		headers = make([]mapping.Param, 0, 2)
+		if nonEmpty(st.userAgent) {
+			headers = append(headers, mapping.Param{Name: "User-Agent", Value: queryText(st.userAgent)})
+		}
+		if nonEmpty(st.locale) {
+			headers = append(headers, mapping.Param{Name: "Accept-Language", Value: queryText(st.locale)})
+		}
+	}
+
+	path := "/track/ce"
+	if m == "identify" {
+		path = "/track/identify"
+	}
+	req := mapping.Request{Method: "GET", Endpoint: path, URL: ceilURL(ceilBase+path, out), Params: out, Headers: headers}
+	return mapping.Result{Outcome: mapping.Send, Mapping: m, Requests: []mapping.Request{req}}
+}
+
+// unreserved marks the bytes url.QueryEscape leaves as they are.
+var unreserved = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~'
+	}
+	return t
+}()
+
+// ceilURL builds base?name=value&... escaped like url.QueryEscape.
+func ceilURL(base string, params []mapping.Param) string {
+	n := len(base) + 1
+	for _, p := range params {
+		n += len(p.Name) + len(p.Value) + 2
+	}
+	var b strings.Builder
+	b.Grow(n + n/2)
+	b.WriteString(base)
+	for i, p := range params {
+		if i == 0 {
+			b.WriteByte('?')
+		} else {
+			b.WriteByte('&')
+		}
+		queryEscape(&b, p.Name)
+		b.WriteByte('=')
+		queryEscape(&b, p.Value)
+	}
+	return b.String()
+}
+
+func queryEscape(b *strings.Builder, s string) {
+	const upperhex = "0123456789ABCDEF"
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if unreserved[c] {
+			continue
+		}
+		b.WriteString(s[start:i])
+		if c == ' ' {
+			b.WriteByte('+')
+		} else {
+			b.Write([]byte{'%', upperhex[c>>4], upperhex[c&15]})
+		}
+		start = i + 1
+	}
+	b.WriteString(s[start:])
+}
+
+// ceilingSettings are the settings the ceiling hard-codes.
+var ceilingSettings = map[string]string{"project": ceilProject, "app": ceilApp}
+
+func loadDefault(tb testing.TB) *mapping.Program {
+	tb.Helper()
+	prog, err := Load("default", ceilingSettings)
+	if err != nil {
+		tb.Fatalf("load default preset: %v", err)
+	}
+	return prog
+}
+
+var (
+	corpusOnce   sync.Once
+	corpusEvents [][]byte
+)
+
+// benchCorpus is the shared corpus: 10,000 events of seed 1.
+func benchCorpus() [][]byte {
+	corpusOnce.Do(func() { corpusEvents = corpus.Generate(1, 10000) })
+	return corpusEvents
+}
+
+// diffResults describes how got (the ceiling's) differs from want (the engine's), or "" when
+// they are equal.
+func diffResults(want, got mapping.Result) string {
+	if reflect.DeepEqual(want, got) {
+		return ""
+	}
+	var b strings.Builder
+	field := func(name string, w, g any) {
+		if !reflect.DeepEqual(w, g) {
+			fmt.Fprintf(&b, "  %s:\n    engine:  %#v\n    ceiling: %#v\n", name, w, g)
+		}
+	}
+	field("Outcome", want.Outcome.String(), got.Outcome.String())
+	field("Mapping", want.Mapping, got.Mapping)
+	field("Code", want.Code, got.Code)
+	field("Error", want.Error, got.Error)
+	field("Reason", want.Reason, got.Reason)
+	field("Warnings", want.Warnings, got.Warnings)
+	if len(want.Requests) != len(got.Requests) {
+		fmt.Fprintf(&b, "  engine sends %d requests, ceiling %d\n", len(want.Requests), len(got.Requests))
+		return b.String()
+	}
+	for i := range want.Requests {
+		w, g := want.Requests[i], got.Requests[i]
+		field(fmt.Sprintf("Requests[%d].Method", i), w.Method, g.Method)
+		field(fmt.Sprintf("Requests[%d].Endpoint", i), w.Endpoint, g.Endpoint)
+		field(fmt.Sprintf("Requests[%d].URL", i), w.URL, g.URL)
+		for _, list := range []struct {
+			name string
+			w, g []mapping.Param
+		}{{"Params", w.Params, g.Params}, {"Headers", w.Headers, g.Headers}} {
+			if reflect.DeepEqual(list.w, list.g) {
+				continue
+			}
+			fmt.Fprintf(&b, "  Requests[%d].%s (nil: engine %v, ceiling %v):\n", i, list.name, list.w == nil, list.g == nil)
+			for j := 0; j < max(len(list.w), len(list.g)); j++ {
+				var pw, pg string
+				if j < len(list.w) {
+					pw = list.w[j].Name + "=" + strconv.Quote(list.w[j].Value)
+				}
+				if j < len(list.g) {
+					pg = list.g[j].Name + "=" + strconv.Quote(list.g[j].Value)
+				}
+				mark := " "
+				if pw != pg {
+					mark = "≠"
+				}
+				fmt.Fprintf(&b, "   %s %2d engine: %-40s ceiling: %s\n", mark, j, pw, pg)
+			}
+		}
+	}
+	return b.String()
+}
+
+// TestCeilingMatchesEngine runs the engine and the hand-written ceiling on every corpus event
+// and fails on the first event where their results differ. With now in mid-2024 about half of
+// the events are rejected as in the future, which covers that path too.
+func TestCeilingMatchesEngine(t *testing.T) {
+	prog := loadDefault(t)
+	c := newCeiling()
+	events := benchCorpus()
+	tests := []struct {
+		name    string
+		now     time.Time
+		minSend int // events that must be sent, so the comparison is not vacuous
+	}{
+		{"now 2025", time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), 9900},
+		{"now mid-2024", time.Date(2024, 7, 1, 0, 0, 0, 0, time.UTC), 4000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			outcomes := map[string]int{}
+			for i, ev := range events {
+				want := prog.Run(ev, tt.now)
+				got := c.Run(ev, tt.now)
+				if d := diffResults(want, got); d != "" {
+					t.Fatalf("event %d: ceiling differs from engine:\n%s\nevent: %s", i, d, ev)
+				}
+				outcomes[want.Outcome.String()+" "+want.Code]++
+			}
+			if outcomes["send "] < tt.minSend {
+				t.Errorf("only %d of %d events were sent, want at least %d: %v", outcomes["send "], len(events), tt.minSend, outcomes)
+			}
+			t.Logf("outcomes: %v", outcomes)
+		})
+	}
+}
+
+// TestCeilingMatchesEngineEdgeCases compares the two on events the corpus does not contain:
+// other call types, rejections, odd values and duplicate keys.
+func TestCeilingMatchesEngineEdgeCases(t *testing.T) {
+	prog := loadDefault(t)
+	c := newCeiling()
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name    string
+		event   string
+		outcome mapping.Outcome
+		code    string
+	}{
+		{"screen", `{"type":"screen","name":"Home","anonymousId":"a","properties":{"name":"x","app":"y","email":"e","k":1},"context":{"traits":{"email":"E@x.io"}}}`, mapping.Send, ""},
+		{"group", `{"type":"group","groupId":"g","anonymousId":"a"}`, mapping.Skipped, ""},
+		{"alias", `{"type":"alias","previousId":"p","userId":"u"}`, mapping.Skipped, ""},
+		{"unknown type", `{"type":"Track","anonymousId":"a"}`, mapping.Skipped, ""},
+		{"numeric type", `{"type":5,"anonymousId":"a"}`, mapping.Skipped, ""},
+		{"object type", `{"type":{"a": 1},"anonymousId":"a"}`, mapping.Skipped, ""},
+		{"no type", `{"anonymousId":"a"}`, mapping.Skipped, ""},
+		{"invalid JSON", `{"type":"track",`, mapping.Rejected, mapping.RejectInvalidJSON},
+		{"array", `[{"type":"track"}]`, mapping.Rejected, mapping.RejectInvalidJSON},
+		{"null", `null`, mapping.Rejected, mapping.RejectInvalidJSON},
+		{"empty object", `{}`, mapping.Skipped, ""},
+		{"track without event", `{"type":"track","anonymousId":"a"}`, mapping.Rejected, mapping.RejectMissing},
+		{"track with empty event", `{"type":"track","event":"","anonymousId":"a"}`, mapping.Rejected, mapping.RejectMissing},
+		{"track with null event", `{"type":"track","event":null,"anonymousId":"a"}`, mapping.Rejected, mapping.RejectMissing},
+		{"numeric event", `{"type":"track","event":42,"anonymousId":"a"}`, mapping.Send, ""},
+		{"object event", `{"type":"track","event":{"a": [1, 2]},"anonymousId":"a"}`, mapping.Send, ""},
+		{"no identity", `{"type":"track","event":"x"}`, mapping.Rejected, mapping.RejectNoIdentity},
+		{"empty identities", `{"type":"track","event":"x","anonymousId":"","userId":null,"traits":{"email":""}}`, mapping.Rejected, mapping.RejectNoIdentity},
+		{"whitespace email only", `{"type":"identify","traits":{"email":"   "}}`, mapping.Rejected, mapping.RejectNoIdentity},
+		{"whitespace email absent after trim", `{"type":"identify","anonymousId":"a","traits":{"email":" \t "}}`, mapping.Send, ""},
+		{"trimmed-away email does not fall through", `{"type":"track","event":"x","anonymousId":"a","traits":{"email":" "},"context":{"traits":{"email":"c@x"}}}`, mapping.Send, ""},
+		{"numeric email", `{"type":"identify","anonymousId":"a","traits":{"email":5}}`, mapping.Rejected, mapping.RejectExpression},
+		{"big numeric email", `{"type":"identify","anonymousId":"a","traits":{"email":9007199254740993}}`, mapping.Rejected, mapping.RejectExpression},
+		{"float email", `{"type":"identify","anonymousId":"a","traits":{"email":1.5}}`, mapping.Rejected, mapping.RejectExpression},
+		{"bool email", `{"type":"identify","anonymousId":"a","traits":{"email":true}}`, mapping.Rejected, mapping.RejectExpression},
+		{"object email", `{"type":"identify","anonymousId":"a","traits":{"email":{"a":1}}}`, mapping.Rejected, mapping.RejectExpression},
+		{"array email", `{"type":"identify","anonymousId":"a","traits":{"email":["x"]}}`, mapping.Rejected, mapping.RejectExpression},
+		{"non-ASCII email", `{"type":"identify","traits":{"email":" ÉMILE@Exämple.COM "}}`, mapping.Send, ""},
+		{"escaped email", `{"type":"identify","traits":{"email":"J\u00c9@X.io"}}`, mapping.Send, ""},
+		{"email from properties", `{"type":"identify","userId":"u","properties":{"email":"P@x.io"}}`, mapping.Send, ""},
+		{"email from track properties", `{"type":"track","event":"x","properties":{"email":"P@x.io","revenue":null}}`, mapping.Send, ""},
+		{"empty timestamp", `{"type":"track","event":"x","anonymousId":"a","timestamp":""}`, mapping.Rejected, mapping.RejectBadValue},
+		{"object timestamp", `{"type":"track","event":"x","anonymousId":"a","timestamp":{}}`, mapping.Rejected, mapping.RejectBadValue},
+		{"bad timestamp", `{"type":"track","event":"x","anonymousId":"a","timestamp":"yesterday"}`, mapping.Rejected, mapping.RejectBadValue},
+		{"null timestamp falls back", `{"type":"track","event":"x","anonymousId":"a","timestamp":null,"originalTimestamp":"2024-01-02","receivedAt":"2024-01-03T00:00:00Z"}`, mapping.Send, ""},
+		{"receivedAt", `{"type":"page","anonymousId":"a","receivedAt":"2024-01-03T00:00:00+0530"}`, mapping.Send, ""},
+		{"epoch seconds", `{"type":"track","event":"x","anonymousId":"a","timestamp":1704067200.25}`, mapping.Send, ""},
+		{"future timestamp", `{"type":"track","event":"x","anonymousId":"a","timestamp":"2026-01-01T00:00:00Z"}`, mapping.Rejected, mapping.RejectFuture},
+		{"future timestamp without identity", `{"type":"track","event":"x","timestamp":"2026-01-01T00:00:00Z"}`, mapping.Rejected, mapping.RejectNoIdentity},
+		{"bad email before bad timestamp", `{"type":"track","event":"x","anonymousId":"a","traits":{"email":1},"timestamp":""}`, mapping.Rejected, mapping.RejectExpression},
+		{"cookie from context.Woopra", `{"type":"track","event":"x","anonymousId":"a","context":{"Woopra":{"cookie":"c1"}}}`, mapping.Send, ""},
+		{"cookie from woopra_cookie", `{"type":"track","event":"x","anonymousId":"a","context":{"externalIds":[{"id":"c2","type":"woopra_cookie"}]}}`, mapping.Send, ""},
+		{"cookie from externalId", `{"type":"track","event":"x","anonymousId":"a","context":{"externalId":[{"id":"c3","type":"woopraId"}]}}`, mapping.Send, ""},
+		{"cookie from vendor_ids", `{"type":"track","event":"x","anonymousId":"a","vendor_ids":{"woopra_cookie":"c4"}}`, mapping.Send, ""},
+		{"empty Woopra cookie", `{"type":"track","event":"x","anonymousId":"a","integrations":{"Woopra":{"cookie":""}}}`, mapping.Send, ""},
+		{"numeric cookie", `{"type":"track","event":"x","integrations":{"Woopra":{"cookie":12345}}}`, mapping.Send, ""},
+		{"externalIds not an array", `{"type":"track","event":"x","anonymousId":"a","context":{"externalIds":{"type":"woopra","id":"z"}}}`, mapping.Send, ""},
+		{"numeric userId", `{"type":"track","event":"x","userId":12345}`, mapping.Send, ""},
+		{"userId from traits", `{"type":"track","event":"x","traits":{"userId":"t1"},"context":{"traits":{"userId":"t2","name":"N"}}}`, mapping.Send, ""},
+		{"userId from context.traits", `{"type":"track","event":"x","traits":{},"context":{"traits":{"userId":"t2","name":"N"}}}`, mapping.Send, ""},
+		{"traits not an object", `{"type":"identify","traits":"x","context":{"traits":{"userId":"t2","email":"a@b"}}}`, mapping.Send, ""},
+		{"ip and headers", `{"type":"track","event":"x","anonymousId":"a","context":{"ip":"","userAgent":"UA 1/2","locale":""}}`, mapping.Send, ""},
+		{"object ip", `{"type":"track","event":"x","anonymousId":"a","context":{"ip":{"v4":"1.2.3.4"},"locale":"de"}}`, mapping.Send, ""},
+		{"page fields", `{"type":"page","anonymousId":"a","name":"","category":"C","properties":{"name":"N","url":"","title":null,"referrer":"r","search":"?q=1","password":"p","category":"pc"},"context":{"page":{"url":"U","title":"T","referrer":"R"}}}`, mapping.Send, ""},
+		{"page without properties", `{"type":"page","anonymousId":"a","context":{"page":{"url":"U","title":"T","referrer":"R"}}}`, mapping.Send, ""},
+		{"page properties not an object", `{"type":"page","anonymousId":"a","properties":[1],"context":{"page":{"url":"U"}}}`, mapping.Send, ""},
+		{"explicit and excluded keys", `{"type":"track","event":"Order Completed","anonymousId":"a","properties":{"app":"a","amount":1,"revenue":"9.99","email":"x","my_password":"p","order":{"revenue":2,"password":"p","app":"z"}}}`, mapping.Send, ""},
+		{"revenue object", `{"type":"track","event":"x","anonymousId":"a","properties":{"revenue":{"v": 1}}}`, mapping.Send, ""},
+		{"flatten depth", `{"type":"track","event":"x","anonymousId":"a","properties":{"a":{"b":{"c":{"d":{"e":1}},"n":null},"e":{}},"arr":[ 1, {"x" : 2} ]}}`, mapping.Send, ""},
+		{"flatten collision", `{"type":"track","event":"x","anonymousId":"a","properties":{"a_b":1,"a":{"b":2,"c":3},"a_c":4}}`, mapping.Send, ""},
+		{"empty and escaped keys", `{"type":"track","event":"x","anonymousId":"a","properties":{"":1,"a\"b":2,"sp ace":"v w","é":"ü","q\u0041":true}}`, mapping.Send, ""},
+		{"whitespace JSON", "{ \"type\" : \"track\" ,\n \"event\" : \"Signed Up\", \"anonymousId\":\"a\", \"properties\" : { \"o\" : { \"a\" : { \"b\" : { \"c\" : [ 1 , 2 ] } } } , \"l\" : [ 1 , \"two\" ] } }", mapping.Send, ""},
+		{"traits spread", `{"type":"identify","userId":"u","traits":{"id":"u","userId":"u","anonymousId":"a","email":"A@B.C","name":"N","company":{"name":"Co","id":7,"address":{"geo":{"lat":1}}},"password":"p","n":null,"e":""}}`, mapping.Send, ""},
+		{"duplicate root keys", `{"type":"track","event":"a","event":"b","userId":"u1","userId":"u2","anonymousId":"x"}`, mapping.Send, ""},
+		{"duplicate integrations", `{"type":"track","event":"a","integrations":{"Woopra":{"cookie":"c1"},"Woopra":{"cookie":"c2"}}}`, mapping.Send, ""},
+		{"duplicate traits objects", `{"type":"identify","anonymousId":"a","traits":{"email":"first@x","name":"F"},"traits":{"name":"S","plan":"pro"}}`, mapping.Send, ""},
+		{"duplicate traits then string", `{"type":"identify","anonymousId":"a","traits":{"email":"first@x"},"traits":"s","context":{"traits":{"plan":"p"}}}`, mapping.Send, ""},
+		{"duplicate context", `{"type":"track","event":"x","anonymousId":"a","context":{"ip":"1","traits":{"email":"a@x"}},"context":{"userAgent":"U","traits":{"name":"N"}}}`, mapping.Send, ""},
+		{"duplicate properties", `{"type":"track","event":"x","anonymousId":"a","properties":{"revenue":1,"k":1},"properties":{"k":2}}`, mapping.Send, ""},
+		{"repeated keys do not exhaust a level", `{"type":"identify","anonymousId":"a","traits":{"email":"a@x","email":"b@x","email":"c@x","name":"N"}}`, mapping.Send, ""},
+		{"repeated keys do not exhaust the root", `{"type":"track","type":"track","type":"track","type":"track","type":"track","type":"track","type":"track","type":"track","type":"track","type":"track","type":"track","type":"track","event":"e","anonymousId":"a","userId":"u"}`, mapping.Send, ""},
+		{"duplicate context after a string", `{"type":"track","event":"x","anonymousId":"a","context":"c","context":{"ip":"1","traits":{"email":"a@x"}}}`, mapping.Send, ""},
+		{"duplicate type", `{"type":"alias","type":"track","event":"x","anonymousId":"a"}`, mapping.Skipped, ""},
+		{"duplicate page keys", `{"type":"page","anonymousId":"a","context":{"page":{"url":"U1","url":"U2","title":"T"},"page":{"referrer":"R"}}}`, mapping.Send, ""},
+		{"duplicate Woopra cookies", `{"type":"track","event":"x","integrations":{"Woopra":"w","Woopra":{"cookie":"c1"}},"context":{"Woopra":{"cookie":"c2","cookie":"c3"}}}`, mapping.Send, ""},
+		{"duplicate traits, first empty", `{"type":"track","event":"x","anonymousId":"a","traits":{},"traits":{"email":"e@x","plan":"p"},"context":{"traits":{"name":"N","plan":"c"}}}`, mapping.Send, ""},
+		{"duplicate spread keys", `{"type":"track","event":"x","anonymousId":"a","properties":{"k":1,"k":2,"o":{"a":1},"o":{"a":2,"b":3},"o_b":4}}`, mapping.Send, ""},
+		{"duplicate traits spread keys", `{"type":"identify","userId":"u","traits":{"plan":"a","plan":"b","plan":null,"co":{"n":"x"},"co_n":"y","email":"E@x","email":"F@x"}}`, mapping.Send, ""},
+		{"empty traits fall through", `{"type":"track","event":"x","anonymousId":"a","traits":{ },"context":{"traits":{"plan":"p","email":"C@x"}}}`, mapping.Send, ""},
+		{"both traits empty", `{"type":"identify","anonymousId":"a","traits":{},"context":{"traits":{}}}`, mapping.Send, ""},
+		{"empty trait values", `{"type":"identify","anonymousId":"a","traits":{"plan":"p","e":"","o":{},"a":[],"ws":[ ],"n":null,"zero":0,"f":false,"d":{"x":{"y":{},"z":[],"w":"","v":1}},"s":" "}}`, mapping.Send, ""},
+		{"only empty trait values", `{"type":"identify","anonymousId":"a","traits":{"e":"","o":{"p":{}}}}`, mapping.Send, ""},
+		{"empty property values", `{"type":"track","event":"x","anonymousId":"a","properties":{"e":"","a":[],"o":{},"d":{"x":{"y":{},"z":[]}}}}`, mapping.Send, ""},
+		{"object trait name", `{"type":"identify","anonymousId":"a","traits":{"name":{"first":"A"},"company":{"name":"C"}},"context":{"traits":{"name":"N"}}}`, mapping.Send, ""},
+		{"object page name", `{"type":"page","anonymousId":"a","properties":{"name":{"a":1},"category":{"b":2},"url":{"c":3},"title":"T","app":"x","path":"/p"}}`, mapping.Send, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := prog.Run([]byte(tt.event), now)
+			got := c.Run([]byte(tt.event), now)
+			if d := diffResults(want, got); d != "" {
+				t.Fatalf("ceiling differs from engine:\n%s\nevent: %s", d, tt.event)
+			}
+			if want.Outcome != tt.outcome || want.Code != tt.code {
+				t.Errorf("engine: %s %q (%s%s), want %s %q", want.Outcome, want.Code, want.Error, want.Reason, tt.outcome, tt.code)
+			}
+		})
+	}
+}
