@@ -4,6 +4,7 @@ go 1.26
 
 require (
 	github.com/expr-lang/expr v1.17.8
+	github.com/mileusna/useragent v1.3.5
 	github.com/tidwall/gjson v1.20.1
 	gopkg.in/yaml.v3 v3.0.1
 )

@@ -13,6 +13,7 @@ import (
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
+	"github.com/woorelay/woorelay/mapping/useragent"
 )
 
 // exprEnv is the typed environment every expression is compiled against. Event paths written
@@ -35,6 +36,7 @@ var Functions = []struct{ Name, Signature, Doc string }{
 	{"md5", "md5(s) string", "Lower-case hex MD5 of a string."},
 	{"sha256", "sha256(s) string", "Lower-case hex SHA-256 of a string."},
 	{"lookup", `lookup("table", v) any`, "Translate v through a preset table; nil when the table has no row (whatever the table's otherwise)."},
+	{"ua_browser", "ua_browser(ua) string", "Browser name and full version of a User-Agent, as ua-parser-js 1.x names them, joined with no separator (`Chrome86.0.4240.111`); \"\" for a non-string, a bot or an unknown agent."},
 }
 
 // exprCompiler compiles expressions for one program, registering their paths in its table.
@@ -228,5 +230,10 @@ func (c *exprCompiler) functionOptions() []expr.Option {
 			}
 			return nil, nil
 		}, new(func(string, any) any)),
+		expr.Function("ua_browser", func(args ...any) (any, error) {
+			s, _ := args[0].(string)
+			name, version := useragent.Browser(s)
+			return name + version, nil
+		}, new(func(any) string)),
 	}
 }
