@@ -95,7 +95,7 @@ type cspread struct {
 	slots    []int
 	prefix   string
 	exact    map[string]bool
-	globs    []string
+	globs    []glob
 	explicit map[string]bool // explicit field names of the mapping with this prefix stripped
 	nested   string
 	sep      string
@@ -545,7 +545,7 @@ func (c *compiler) spread(sd *spreadDoc, fields []*cfield) *cspread {
 	}
 	for _, e := range sd.Exclude {
 		if strings.Contains(e, "*") {
-			s.globs = append(s.globs, e)
+			s.globs = append(s.globs, compileGlob(e))
 		} else {
 			s.exact[e] = true
 		}

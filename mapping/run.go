@@ -520,28 +520,35 @@ func (s *cspread) excluded(k string) bool {
 		return true
 	}
 	for _, g := range s.globs {
-		if globMatch(g, k) {
+		if g.match(k) {
 			return true
 		}
 	}
 	return false
 }
 
-// globMatch matches s against a pattern where * stands for any run of characters.
-func globMatch(pattern, s string) bool {
-	parts := strings.Split(pattern, "*")
+// glob is a pattern where * stands for any run of characters, split at its stars once at load.
+type glob struct {
+	parts []string
+}
+
+func compileGlob(pattern string) glob { return glob{parts: strings.Split(pattern, "*")} }
+
+func (g glob) match(s string) bool {
+	parts := g.parts
 	if !strings.HasPrefix(s, parts[0]) {
 		return false
 	}
 	s = s[len(parts[0]):]
-	for i := 1; i < len(parts)-1; i++ {
-		j := strings.Index(s, parts[i])
+	last := parts[len(parts)-1]
+	for _, mid := range parts[1 : len(parts)-1] {
+		j := strings.Index(s, mid)
 		if j < 0 {
 			return false
 		}
-		s = s[j+len(parts[i]):]
+		s = s[j+len(mid):]
 	}
-	return strings.HasSuffix(s, parts[len(parts)-1])
+	return len(s) >= len(last) && strings.HasSuffix(s, last)
 }
 
 // spread copies the keys of the spread's object. It returns a non-empty clash message when the
@@ -653,18 +660,36 @@ func buildURL(base string, params []Param) string {
 
 const upperhex = "0123456789ABCDEF"
 
+// unreserved marks the bytes url.QueryEscape leaves as they are.
+var unreserved = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	t['-'], t['_'], t['.'], t['~'] = true, true, true, true
+	return t
+}()
+
 // appendQueryEscape escapes like url.QueryEscape: unreserved bytes stay, space becomes +.
 func appendQueryEscape(b []byte, s string) []byte {
+	start := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '.', c == '~':
-			b = append(b, c)
-		case c == ' ':
+		if unreserved[c] {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		if c == ' ' {
 			b = append(b, '+')
-		default:
+		} else {
 			b = append(b, '%', upperhex[c>>4], upperhex[c&15])
 		}
+		start = i + 1
 	}
-	return b
+	return append(b, s[start:]...)
 }
