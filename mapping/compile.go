@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/expr-lang/expr/vm"
 	"github.com/tidwall/gjson"
 	"gopkg.in/yaml.v3"
 )
@@ -79,11 +78,11 @@ type cfield struct {
 	slots     []int
 	constant  Value
 	tmpl      *template
-	prog      *vm.Program
+	prog      *program
 	present   Presence
 	def       *Value
 	table     *Table
-	transform *vm.Program
+	transform *program
 	as        Conversion
 	required  bool
 	dropOnErr bool
@@ -107,7 +106,7 @@ type cspread struct {
 type cmapping struct {
 	doc       *mappingDoc
 	name      string
-	when      *vm.Program
+	when      *program
 	skip      *template
 	rejCode   string
 	rejMsg    *template
@@ -127,7 +126,7 @@ type template struct {
 type tmplPart struct {
 	lit  string
 	slot int // -1 for literal text or an expression
-	prog *vm.Program
+	prog *program
 }
 
 // Compile loads a preset against its blueprint and returns the compiled program, or
@@ -438,7 +437,7 @@ func (c *compiler) ref(n *yaml.Node) SourceRef {
 }
 
 // compileExpr compiles an expression written at node n.
-func (c *compiler) compileExpr(src string, asBool bool, n *yaml.Node) (*vm.Program, error) {
+func (c *compiler) compileExpr(src string, asBool bool, n *yaml.Node) (*program, error) {
 	c.ec.at = c.ref(n)
 	return c.ec.compile(src, asBool)
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
-	"github.com/expr-lang/expr/vm"
 	"github.com/woorelay/woorelay/mapping/useragent"
 )
 
@@ -60,7 +59,7 @@ func (c *exprCompiler) functionNames() map[string]bool {
 }
 
 // compile compiles src. asBool requires a boolean result.
-func (c *exprCompiler) compile(src string, asBool bool) (*vm.Program, error) {
+func (c *exprCompiler) compile(src string, asBool bool) (*program, error) {
 	tree, err := parser.Parse(src)
 	if err != nil {
 		return nil, cleanExprError(err)
@@ -87,7 +86,9 @@ func (c *exprCompiler) compile(src string, asBool bool) (*vm.Program, error) {
 	if g.err != nil {
 		return nil, g.err
 	}
-	return prog, nil
+	out := &program{vm: prog}
+	c.native(src, out, asBool)
+	return out, nil
 }
 
 func cleanExprError(err error) error {

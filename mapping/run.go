@@ -53,6 +53,7 @@ type Result struct {
 
 // state is the per-goroutine scratch space of a run.
 type state struct {
+	names        map[spreadName]string // prefixed spread keys already built, reused across events
 	slots        []gjson.Result
 	env          exprEnv
 	vm           vm.VM
@@ -236,14 +237,18 @@ func (p *Program) checkIdentity(params []Param, tr *Trace) ([]Param, *Result) {
 		}
 	}
 	if best < 0 {
-		tr.identity(fmt.Sprintf("order %s: none present; when_none: %s", strings.Join(id.Order, " > "), id.WhenNone))
+		if tr != nil {
+			tr.identity(fmt.Sprintf("order %s: none present; when_none: %s", strings.Join(id.Order, " > "), id.WhenNone))
+		}
 		if id.WhenNone == "send" {
 			return params, nil
 		}
 		return params, &Result{Outcome: Rejected, Code: RejectNoIdentity,
 			Error: fmt.Sprintf("the event has no visitor identifier: none of %s is present; Woopra could not attribute it to a profile", strings.Join(id.Order, ", "))}
 	}
-	tr.identity(fmt.Sprintf("order %s: %s wins; send %s", strings.Join(id.Order, " > "), id.Order[best], id.Send))
+	if tr != nil {
+		tr.identity(fmt.Sprintf("order %s: %s wins; send %s", strings.Join(id.Order, " > "), id.Order[best], id.Send))
+	}
 	if id.Send == "highest" {
 		for _, lower := range id.Order[best+1:] {
 			if j := indexOf(params, lower); j >= 0 {
@@ -265,10 +270,10 @@ func (p *Program) materialize(st *state) {
 	st.materialized = true
 }
 
-func (p *Program) evalAny(st *state, prog *vm.Program, value any) (any, error) {
+func (p *Program) evalAny(st *state, prog *program, value any) (any, error) {
 	p.materialize(st)
 	st.env.Value = value
-	out, err := st.vm.Run(prog, &st.env)
+	out, err := st.vm.Run(prog.vm, &st.env)
 	st.env.Value = nil
 	if err != nil {
 		return nil, cleanExprError(err)
@@ -276,7 +281,13 @@ func (p *Program) evalAny(st *state, prog *vm.Program, value any) (any, error) {
 	return out, nil
 }
 
-func (p *Program) evalBool(st *state, prog *vm.Program) (bool, error) {
+func (p *Program) evalBool(st *state, prog *program) (bool, error) {
+	if prog.boolFn != nil {
+		if v, ok := prog.boolFn(st.slots); ok {
+			return v, nil
+		}
+		return false, errNativeFailed
+	}
 	out, err := p.evalAny(st, prog, nil)
 	if err != nil {
 		// expr's AsBool cast reports a non-boolean result this way.
@@ -292,7 +303,10 @@ func (p *Program) evalBool(st *state, prog *vm.Program) (bool, error) {
 	return b, nil
 }
 
-const errNotBool = valueError("the condition did not return a boolean")
+const (
+	errNotBool      = valueError("the condition did not return a boolean")
+	errNativeFailed = valueError("the condition cannot be evaluated on this event (a value of the wrong type)")
+)
 
 func (p *Program) render(st *state, t *template) string {
 	if len(t.parts) == 1 && t.parts[0].prog == nil && t.parts[0].slot < 0 {
@@ -441,13 +455,17 @@ func (p *Program) evalField(st *state, f *cfield, tr *Trace) (Value, *Result) {
 		}
 	}
 	if f.transform != nil {
-		out, err := p.evalAny(st, f.transform, v.toAny())
-		if err != nil {
-			return Value{}, p.fieldError(f, ft, fmt.Errorf("transform: %v", err), RejectExpression)
-		}
-		cv, err := fromAny(out)
-		if err != nil {
-			return Value{}, p.fieldError(f, ft, err, RejectExpression)
+		var cv Value
+		if f.transform.strFn != nil && v.Kind == String {
+			cv = Value{Kind: String, Text: f.transform.strFn(v.Text)}
+		} else {
+			out, err := p.evalAny(st, f.transform, v.toAny())
+			if err != nil {
+				return Value{}, p.fieldError(f, ft, fmt.Errorf("transform: %v", err), RejectExpression)
+			}
+			if cv, err = fromAny(out); err != nil {
+				return Value{}, p.fieldError(f, ft, err, RejectExpression)
+			}
 		}
 		if ft != nil {
 			ft.step("transform -> %s", cv.JSON())
@@ -551,6 +569,29 @@ func (g glob) match(s string) bool {
 	return len(s) >= len(last) && strings.HasSuffix(s, last)
 }
 
+// spreadName keys the cache of prefixed parameter names.
+type spreadName struct {
+	s   *cspread
+	key string
+}
+
+// paramName returns prefix+key, reusing the string built for an earlier event: the same few
+// dozen property and trait names recur in every event, so this saves an allocation per key.
+func (st *state) paramName(s *cspread, key string) string {
+	if name, ok := st.names[spreadName{s, key}]; ok {
+		return name
+	}
+	name := s.prefix + key
+	if len(st.names) >= 4096 {
+		clear(st.names) // bound the cache against events with ever-new keys
+	}
+	if st.names == nil {
+		st.names = map[spreadName]string{}
+	}
+	st.names[spreadName{s, strings.Clone(key)}] = name
+	return name
+}
+
 // spread copies the keys of the spread's object. It returns a non-empty clash message when the
 // policy is reject and a key collided.
 func (p *Program) spread(st *state, s *cspread, params []Param, nExplicit int, tr *Trace) ([]Param, string) {
@@ -584,7 +625,7 @@ func (p *Program) spread(st *state, s *cspread, params []Param, nExplicit int, t
 				return true
 			}
 			if s.excluded(key) {
-				st0.add(excludedKey, key)
+				st0.add(excludedKey, key, "")
 				return true
 			}
 			v := fromResult(val)
@@ -594,7 +635,7 @@ func (p *Program) spread(st *state, s *cspread, params []Param, nExplicit int, t
 			if v.Kind == Object {
 				switch {
 				case s.nested == "skip":
-					st0.add(excludedKey, key+" (object)")
+					st0.add(excludedKey, key, " (object)")
 					return true
 				case s.nested == "flatten" && depth < s.maxDepth:
 					walk(val, key, depth+1)
@@ -604,32 +645,32 @@ func (p *Program) spread(st *state, s *cspread, params []Param, nExplicit int, t
 			if s.explicit[key] {
 				switch s.conflict {
 				case "explicit_wins":
-					st0.add(collidedKey, key+" (explicit wins)")
+					st0.add(collidedKey, key, " (explicit wins)")
 					return true
 				case "explicit_when_present":
-					if indexOf(params[:nExplicit], s.prefix+key) >= 0 {
-						st0.add(collidedKey, key+" (explicit wins)")
+					if indexOf(params[:nExplicit], st.paramName(s, key)) >= 0 {
+						st0.add(collidedKey, key, " (explicit wins)")
 						return true
 					}
 				case "reject":
 					clash = fmt.Sprintf("spread key %q collides with the explicit field %s%s", key, s.prefix, key)
 					return false
 				default: // spread_wins
-					name := s.prefix + key
+					name := st.paramName(s, key)
 					if i := indexOf(params[:nExplicit], name); i >= 0 {
 						params[i].Value = v.QueryText()
-						st0.add(collidedKey, key+" (spread wins)")
+						st0.add(collidedKey, key, " (spread wins)")
 						return true
 					}
 				}
 			}
-			name := s.prefix + key
+			name := st.paramName(s, key)
 			if indexOf(params[nExplicit:], name) >= 0 {
-				st0.add(collidedKey, key+" (an earlier spread wins)")
+				st0.add(collidedKey, key, " (an earlier spread wins)")
 				return true
 			}
 			params = append(params, Param{Name: name, Value: v.QueryText()})
-			st0.add(copiedKey, key)
+			st0.add(copiedKey, key, "")
 			return true
 		})
 	}

@@ -107,10 +107,11 @@ const (
 	collidedKey
 )
 
-func (s *SpreadTrace) add(what spreadEvent, key string) {
+func (s *SpreadTrace) add(what spreadEvent, key, note string) {
 	if s == nil {
 		return
 	}
+	key += note
 	switch what {
 	case copiedKey:
 		s.Copied = append(s.Copied, key)
