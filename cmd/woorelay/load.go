@@ -78,6 +78,34 @@ func (pf *programFlags) compile(preset string, overlays []string, allowUnset boo
 	return presets.Compile(preset, mapping.Options{Settings: pf.settings, Overlays: srcs, AllowUnsetRequired: allowUnset})
 }
 
+// eventCommand is the shared start of commands that run one preset over input events: it parses
+// the flags, compiles the preset and reads the input. A non-zero status means the command is done.
+func eventCommand(name string, args []string, stdin io.Reader, stderr io.Writer) (*mapping.Program, time.Time, []byte, int) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var pf programFlags
+	pf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, time.Time{}, nil, 2
+	}
+	now, err := pf.clock()
+	if err != nil {
+		fmt.Fprintf(stderr, "woorelay %s: %v\n", name, err)
+		return nil, now, nil, 2
+	}
+	prog, err := pf.compile(pf.preset, pf.mappings, false)
+	if err != nil {
+		printConfigError(stderr, err)
+		return nil, now, nil, 2
+	}
+	data, err := readInput(fs, stdin)
+	if err != nil {
+		fmt.Fprintf(stderr, "woorelay %s: %v\n", name, err)
+		return nil, now, nil, 1
+	}
+	return prog, now, data, 0
+}
+
 // readInput reads the single optional FILE|- argument.
 func readInput(fs *flag.FlagSet, stdin io.Reader) ([]byte, error) {
 	if fs.NArg() > 1 {

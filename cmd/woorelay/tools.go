@@ -89,31 +89,13 @@ func indent(s string) string {
 
 // cmdExplain prints the per-field trace of each event.
 func cmdExplain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var pf programFlags
-	pf.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	now, err := pf.clock()
-	if err != nil {
-		fmt.Fprintf(stderr, "woorelay explain: %v\n", err)
-		return 2
-	}
-	prog, err := pf.compile(pf.preset, pf.mappings, false)
-	if err != nil {
-		printConfigError(stderr, err)
-		return 2
-	}
-	data, err := readInput(fs, stdin)
-	if err != nil {
-		fmt.Fprintf(stderr, "woorelay explain: %v\n", err)
-		return 1
+	prog, now, data, code := eventCommand("explain", args, stdin, stderr)
+	if code != 0 {
+		return code
 	}
 	out := bufio.NewWriter(stdout)
 	index := 0
-	err = eachEvent(data, func(event []byte, bad error) {
+	err := eachEvent(data, func(event []byte, bad error) {
 		if index > 0 {
 			fmt.Fprintln(out)
 		}

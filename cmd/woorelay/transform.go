@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 
@@ -13,27 +12,9 @@ import (
 )
 
 func cmdTransform(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("transform", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var pf programFlags
-	pf.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	now, err := pf.clock()
-	if err != nil {
-		fmt.Fprintf(stderr, "woorelay transform: %v\n", err)
-		return 2
-	}
-	prog, err := pf.compile(pf.preset, pf.mappings, false)
-	if err != nil {
-		printConfigError(stderr, err)
-		return 2
-	}
-	data, err := readInput(fs, stdin)
-	if err != nil {
-		fmt.Fprintf(stderr, "woorelay transform: %v\n", err)
-		return 1
+	prog, now, data, code := eventCommand("transform", args, stdin, stderr)
+	if code != 0 {
+		return code
 	}
 	out := bufio.NewWriterSize(stdout, 64<<10)
 	var line []byte

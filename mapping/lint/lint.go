@@ -126,31 +126,11 @@ func closest(path string, candidates []string) string {
 		if strings.Count(c, ".") != segs {
 			continue
 		}
-		if d := distance(strings.ToLower(path), strings.ToLower(c)); d > 0 && d < bestD {
+		if d := mapping.EditDistance(strings.ToLower(path), strings.ToLower(c)); d > 0 && d < bestD {
 			best, bestD = c, d
 		}
 	}
 	return best
-}
-
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // spreadConflicts runs the samples and reports each spread key that collided with an explicit
