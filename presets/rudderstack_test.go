@@ -15,8 +15,8 @@ import (
 // rsNow is the frozen clock of the rudderstack tests: after every timestamp they use.
 var rsNow = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// rsVectorFile holds RudderStack's own Woopra test vectors, copied unchanged from
-// shared/conformance.
+// rsVectorFile holds RudderStack's own Woopra test vectors (its processor and router suites),
+// kept unchanged.
 const rsVectorFile = "../testdata/conformance/rudderstack-upstream.json"
 
 // rsErrorCodes is the stable code the preset reports with each RudderStack error message.

@@ -62,7 +62,7 @@ func onlyRequest(t *testing.T, line map[string]any) map[string]any {
 	return reqs[0].(map[string]any)
 }
 
-// The Datafly Signal seed's purchase example gives exactly the seed's request.
+// Datafly Signal's documented purchase example gives exactly its documented request.
 func TestDataflyPurchaseExample(t *testing.T) {
 	lines, raw := transformLines(t, "--preset", "default", "--set", "project=mywebsite.com", "--set", "app=datafly-signal", "../../testdata/datafly_purchase.json")
 	if len(lines) != 1 {
@@ -72,7 +72,7 @@ func TestDataflyPurchaseExample(t *testing.T) {
 	if req["method"] != "GET" || req["endpoint"] != "/track/ce" || !strings.HasPrefix(req["url"].(string), "https://www.woopra.com/track/ce?") {
 		t.Errorf("request line = %v %v %v, want GET https://www.woopra.com/track/ce", req["method"], req["endpoint"], req["url"])
 	}
-	want := map[string]string{ // the seed's query, plus timestamp
+	want := map[string]string{ // Datafly's documented query, plus timestamp
 		"project": "mywebsite.com", "response": "json", "timeout": "1800000", "ce_app": "datafly-signal",
 		"event": "purchase", "cookie": "AH47DHS5SF182DIQZJD", "ip": "203.0.113.50",
 		"cv_email": "jane.doe@example.com", "cv_name": "Jane Doe", "ce_order_id": "ORD-001",
@@ -89,7 +89,7 @@ func TestDataflyPurchaseExample(t *testing.T) {
 	}
 	ua := "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15"
 	if h := req["headers"].(map[string]any); h["User-Agent"] != ua || len(h) != 1 {
-		t.Errorf("headers = %v, want only the seed's User-Agent", h)
+		t.Errorf("headers = %v, want only the documented User-Agent", h)
 	}
 	golden(t, "datafly_purchase.transform.jsonl", raw)
 }
