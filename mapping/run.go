@@ -201,7 +201,7 @@ func (p *Program) run(st *state, event string, now int64, tr *Trace) Result {
 					warnings = append(warnings, fmt.Sprintf("timestamp %d was in the future; dropped", ts))
 				default:
 					return rejected(m.name, RejectFuture, fmt.Sprintf("timestamp %s is %s in the future; Woopra does not report future events reliably",
-						time.UnixMilli(ts).UTC().Format(time.RFC3339Nano), time.Duration(ts-now)*time.Millisecond))
+						time.UnixMilli(ts).UTC().Format(time.RFC3339Nano), aheadBy(ts-now)))
 				}
 			}
 		}
@@ -213,6 +213,15 @@ func (p *Program) run(st *state, event string, now int64, tr *Trace) Result {
 		tr.Result = req.URL
 	}
 	return Result{Outcome: Send, Mapping: m.name, Requests: []Request{req}, Warnings: warnings}
+}
+
+// aheadBy renders a positive number of milliseconds for humans, without overflowing
+// time.Duration for timestamps centuries ahead.
+func aheadBy(ms int64) string {
+	if ms < 48*3600*1000 {
+		return (time.Duration(ms) * time.Millisecond).String()
+	}
+	return strconv.FormatInt(ms/(24*3600*1000), 10) + " days"
 }
 
 func indexOf(params []Param, name string) int {

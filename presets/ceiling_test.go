@@ -752,7 +752,7 @@ func (st *ceilState) build(now int64) mapping.Result {
 	}
 	if tsOff >= 0 && tsMs > now+maxFutureMs {
 		return reject(m, mapping.RejectFuture, fmt.Sprintf("timestamp %s is %s in the future; Woopra does not report future events reliably",
-			time.UnixMilli(tsMs).UTC().Format(time.RFC3339Nano), time.Duration(tsMs-now)*time.Millisecond))
+			time.UnixMilli(tsMs).UTC().Format(time.RFC3339Nano), aheadBy(tsMs-now)))
 	}
 
 	// Mapping-specific fields after the common ones.
@@ -1104,4 +1104,12 @@ func TestCeilingMatchesEngineEdgeCases(t *testing.T) {
 			}
 		})
 	}
+}
+
+// aheadBy renders a positive number of milliseconds as the engine's message does.
+func aheadBy(ms int64) string {
+	if ms < 48*3600*1000 {
+		return (time.Duration(ms) * time.Millisecond).String()
+	}
+	return strconv.FormatInt(ms/(24*3600*1000), 10) + " days"
 }
