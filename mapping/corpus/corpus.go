@@ -441,7 +441,16 @@ func (g *generator) context(e *enc, v *visitor, kind string) {
 		}
 		e.endObj()
 	}
-	if g.chance(0.15) {
+	if v.rudder && g.chance(0.15) {
+		// RudderStack SDKs carry the Woopra cookie in context.externalId, typed woopraId.
+		e.key("externalId")
+		e.beginArr()
+		e.beginObj()
+		e.kv("id", "wp_"+v.cookie)
+		e.kv("type", "woopraId")
+		e.endObj()
+		e.endArr()
+	} else if g.chance(0.15) {
 		e.key("externalIds")
 		e.beginArr()
 		if g.chance(0.4) {
