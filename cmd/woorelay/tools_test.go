@@ -118,3 +118,30 @@ func TestDiff(t *testing.T) {
 		t.Errorf("missing arguments: exit %d, %q", code, errs)
 	}
 }
+
+// TestDocsAndPresets checks that docs renders every schema the loader enforces and that
+// presets lists the four built-in presets.
+func TestDocsAndPresets(t *testing.T) {
+	code, out, _ := runCmd(t, "", "docs")
+	if code != 0 {
+		t.Fatalf("docs exit %d", code)
+	}
+	for _, want := range []string{"## preset", "## mappings file", "## field", "## spread", "## test file", "## expect",
+		"| `first` | list of paths |", "| `epoch_ms(v) int` |", "| `ua_browser(ua) string` |"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("docs lack %q", want)
+		}
+	}
+	code, out, _ = runCmd(t, "", "presets")
+	if code != 0 || strings.Count(out, "\n") != 4 {
+		t.Errorf("presets exit %d:\n%s", code, out)
+	}
+	for _, name := range []string{"datafly", "default", "rudderstack", "segment"} {
+		if !strings.Contains(out, name+" ") {
+			t.Errorf("presets lack %s:\n%s", name, out)
+		}
+	}
+	if code, _, errs := runCmd(t, "", "nosuch"); code != 2 || !strings.Contains(errs, `unknown command "nosuch"`) {
+		t.Errorf("unknown command: exit %d %q", code, errs)
+	}
+}
