@@ -46,7 +46,6 @@ type Program struct {
 	mappings    []*cmapping
 	tables      map[string]*Table
 	identity    IdentityPolicy
-	idSlots     []string
 	contract    Contract
 	filter      *compiledFilter
 	pool        sync.Pool

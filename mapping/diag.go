@@ -85,20 +85,18 @@ const (
 	CodeUnknownBlueprint = "unknown_blueprint" // a preset names a blueprint that is not built in
 	CodeUnknownPreset    = "unknown_preset"    // a preset name that is neither built in nor a file
 	CodeBadKind          = "wrong_kind"        // a file whose kind: is not what was expected
-	CodeSpreadConflict   = "spread_conflict"   // lint: a spread key would collide with an explicit field
 )
 
 // Event outcome codes for rejected events. Like the configuration codes, they are stable.
 const (
-	RejectInvalidJSON   = "invalid_json"        // the event is not a JSON object
-	RejectNoIdentity    = "no_identity"         // no identifier of the blueprint's identity order is present
-	RejectMissing       = "missing_required"    // a field marked required: true has no value
-	RejectBadValue      = "bad_value"           // a value could not be converted (timestamp, int, ...)
-	RejectFuture        = "timestamp_in_future" // the timestamp is later than now plus the allowed skew
-	RejectExpression    = "expression_error"    // an expression failed at run time
-	RejectSpreadClash   = "spread_conflict"     // a spread key collided with an explicit field under policy reject
-	RejectByMapping     = "rejected"            // a mapping with reject: matched (the preset gives its own code)
-	RejectEmptyEndpoint = "contract"            // the request breaks the blueprint's output contract
+	RejectInvalidJSON = "invalid_json"        // the event is not a JSON object
+	RejectNoIdentity  = "no_identity"         // no identifier of the blueprint's identity order is present
+	RejectMissing     = "missing_required"    // a field marked required: true has no value
+	RejectBadValue    = "bad_value"           // a value could not be converted (timestamp, int, ...)
+	RejectFuture      = "timestamp_in_future" // the timestamp is later than now plus the allowed skew
+	RejectExpression  = "expression_error"    // an expression failed at run time
+	RejectSpreadClash = "spread_conflict"     // a spread key collided with an explicit field under policy reject
+	RejectContract    = "contract"            // the request breaks the blueprint's output contract
 )
 
 // didYouMean returns the candidate closest to s, or "" when none is close.

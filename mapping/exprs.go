@@ -44,7 +44,6 @@ type exprCompiler struct {
 	used     map[int]bool // slots read by some expression
 	tables   map[string]*Table
 	settings map[string]any
-	extra    []expr.Option
 	at       SourceRef // where the expression being compiled is written
 }
 
@@ -75,7 +74,6 @@ func (c *exprCompiler) compile(src string, asBool bool) (*program, error) {
 		expr.MaxNodes(2000),
 	}
 	opts = append(opts, c.functionOptions()...)
-	opts = append(opts, c.extra...)
 	if asBool {
 		opts = append(opts, expr.AsBool())
 	}

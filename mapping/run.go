@@ -183,7 +183,7 @@ func (p *Program) run(st *state, event string, now int64, tr *Trace) Result {
 		return *res
 	}
 	if m.needEvent && indexOf(params, p.bp.EventParam) < 0 {
-		return rejected(m.name, RejectEmptyEndpoint, fmt.Sprintf("no %q parameter: %s records events and needs one", p.bp.EventParam, m.endpoint.Path))
+		return rejected(m.name, RejectContract, fmt.Sprintf("no %q parameter: %s records events and needs one", p.bp.EventParam, m.endpoint.Path))
 	}
 	if tp := p.contract.TimestampParam; tp != "" {
 		if i := indexOf(params, tp); i >= 0 {

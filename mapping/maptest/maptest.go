@@ -102,12 +102,11 @@ type testFile struct {
 }
 
 type testCase struct {
-	name      string
-	line      int
-	event     []byte
-	settings  map[string]string
-	expect    expect
-	expectErr string
+	name     string
+	line     int
+	event    []byte
+	settings map[string]string
+	expect   expect
 }
 
 type expect struct {
@@ -435,8 +434,7 @@ func (p *parser) strings(n *yaml.Node) []string {
 
 // stringMap reads a map whose values are scalars, keeping their text (42.50 stays "42.50").
 func (p *parser) stringMap(n *yaml.Node) map[string]string {
-	keys, m := p.orderedMap(n)
-	_ = keys
+	_, m := p.orderedMap(n)
 	return m
 }
 
