@@ -103,3 +103,16 @@ func (p *Program) MappingNames() []string {
 	}
 	return out
 }
+
+// Visitor returns the key that identifies the visitor a request is about, by the blueprint's
+// identity order (cv_id > cv_email > cookie for Woopra): the first identity parameter present,
+// as "name=value". Delivery keeps each visitor's requests in order by this key. It returns ""
+// when the request carries none of them.
+func (p *Program) Visitor(r Request) string {
+	for _, name := range p.identity.Order {
+		if j := indexOf(r.Params, name); j >= 0 && r.Params[j].Value != "" {
+			return name + "=" + r.Params[j].Value
+		}
+	}
+	return ""
+}

@@ -1,0 +1,167 @@
+// Package queue defines the durable store between ingest and delivery: what ingest appends
+// (Entry), what delivery reads back (Item), the dead-letter store, and the counters that
+// reconcile (received = delivered + dead-lettered + filtered + queued).
+//
+// The embedded default implementation lives in queue/disk (an on-disk log on pebble). Any
+// other backend (a distributed log, say) implements the same Queue interface, so neither the
+// HTTP server nor the delivery workers change when the backend does.
+package queue
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Outcome says what the mapping decided for an event at ingest.
+type Outcome uint8
+
+const (
+	// Deliver means the event became one or more Woopra requests to send.
+	Deliver Outcome = iota
+	// Filtered means the event was dropped on purpose (a filter, consent, a skip rule); it is
+	// counted and not stored.
+	Filtered
+	// Rejected means the event cannot be sent as it is (no visitor id, a contract breach); it
+	// goes straight to the dead-letter store with its reason, so it can be replayed after a fix.
+	Rejected
+)
+
+// String names the outcome as metrics and the CLI print it.
+func (o Outcome) String() string {
+	switch o {
+	case Deliver:
+		return "deliver"
+	case Filtered:
+		return "filtered"
+	case Rejected:
+		return "rejected"
+	}
+	return "unknown"
+}
+
+// Header is one HTTP header of a request to the destination.
+type Header struct {
+	Name  string
+	Value string
+}
+
+// Request is one HTTP request to the destination, fully built by the mapping.
+type Request struct {
+	Method  string // GET
+	URL     string // absolute URL with the encoded query
+	Headers []Header
+}
+
+// Entry is one event accepted at ingest, already mapped.
+type Entry struct {
+	Source    string    // name of the source (write key's owner) the event came from
+	MessageID string    // the event's messageId; the dedup key together with Source
+	Visitor   string    // ordering key: events with the same Visitor are delivered in order
+	Received  time.Time // when ingest received the event
+	Event     []byte    // the normalised event JSON, kept for dead letters and re-mapping
+	Outcome   Outcome
+	Reason    string    // for Filtered and Rejected: "code: message"
+	Requests  []Request // for Deliver: the requests to send, in order
+}
+
+// Item is a stored entry waiting for delivery, as delivery reads it back.
+type Item struct {
+	Seq          uint64 // position in the queue; strictly increasing in append order
+	Entry        Entry
+	Attempts     int       // delivery attempts made so far (persisted by Retrying)
+	FirstAttempt time.Time // zero until the first attempt failed
+	NextRequest  int       // index of the first request in Entry.Requests not yet delivered
+}
+
+// Failure describes why delivery gave up on an item; it is kept with the dead letter.
+type Failure struct {
+	Reason   string // human readable: "woopra answered 403 Forbidden", "retry window of 4h0m0s exhausted"
+	Request  string // the request that failed, as sent (method and URL)
+	Status   int    // HTTP status of the last response, 0 for a transport error
+	Response string // the last response body (truncated) or the transport error text
+	Attempts int
+}
+
+// DeadLetter is an event that will not be delivered without a fix, with why.
+type DeadLetter struct {
+	ID      uint64 // dead-letter id, stable until the letter is replayed
+	At      time.Time
+	Entry   Entry
+	Failure Failure
+}
+
+// AppendResult counts what one Append did with its entries.
+type AppendResult struct {
+	Queued     int // stored for delivery
+	Filtered   int // counted and dropped on purpose
+	Rejected   int // stored as dead letters
+	Duplicates int // already seen (same Source and MessageID within the dedup window); dropped
+}
+
+// Counters are the queue's running totals, persisted with the data they count, so they
+// reconcile exactly after a crash: Received = Delivered + DeadLettered + Filtered + Queued.
+// Duplicates are counted apart and are not part of Received.
+type Counters struct {
+	Received     int64
+	Delivered    int64
+	DeadLettered int64
+	Filtered     int64
+	Queued       int64
+	Duplicates   int64
+	Replayed     int64 // dead letters moved back to the queue (already counted in Queued)
+}
+
+// Reconciles reports whether the totals add up.
+func (c Counters) Reconciles() bool {
+	return c.Received == c.Delivered+c.DeadLettered+c.Filtered+c.Queued
+}
+
+// Errors Append returns; ingest turns both into 503 with Retry-After.
+var (
+	// ErrFull means the disk budget is used up; nothing of the call was stored.
+	ErrFull = errors.New("queue: disk budget reached; retry later")
+	// ErrClosed means the queue is shutting down; nothing of the call was stored.
+	ErrClosed = errors.New("queue: closed")
+)
+
+// Queue is the durable store between ingest and delivery.
+//
+// Append is called concurrently by ingest; it returns only once every entry is durable (synced
+// to disk, or committed to a replicated log), so a 200 to the client means the events survive a
+// crash. The delivery side (Scan, ScanVisitor, Done, Retrying, Dead) is used by one dispatcher.
+type Queue interface {
+	// Append stores the entries durably and atomically: all or none.
+	Append(ctx context.Context, entries []Entry) (AppendResult, error)
+
+	// Scan returns up to limit pending items with Seq > after, in Seq order.
+	Scan(after uint64, limit int) ([]Item, error)
+	// ScanVisitor returns up to limit pending items of one visitor with Seq > after, in order.
+	ScanVisitor(visitor string, after uint64, limit int) ([]Item, error)
+	// Appended is signalled (without blocking, coalesced) after every Append that queued items.
+	Appended() <-chan struct{}
+
+	// Done records that the item was delivered and removes it.
+	Done(seq uint64) error
+	// Progress records that the item's first n requests were delivered (items with several
+	// requests resume there after a restart instead of sending those again).
+	Progress(seq uint64, n int) error
+	// Retrying records a failed attempt that will be retried.
+	Retrying(seq uint64, attempts int, firstAttempt time.Time) error
+	// Dead moves the item to the dead-letter store with the failure.
+	Dead(seq uint64, f Failure) error
+
+	// DeadLetters lists up to limit dead letters with ID > after, oldest first.
+	DeadLetters(after uint64, limit int) ([]DeadLetter, error)
+	// DeadLetter returns one dead letter.
+	DeadLetter(id uint64) (DeadLetter, bool, error)
+	// Replay moves dead letters back to the queue (at its end), optionally replacing their
+	// requests (after a mapping fix) through remap; remap may return an error to leave a letter
+	// where it is. It returns how many letters were replayed.
+	Replay(ids []uint64, remap func(Entry) (Entry, error)) (int, error)
+
+	// Counters returns the running totals.
+	Counters() Counters
+	// Close flushes and closes the store; later Appends fail with ErrClosed.
+	Close() error
+}
