@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"strings"
+	"unicode/utf8"
 
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
@@ -23,6 +24,7 @@ type program struct {
 	vm     *vm.Program
 	boolFn boolFn
 	strFn  func(string) string
+	strOps []strOp // what strFn applies, innermost first, for state.applyStrOps
 }
 
 // native fills in the native evaluators for src where its shape allows.
@@ -39,7 +41,10 @@ func (c *exprCompiler) native(src string, prog *program, asBool bool) {
 	if asBool {
 		prog.boolFn = c.nativeBool(tree.Node)
 	} else {
-		prog.strFn = nativeString(tree.Node)
+		if ops, ok := nativeString(tree.Node); ok {
+			prog.strOps = ops
+			prog.strFn = func(s string) string { return applyStrOps(ops, s) }
+		}
 	}
 }
 
@@ -150,43 +155,107 @@ func (c *exprCompiler) nativeBool(n ast.Node) boolFn {
 	return nil
 }
 
-// nativeString compiles chains of lower, upper and trim applied to value.
-func nativeString(n ast.Node) func(string) string {
+// strOp is one step of a native string transform.
+type strOp uint8
+
+const (
+	opLower strOp = iota
+	opUpper
+	opTrim
+)
+
+// nativeString compiles chains of lower, upper and trim applied to value into the steps they
+// apply, innermost first.
+func nativeString(n ast.Node) ([]strOp, bool) {
 	var name string
 	var args []ast.Node
 	switch t := n.(type) {
 	case *ast.IdentifierNode:
 		if t.Value == "value" {
-			return func(s string) string { return s }
+			return []strOp{}, true
 		}
-		return nil
+		return nil, false
 	case *ast.CallNode:
 		id, ok := t.Callee.(*ast.IdentifierNode)
 		if !ok {
-			return nil
+			return nil, false
 		}
 		name, args = id.Value, t.Arguments
 	case *ast.BuiltinNode:
 		name, args = t.Name, t.Arguments
 	default:
-		return nil
+		return nil, false
 	}
 	if len(args) != 1 {
-		return nil
+		return nil, false
 	}
-	inner := nativeString(args[0])
-	if inner == nil {
-		return nil
+	inner, ok := nativeString(args[0])
+	if !ok {
+		return nil, false
 	}
 	switch name {
 	case "lower":
-		return func(s string) string { return strings.ToLower(inner(s)) }
+		return append(inner, opLower), true
 	case "upper":
-		return func(s string) string { return strings.ToUpper(inner(s)) }
+		return append(inner, opUpper), true
 	case "trim":
-		return func(s string) string { return strings.TrimSpace(inner(s)) }
+		return append(inner, opTrim), true
 	}
-	return nil
+	return nil, false
+}
+
+// applyStrOps applies the steps with the strings package, allocating as it does.
+func applyStrOps(ops []strOp, s string) string {
+	for _, op := range ops {
+		switch op {
+		case opLower:
+			s = strings.ToLower(s)
+		case opUpper:
+			s = strings.ToUpper(s)
+		case opTrim:
+			s = strings.TrimSpace(s)
+		}
+	}
+	return s
+}
+
+// applyStrOps gives applyStrOps's result, writing a changed ASCII string to the scratch text
+// instead of allocating (on ASCII, strings.ToLower and ToUpper change only the letters).
+func (st *state) applyStrOps(ops []strOp, s string) string {
+	for i, op := range ops {
+		if op == opTrim {
+			s = strings.TrimSpace(s)
+			continue
+		}
+		from := byte('A') // the letters op changes: A-Z for lower, a-z for upper
+		if op == opUpper {
+			from = 'a'
+		}
+		ascii, change := true, false
+		for j := 0; j < len(s); j++ {
+			c := s[j]
+			if c >= utf8.RuneSelf {
+				ascii = false
+				break
+			}
+			change = change || from <= c && c <= from+25
+		}
+		switch {
+		case !ascii:
+			s = applyStrOps(ops[i:i+1], s)
+		case change:
+			start := len(st.buf)
+			for j := 0; j < len(s); j++ {
+				c := s[j]
+				if from <= c && c <= from+25 {
+					c ^= 'a' - 'A'
+				}
+				st.buf = append(st.buf, c)
+			}
+			s = st.view(start)
+		}
+	}
+	return s
 }
 
 // nativeEqual compiles path == literal for string, nil and boolean literals.

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/expr-lang/expr/vm"
 	"github.com/tidwall/gjson"
@@ -51,49 +52,170 @@ type Result struct {
 	Warnings []string  // things the contract corrected (a clamped timestamp, ...)
 }
 
-// state is the per-goroutine scratch space of a run.
+// state is the per-goroutine scratch space of a run. A Program keeps states in a pool; a run
+// takes one for its whole duration, so nothing in it is shared between concurrent runs.
+//
+// buf holds the text a run computes (spread keys and names, converted timestamps, lower-cased
+// strings, compacted JSON). It is append-only during a run: a string viewing bytes already
+// written stays valid until the next run resets it, even when an append moves buf (the old
+// array stays alive and unchanged). Such views never leave a run: finish copies every value
+// the Result keeps into one fresh string.
 type state struct {
-	names        map[spreadName]string // prefixed spread keys already built, reused across events
 	slots        []gjson.Result
 	env          exprEnv
 	vm           vm.VM
 	materialized bool
-	params       []Param
+	params       []Param  // the request's parameters while they are built (values may view buf or the event)
+	headers      []Param  // the request's headers while they are built
+	warnings     []string // warnings of the run being built
+	buf          []byte   // scratch text of the current run; see above
+	out          []byte   // the result's text (URL, then values that need escaping) before it becomes a string
+	spans        []span   // where each parameter's name and value, then each header's value, lie in out
 }
 
-// Run maps one event, read at time now. It is safe to call from many goroutines.
+// span locates a string in the result's text; a negative start means "not yet written".
+type span struct{ start, end int }
+
+// Run maps one event, read at time now, into a fresh Result the caller owns. It is safe to call
+// from many goroutines. The result shares no memory with event.
 func (p *Program) Run(event []byte, now time.Time) Result {
-	return p.RunString(string(event), now)
+	var res Result
+	p.RunInto(&res, event, now)
+	return res
 }
 
-// RunString is Run for an event already held as a string; the result's values may share its memory.
+// RunString is Run for an event already held as a string.
 func (p *Program) RunString(event string, now time.Time) Result {
+	var res Result
 	st := p.pool.Get().(*state)
-	res := p.run(st, event, now.UnixMilli(), nil)
+	p.runInto(st, &res, event, now.UnixMilli(), nil)
 	p.pool.Put(st)
 	return res
+}
+
+// RunInto maps one event like Run but writes the result into *dst, reusing the memory of dst's
+// Requests, their Params and Headers, and its Warnings: a caller that maps a stream of events
+// with one Result allocates, in the steady state, only one string per sent event (the URL and
+// every parameter value share it). Everything *dst held before, including the Params and
+// Headers slices of its requests, is overwritten: copy out what must outlive the next call
+// (the strings themselves stay valid; only the slices are reused). After a call that does not
+// send, Requests is empty but may keep its capacity. The result shares no memory with event,
+// which the caller may reuse as soon as RunInto returns.
+//
+// RunInto is safe to call from many goroutines on one Program, each with its own dst.
+func (p *Program) RunInto(dst *Result, event []byte, now time.Time) {
+	st := p.pool.Get().(*state)
+	// The event is read in place: nothing of it outlives the call except through finish, which
+	// copies.
+	p.runInto(st, dst, unsafe.String(unsafe.SliceData(event), len(event)), now.UnixMilli(), nil)
+	p.pool.Put(st)
 }
 
 // Explain maps one event like Run and also returns a trace of every decision.
 func (p *Program) Explain(event []byte, now time.Time) (Result, *Trace) {
 	st := p.pool.Get().(*state)
 	tr := &Trace{}
-	res := p.run(st, string(event), now.UnixMilli(), tr)
+	var res Result
+	p.runInto(st, &res, string(event), now.UnixMilli(), tr)
 	p.pool.Put(st)
 	return res, tr
+}
+
+// runInto runs the program and writes the outcome into dst, keeping dst's slices for reuse.
+func (p *Program) runInto(st *state, dst *Result, event string, now int64, tr *Trace) {
+	st.buf = st.buf[:0]
+	st.warnings = st.warnings[:0]
+	reqs, warns := dst.Requests[:0], dst.Warnings[:0]
+	res, m := p.run(st, event, now, tr)
+	if m == nil {
+		*dst = res
+		dst.Requests, dst.Warnings = reqs, warns
+		return
+	}
+	*dst = Result{Outcome: Send, Mapping: m.name, Requests: reqs, Warnings: append(warns, st.warnings...)}
+	st.finish(dst, m)
+	if tr != nil {
+		tr.Result = dst.Requests[0].URL
+	}
+}
+
+// finish builds the request of a sent event into dst: the URL and every value the request
+// keeps go into one new string, so the result owns its memory and costs one allocation when
+// dst's slices are large enough. A name or value that URL encoding leaves unchanged is a
+// substring of the URL; the others follow the URL as they are.
+func (st *state) finish(dst *Result, m *cmapping) {
+	params, headers := st.params, st.headers
+	b := append(st.out[:0], m.url...)
+	spans := st.spans[:0]
+	for i := range params {
+		if i == 0 {
+			b = append(b, '?')
+		} else {
+			b = append(b, '&')
+		}
+		var n, v span
+		b, n = appendQueryEscapeSpan(b, params[i].Name)
+		b = append(b, '=')
+		b, v = appendQueryEscapeSpan(b, params[i].Value)
+		spans = append(spans, n, v)
+	}
+	urlEnd := len(b)
+	for i := range params {
+		if spans[2*i].start < 0 {
+			spans[2*i] = span{len(b), len(b) + len(params[i].Name)}
+			b = append(b, params[i].Name...)
+		}
+		if spans[2*i+1].start < 0 {
+			spans[2*i+1] = span{len(b), len(b) + len(params[i].Value)}
+			b = append(b, params[i].Value...)
+		}
+	}
+	for i := range headers {
+		spans = append(spans, span{len(b), len(b) + len(headers[i].Value)})
+		b = append(b, headers[i].Value...)
+	}
+	text := string(b)
+	st.out, st.spans = b, spans
+
+	if cap(dst.Requests) == 0 {
+		dst.Requests = make([]Request, 1)
+	} else {
+		dst.Requests = dst.Requests[:1]
+	}
+	req := &dst.Requests[0]
+	out := req.Params[:0]
+	if out == nil || cap(out) < len(params) {
+		out = make([]Param, 0, len(params))
+	}
+	for i := range params {
+		n, v := spans[2*i], spans[2*i+1]
+		out = append(out, Param{Name: text[n.start:n.end], Value: text[v.start:v.end]})
+	}
+	hs := req.Headers[:0]
+	if cap(hs) < len(headers) {
+		hs = make([]Param, 0, len(headers))
+	}
+	for i := range headers {
+		v := spans[2*len(params)+i]
+		hs = append(hs, Param{Name: headers[i].Name, Value: text[v.start:v.end]})
+	}
+	*req = Request{Method: m.endpoint.Method, Endpoint: m.endpoint.Path, URL: text[:urlEnd], Params: out, Headers: hs}
 }
 
 func rejected(mapping, code, msg string) Result {
 	return Result{Outcome: Rejected, Mapping: mapping, Code: code, Error: msg}
 }
 
-func (p *Program) run(st *state, event string, now int64, tr *Trace) Result {
+// run maps the event. When it sends, it returns the mapping that applied and leaves the
+// request's parameters, headers and warnings in st for finish; otherwise it returns the Result
+// and a nil mapping.
+func (p *Program) run(st *state, event string, now int64, tr *Trace) (Result, *cmapping) {
 	if !gjson.Valid(event) {
-		return rejected("", RejectInvalidJSON, "the event is not valid JSON")
+		return rejected("", RejectInvalidJSON, "the event is not valid JSON"), nil
 	}
 	root := gjson.Parse(event)
 	if !root.IsObject() {
-		return rejected("", RejectInvalidJSON, "the event is a JSON "+fromResult(root).Kind.String()+", want an object")
+		return rejected("", RejectInvalidJSON, "the event is a JSON "+fromResult(root).Kind.String()+", want an object"), nil
 	}
 	clear(st.slots)
 	st.materialized = false
@@ -106,7 +228,7 @@ func (p *Program) run(st *state, event string, now int64, tr *Trace) Result {
 				if f.allow {
 					verdict = "is not in the preset's allow list"
 				}
-				return Result{Outcome: Skipped, Reason: fmt.Sprintf("event %q %s", ev.Str, verdict)}
+				return Result{Outcome: Skipped, Reason: fmt.Sprintf("event %q %s", ev.Str, verdict)}, nil
 			}
 		}
 	}
@@ -120,7 +242,7 @@ func (p *Program) run(st *state, event string, now int64, tr *Trace) Result {
 		ok, err := p.evalBool(st, cand.when)
 		tr.when(cand.name, cand.doc.When, ok, err)
 		if err == errNotBool {
-			return rejected(cand.name, RejectExpression, fmt.Sprintf("when of mapping %q did not return true or false", cand.name))
+			return rejected(cand.name, RejectExpression, fmt.Sprintf("when of mapping %q did not return true or false", cand.name)), nil
 		}
 		// Any other run-time error (a comparison with a missing property, say) means the
 		// condition does not hold; explain shows the error.
@@ -131,16 +253,16 @@ func (p *Program) run(st *state, event string, now int64, tr *Trace) Result {
 	}
 	if m == nil {
 		t := fromResult(root.Get("type"))
-		return Result{Outcome: Skipped, Reason: fmt.Sprintf("no mapping of preset %q applies to this event (type %s)", p.Name, t.JSON())}
+		return Result{Outcome: Skipped, Reason: fmt.Sprintf("no mapping of preset %q applies to this event (type %s)", p.Name, t.JSON())}, nil
 	}
 	if tr != nil {
 		tr.Mapping = m.name
 	}
 	if m.skip != nil {
-		return Result{Outcome: Skipped, Mapping: m.name, Reason: p.render(st, m.skip)}
+		return Result{Outcome: Skipped, Mapping: m.name, Reason: strings.Clone(p.render(st, m.skip))}, nil
 	}
 	if m.rejMsg != nil {
-		return rejected(m.name, m.rejCode, p.render(st, m.rejMsg))
+		return rejected(m.name, m.rejCode, strings.Clone(p.render(st, m.rejMsg))), nil
 	}
 
 	params := st.params[:0]
@@ -148,71 +270,110 @@ func (p *Program) run(st *state, event string, now int64, tr *Trace) Result {
 		v, out := p.evalField(st, f, tr)
 		if out != nil {
 			out.Mapping = m.name
-			return *out
+			return *out, nil
 		}
 		if v.Kind != Missing {
-			params = append(params, Param{Name: f.name, Value: v.QueryText()})
+			params = append(params, Param{Name: f.name, Value: st.queryText(v)})
 		}
 	}
-	var headers []Param
+	headers := st.headers[:0]
 	for _, f := range m.headers {
 		v, out := p.evalField(st, f, tr)
 		if out != nil {
 			out.Mapping = m.name
-			return *out
+			return *out, nil
 		}
 		if v.Kind != Missing {
-			headers = append(headers, Param{Name: f.name, Value: v.QueryText()})
+			headers = append(headers, Param{Name: f.name, Value: st.queryText(v)})
 		}
 	}
+	st.headers = headers
 	nExplicit := len(params)
 	for _, s := range m.spreads {
 		var clash string
 		params, clash = p.spread(st, s, params, nExplicit, tr)
 		if clash != "" {
 			st.params = params
-			return rejected(m.name, RejectSpreadClash, clash)
+			return rejected(m.name, RejectSpreadClash, clash), nil
 		}
 	}
 	st.params = params
 
-	var warnings []string
 	params, res := p.checkIdentity(params, tr)
 	if res != nil {
 		res.Mapping = m.name
-		return *res
+		return *res, nil
 	}
 	if m.needEvent && indexOf(params, p.bp.EventParam) < 0 {
-		return rejected(m.name, RejectContract, fmt.Sprintf("no %q parameter: %s records events and needs one", p.bp.EventParam, m.endpoint.Path))
+		return rejected(m.name, RejectContract, fmt.Sprintf("no %q parameter: %s records events and needs one", p.bp.EventParam, m.endpoint.Path)), nil
 	}
 	if tp := p.contract.TimestampParam; tp != "" {
 		if i := indexOf(params, tp); i >= 0 {
 			ts, err := strconv.ParseInt(params[i].Value, 10, 64)
 			if err != nil {
-				return rejected(m.name, RejectBadValue, fmt.Sprintf("parameter %q must be epoch milliseconds, got %q", tp, params[i].Value))
+				return rejected(m.name, RejectBadValue, fmt.Sprintf("parameter %q must be epoch milliseconds, got %q", tp, params[i].Value)), nil
 			}
 			if ts > now+p.contract.MaxFutureMs {
 				switch p.contract.OnFuture {
 				case "clamp":
-					params[i].Value = strconv.FormatInt(now, 10)
-					warnings = append(warnings, fmt.Sprintf("timestamp %d was in the future; clamped to now (%d)", ts, now))
+					params[i].Value = st.appendInt(now)
+					st.warnings = append(st.warnings, fmt.Sprintf("timestamp %d was in the future; clamped to now (%d)", ts, now))
 				case "drop":
 					params = append(params[:i], params[i+1:]...)
-					warnings = append(warnings, fmt.Sprintf("timestamp %d was in the future; dropped", ts))
+					st.warnings = append(st.warnings, fmt.Sprintf("timestamp %d was in the future; dropped", ts))
 				default:
 					return rejected(m.name, RejectFuture, fmt.Sprintf("timestamp %s is %s in the future; Woopra does not report future events reliably",
-						time.UnixMilli(ts).UTC().Format(time.RFC3339Nano), aheadBy(ts-now)))
+						time.UnixMilli(ts).UTC().Format(time.RFC3339Nano), aheadBy(ts-now))), nil
 				}
 			}
 		}
 	}
-	out := make([]Param, len(params))
-	copy(out, params)
-	req := Request{Method: m.endpoint.Method, Endpoint: m.endpoint.Path, URL: buildURL(m.url, out), Params: out, Headers: headers}
-	if tr != nil {
-		tr.Result = req.URL
+	st.params = params
+	return Result{}, m
+}
+
+// view returns the bytes of buf from start as a string, without copying; see state.
+func (st *state) view(start int) string {
+	b := st.buf[start:]
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// appendInt writes n in decimal to the scratch text.
+func (st *state) appendInt(n int64) string {
+	start := len(st.buf)
+	st.buf = strconv.AppendInt(st.buf, n, 10)
+	return st.view(start)
+}
+
+// queryText is Value.QueryText, compacting JSON into the scratch text instead of allocating.
+func (st *state) queryText(v Value) string {
+	switch v.Kind {
+	case Object, Array:
+		if !needsCompact(v.Text) {
+			return v.Text
+		}
+		start := len(st.buf)
+		st.buf = appendCompact(st.buf, v.Text)
+		return st.view(start)
+	case Null, Missing:
+		return ""
 	}
-	return Result{Outcome: Send, Mapping: m.name, Requests: []Request{req}, Warnings: warnings}
+	return v.Text
+}
+
+// convert is the package's convert with its common results written to the scratch text.
+func (st *state) convert(c Conversion, v Value) (Value, error) {
+	switch c {
+	case AsEpochMs:
+		ms, err := EpochMillis(v)
+		if err != nil {
+			return Value{}, err
+		}
+		return Value{Kind: Number, Text: st.appendInt(ms)}, nil
+	case AsString:
+		return Value{Kind: String, Text: st.queryText(v)}, nil
+	}
+	return convert(c, v)
 }
 
 // aheadBy renders a positive number of milliseconds for humans, without overflowing
@@ -317,26 +478,38 @@ const (
 	errNativeFailed = valueError("the condition cannot be evaluated on this event (a value of the wrong type)")
 )
 
+// render fills a template's placeholders. The text is written to the scratch text: a caller
+// that keeps it past the run copies it.
 func (p *Program) render(st *state, t *template) string {
 	if len(t.parts) == 1 && t.parts[0].prog == nil && t.parts[0].slot < 0 {
 		return t.parts[0].lit
 	}
-	var b strings.Builder
+	start := len(st.buf)
 	for _, part := range t.parts {
 		switch {
 		case part.slot >= 0:
-			b.WriteString(fromResult(st.slots[part.slot]).QueryText())
+			st.appendQueryText(fromResult(st.slots[part.slot]))
 		case part.prog != nil:
 			out, err := p.evalAny(st, part.prog, nil)
 			if err == nil {
 				v, _ := fromAny(out)
-				b.WriteString(v.QueryText())
+				st.appendQueryText(v)
 			}
 		default:
-			b.WriteString(part.lit)
+			st.buf = append(st.buf, part.lit...)
 		}
 	}
-	return b.String()
+	return st.view(start)
+}
+
+// appendQueryText writes v's QueryText to the scratch text.
+func (st *state) appendQueryText(v Value) {
+	switch v.Kind {
+	case Object, Array:
+		st.buf = appendCompact(st.buf, v.Text)
+	case String, Number, Bool:
+		st.buf = append(st.buf, v.Text...)
+	}
 }
 
 // evalField computes one field. A non-nil Result ends the event (rejected or skipped).
@@ -428,13 +601,13 @@ func (p *Program) evalField(st *state, f *cfield, tr *Trace) (Value, *Result) {
 		return v, nil
 	}
 	if f.table != nil {
-		key := v.QueryText()
+		key := st.queryText(v)
 		if ft != nil {
 			ft.Table = f.table.Name
 		}
 		if out, ok := f.table.find(key); ok {
 			if ft != nil {
-				ft.Row = key
+				ft.Row = strings.Clone(key)
 				ft.step("table %s: %q -> %q", f.table.Name, key, out)
 			}
 			v = Value{Kind: String, Text: out}
@@ -466,7 +639,7 @@ func (p *Program) evalField(st *state, f *cfield, tr *Trace) (Value, *Result) {
 	if f.transform != nil {
 		var cv Value
 		if f.transform.strFn != nil && v.Kind == String {
-			cv = Value{Kind: String, Text: f.transform.strFn(v.Text)}
+			cv = Value{Kind: String, Text: st.applyStrOps(f.transform.strOps, v.Text)}
 		} else {
 			out, err := p.evalAny(st, f.transform, v.toAny())
 			if err != nil {
@@ -493,7 +666,7 @@ func (p *Program) evalField(st *state, f *cfield, tr *Trace) (Value, *Result) {
 		}
 	}
 	if f.as != AsNone {
-		cv, err := convert(f.as, v)
+		cv, err := st.convert(f.as, v)
 		if err != nil {
 			return Value{}, p.fieldError(f, ft, err, RejectBadValue)
 		}
@@ -578,27 +751,14 @@ func (g glob) match(s string) bool {
 	return len(s) >= len(last) && strings.HasSuffix(s, last)
 }
 
-// spreadName keys the cache of prefixed parameter names.
-type spreadName struct {
-	s   *cspread
-	key string
-}
-
-// paramName returns prefix+key, reusing the string built for an earlier event: the same few
-// dozen property and trait names recur in every event, so this saves an allocation per key.
-func (st *state) paramName(s *cspread, key string) string {
-	if name, ok := st.names[spreadName{s, key}]; ok {
-		return name
-	}
-	name := s.prefix + key
-	if len(st.names) >= 4096 {
-		clear(st.names) // bound the cache against events with ever-new keys
-	}
-	if st.names == nil {
-		st.names = map[spreadName]string{}
-	}
-	st.names[spreadName{s, strings.Clone(key)}] = name
-	return name
+// spreader is one spread's walk over its object.
+type spreader struct {
+	st        *state
+	s         *cspread
+	params    []Param
+	nExplicit int
+	tr        *SpreadTrace
+	clash     string
 }
 
 // spread copies the keys of the spread's object. It returns a non-empty clash message when the
@@ -622,90 +782,79 @@ func (p *Program) spread(st *state, s *cspread, params []Param, nExplicit int, t
 	if !src.IsObject() {
 		return params, ""
 	}
-	var clash string
-	var walk func(obj gjson.Result, keyPrefix string, depth int)
-	walk = func(obj gjson.Result, keyPrefix string, depth int) {
-		obj.ForEach(func(k, val gjson.Result) bool {
-			key := k.Str
-			if keyPrefix != "" {
-				key = keyPrefix + s.sep + key
-			}
-			if key == "" {
-				return true
-			}
-			if s.excluded(key) {
-				st0.add(excludedKey, key, "")
-				return true
-			}
-			v := fromResult(val)
-			if s.present.absence(v) != "" {
-				return true
-			}
-			if v.Kind == Object {
-				switch {
-				case s.nested == "skip":
-					st0.add(excludedKey, key, " (object)")
-					return true
-				case s.nested == "flatten" && depth < s.maxDepth:
-					walk(val, key, depth+1)
-					return true
-				}
-			}
-			if s.explicit[key] {
-				switch s.conflict {
-				case "explicit_wins":
-					st0.add(collidedKey, key, " (explicit wins)")
-					return true
-				case "explicit_when_present":
-					if indexOf(params[:nExplicit], st.paramName(s, key)) >= 0 {
-						st0.add(collidedKey, key, " (explicit wins)")
-						return true
-					}
-				case "reject":
-					clash = fmt.Sprintf("spread key %q collides with the explicit field %s%s", key, s.prefix, key)
-					return false
-				default: // spread_wins
-					name := st.paramName(s, key)
-					if i := indexOf(params[:nExplicit], name); i >= 0 {
-						params[i].Value = v.QueryText()
-						st0.add(collidedKey, key, " (spread wins)")
-						return true
-					}
-				}
-			}
-			name := st.paramName(s, key)
-			if indexOf(params[nExplicit:], name) >= 0 {
-				st0.add(collidedKey, key, " (an earlier spread wins)")
-				return true
-			}
-			params = append(params, Param{Name: name, Value: v.QueryText()})
-			st0.add(copiedKey, key, "")
-			return true
-		})
-	}
-	walk(src, "", 1)
-	return params, clash
+	w := spreader{st: st, s: s, params: params, nExplicit: nExplicit, tr: st0}
+	w.walk(src, "", 1)
+	return w.params, w.clash
 }
 
-// buildURL appends the encoded query to base.
-func buildURL(base string, params []Param) string {
-	n := len(base) + 1
-	for _, p := range params {
-		n += len(p.Name) + len(p.Value) + 2
+// walk copies the keys of obj; keyPrefix is the flattened key of obj ("" at the top).
+func (w *spreader) walk(obj gjson.Result, keyPrefix string, depth int) {
+	obj.ForEach(func(k, val gjson.Result) bool { return w.key(k.Str, val, keyPrefix, depth) })
+}
+
+// key handles one key of the spread's object; it returns false to stop the walk.
+func (w *spreader) key(key string, val gjson.Result, keyPrefix string, depth int) bool {
+	st, s := w.st, w.s
+	// The parameter name, prefix + flattened key, is written to the scratch text; the key is
+	// its tail.
+	start := len(st.buf)
+	st.buf = append(st.buf, s.prefix...)
+	if keyPrefix != "" {
+		st.buf = append(st.buf, keyPrefix...)
+		st.buf = append(st.buf, s.sep...)
 	}
-	b := make([]byte, 0, n+n/4)
-	b = append(b, base...)
-	for i, p := range params {
-		if i == 0 {
-			b = append(b, '?')
-		} else {
-			b = append(b, '&')
+	st.buf = append(st.buf, key...)
+	name := st.view(start)
+	key = name[len(s.prefix):]
+	if key == "" {
+		return true
+	}
+	if s.excluded(key) {
+		w.tr.add(excludedKey, key, "")
+		return true
+	}
+	v := fromResult(val)
+	if s.present.absence(v) != "" {
+		return true
+	}
+	if v.Kind == Object {
+		switch {
+		case s.nested == "skip":
+			w.tr.add(excludedKey, key, " (object)")
+			return true
+		case s.nested == "flatten" && depth < s.maxDepth:
+			w.walk(val, key, depth+1)
+			return true
 		}
-		b = appendQueryEscape(b, p.Name)
-		b = append(b, '=')
-		b = appendQueryEscape(b, p.Value)
 	}
-	return string(b)
+	if s.explicit[key] {
+		switch s.conflict {
+		case "explicit_wins":
+			w.tr.add(collidedKey, key, " (explicit wins)")
+			return true
+		case "explicit_when_present":
+			if indexOf(w.params[:w.nExplicit], name) >= 0 {
+				w.tr.add(collidedKey, key, " (explicit wins)")
+				return true
+			}
+		case "reject":
+			w.clash = fmt.Sprintf("spread key %q collides with the explicit field %s%s", key, s.prefix, key)
+			return false
+		default: // spread_wins
+			if i := indexOf(w.params[:w.nExplicit], name); i >= 0 {
+				w.params[i].Value = st.queryText(v)
+				w.tr.add(collidedKey, key, " (spread wins)")
+				return true
+			}
+		}
+	}
+	if indexOf(w.params[w.nExplicit:], name) >= 0 {
+		w.tr.add(collidedKey, key, " (an earlier spread wins)")
+		return true
+	}
+	w.params = append(w.params, Param{Name: name, Value: st.queryText(v)})
+	w.tr.add(copiedKey, key, "")
+	return true
 }
 
 const upperhex = "0123456789ABCDEF"
@@ -742,4 +891,16 @@ func appendQueryEscape(b []byte, s string) []byte {
 		start = i + 1
 	}
 	return append(b, s[start:]...)
+}
+
+// appendQueryEscapeSpan appends s escaped and returns where it lies in b when escaping left it
+// unchanged, or a span with a negative start when it did not.
+func appendQueryEscapeSpan(b []byte, s string) ([]byte, span) {
+	for i := 0; i < len(s); i++ {
+		if !unreserved[s[i]] {
+			return appendQueryEscape(b, s), span{-1, -1}
+		}
+	}
+	at := len(b)
+	return append(b, s...), span{at, at + len(s)}
 }

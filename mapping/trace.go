@@ -96,7 +96,7 @@ func (f *FieldTrace) done(v Value) {
 		f.Absent = true
 		return
 	}
-	f.Value = v.QueryText()
+	f.Value = strings.Clone(v.QueryText()) // the run's text may be scratch memory
 }
 
 type spreadEvent uint8
@@ -111,7 +111,7 @@ func (s *SpreadTrace) add(what spreadEvent, key, note string) {
 	if s == nil {
 		return
 	}
-	key += note
+	key = strings.Clone(key) + note // the key may be the run's scratch memory
 	switch what {
 	case copiedKey:
 		s.Copied = append(s.Copied, key)

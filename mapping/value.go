@@ -164,6 +164,33 @@ func needsCompact(raw string) bool {
 
 func gjsonUgly(raw string) []byte { return []byte(gjson.Get(raw, "@ugly").Raw) }
 
+// appendCompact appends raw JSON without its insignificant whitespace, as @ugly does: bytes up to
+// and including space are dropped outside strings, strings are copied as they are.
+func appendCompact(b []byte, raw string) []byte {
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if c <= ' ' {
+			continue
+		}
+		if c != '"' {
+			b = append(b, c)
+			continue
+		}
+		j := i + 1
+		for ; j < len(raw); j++ {
+			if raw[j] == '\\' {
+				j++
+			} else if raw[j] == '"' {
+				break
+			}
+		}
+		end := min(j+1, len(raw))
+		b = append(b, raw[i:end]...)
+		i = end - 1
+	}
+	return b
+}
+
 // JSON returns v as a JSON value: strings quoted, others as their JSON text.
 func (v Value) JSON() string {
 	switch v.Kind {
