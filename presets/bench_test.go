@@ -1,6 +1,7 @@
 package presets
 
 import (
+	"runtime"
 	"testing"
 	"time"
 
@@ -43,46 +44,98 @@ func BenchmarkDefaultPreset(b *testing.B) {
 	benchEvents(b, prog.Run)
 }
 
+// BenchmarkDefaultPresetInto measures the engine's reuse path (Program.RunInto with one Result
+// for every event) running the default preset on the corpus.
+func BenchmarkDefaultPresetInto(b *testing.B) {
+	prog := loadDefault(b)
+	var res mapping.Result
+	benchEvents(b, func(ev []byte, now time.Time) mapping.Result {
+		prog.RunInto(&res, ev, now)
+		return res
+	})
+}
+
 // BenchmarkCeiling measures the hand-written equivalent of the default preset on the corpus.
 func BenchmarkCeiling(b *testing.B) {
 	benchEvents(b, newCeiling().Run)
+}
+
+// BenchmarkCeilingInto measures the ceiling's reuse path (RunInto with one Result for every
+// event), the counterpart of BenchmarkDefaultPresetInto.
+func BenchmarkCeilingInto(b *testing.B) {
+	c := newCeiling()
+	var res mapping.Result
+	benchEvents(b, func(ev []byte, now time.Time) mapping.Result {
+		c.RunInto(&res, ev, now)
+		return res
+	})
 }
 
 // BenchmarkEngineVsCeiling measures the engine against the hand-written ceiling in one run,
 // interleaved: blocks of 500 corpus events go through the engine, then the same block through
 // the ceiling, so both see the same machine conditions. It reports each side's events/s and
 // their ratio as engine/ceiling (1.00 would mean the engine is as fast as hand-written code).
+// Both sides return a fresh Result per event (Run).
 func BenchmarkEngineVsCeiling(b *testing.B) {
 	prog := loadDefault(b)
 	c := newCeiling()
+	interleave(b, prog.Run, c.Run)
+}
+
+// BenchmarkEngineVsCeilingInto is BenchmarkEngineVsCeiling on the reuse path: each side maps
+// every event into one Result of its own (RunInto), as a delivery loop would.
+func BenchmarkEngineVsCeilingInto(b *testing.B) {
+	prog := loadDefault(b)
+	c := newCeiling()
+	var engineRes, ceilRes mapping.Result
+	interleave(b,
+		func(ev []byte, now time.Time) mapping.Result { prog.RunInto(&engineRes, ev, now); return engineRes },
+		func(ev []byte, now time.Time) mapping.Result { c.RunInto(&ceilRes, ev, now); return ceilRes })
+}
+
+// interleave runs engine and ceiling over the corpus in alternating blocks of 500 events and
+// reports each side's events/s, their ratio, and the engine's allocations per event.
+func interleave(b *testing.B, engine, ceiling func([]byte, time.Time) mapping.Result) {
 	events := benchCorpus()
 	const block = 500
 	var engineTime, ceilTime time.Duration
+	var engineAllocs uint64
+	var ms runtime.MemStats
 	b.ReportAllocs()
 	b.ResetTimer()
 	for done := 0; done < b.N; {
 		n := min(block, b.N-done)
+		b.StopTimer()
+		runtime.ReadMemStats(&ms)
+		before := ms.Mallocs
+		b.StartTimer()
 		t0 := time.Now()
 		for i := done; i < done+n; i++ {
-			if prog.Run(events[i%len(events)], benchNow).Outcome != mapping.Send {
+			if engine(events[i%len(events)], benchNow).Outcome != mapping.Send {
 				b.Fatal("engine did not send a corpus event")
 			}
 		}
 		t1 := time.Now()
+		b.StopTimer()
+		runtime.ReadMemStats(&ms)
+		engineAllocs += ms.Mallocs - before
+		b.StartTimer()
+		t2 := time.Now()
 		for i := done; i < done+n; i++ {
-			if c.Run(events[i%len(events)], benchNow).Outcome != mapping.Send {
+			if ceiling(events[i%len(events)], benchNow).Outcome != mapping.Send {
 				b.Fatal("ceiling did not send a corpus event")
 			}
 		}
-		t2 := time.Now()
+		t3 := time.Now()
 		engineTime += t1.Sub(t0)
-		ceilTime += t2.Sub(t1)
+		ceilTime += t3.Sub(t2)
 		done += n
 	}
 	b.StopTimer()
-	engine := float64(b.N) / engineTime.Seconds()
-	ceil := float64(b.N) / ceilTime.Seconds()
-	b.ReportMetric(engine, "engine-events/s")
-	b.ReportMetric(ceil, "ceiling-events/s")
-	b.ReportMetric(engine/ceil, "engine/ceiling")
+	engineRate := float64(b.N) / engineTime.Seconds()
+	ceilRate := float64(b.N) / ceilTime.Seconds()
+	b.ReportMetric(engineRate, "engine-events/s")
+	b.ReportMetric(ceilRate, "ceiling-events/s")
+	b.ReportMetric(engineRate/ceilRate, "engine/ceiling")
+	b.ReportMetric(float64(engineAllocs)/float64(b.N), "engine-allocs/event")
 }

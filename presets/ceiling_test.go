@@ -30,6 +30,7 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/tidwall/gjson"
 	"github.com/woorelay/woorelay/mapping"
@@ -59,9 +60,17 @@ func newCeiling() *ceiling {
 	return c
 }
 
-// Run maps one event read at time now, converting it to a string once like the engine's Run.
+// Run maps one event read at time now into a fresh Result, like the engine's Run.
 func (c *ceiling) Run(event []byte, now time.Time) mapping.Result {
-	return c.run(string(event), now.UnixMilli())
+	var res mapping.Result
+	c.RunInto(&res, event, now)
+	return res
+}
+
+// RunInto maps one event into *dst, reusing dst's slices, like the engine's RunInto: the event
+// is read in place and what the result keeps is copied into one string.
+func (c *ceiling) RunInto(dst *mapping.Result, event []byte, now time.Time) {
+	c.runInto(dst, unsafe.String(unsafe.SliceData(event), len(event)), now.UnixMilli())
 }
 
 // take stores v in *slot unless the slot already holds a value, and reports whether it did: a
@@ -169,13 +178,17 @@ type ceilState struct {
 	pf              propFields
 	ctfDone, pfDone bool
 
-	names []byte    // spread names and generated values, turned into one string per event
+	names []byte    // spread names and generated values of the event, viewed in place until finish copies them
 	sp    []spParam // spread parameters, in order
 	kb    []byte    // the flattened key being built
+
+	out, hdrs []mapping.Param // the request's parameters and headers while they are built
+	url       []byte          // the result's text (URL, then values that need escaping)
+	at        []int           // where each parameter's name and value start in url
 }
 
 func (st *ceilState) reset() {
-	*st = ceilState{names: st.names[:0], sp: st.sp[:0], kb: st.kb[:0]}
+	*st = ceilState{names: st.names[:0], sp: st.sp[:0], kb: st.kb[:0], out: st.out[:0], hdrs: st.hdrs[:0], url: st.url[:0], at: st.at[:0]}
 }
 
 // walkRoot is the one pass over the event's top level; it descends into context, integrations
@@ -593,23 +606,36 @@ func (st *ceilState) lowerTrim(s string) (out string, off, end int) {
 	return "", off, len(st.names)
 }
 
-func (c *ceiling) run(event string, now int64) mapping.Result {
+// runInto maps event into dst, reusing dst's slices like the engine's RunInto.
+func (c *ceiling) runInto(dst *mapping.Result, event string, now int64) {
+	reqs, warns := dst.Requests[:0], dst.Warnings[:0]
 	if !gjson.Valid(event) {
-		return reject("", mapping.RejectInvalidJSON, "the event is not valid JSON")
+		*dst = reject("", mapping.RejectInvalidJSON, "the event is not valid JSON")
+		dst.Requests, dst.Warnings = reqs, warns
+		return
 	}
 	root := gjson.Parse(event)
 	if !root.IsObject() {
-		return reject("", mapping.RejectInvalidJSON, "the event is a JSON "+toValue(root).Kind.String()+", want an object")
+		*dst = reject("", mapping.RejectInvalidJSON, "the event is a JSON "+toValue(root).Kind.String()+", want an object")
+		dst.Requests, dst.Warnings = reqs, warns
+		return
 	}
 	st := c.pool.Get().(*ceilState)
 	st.reset()
 	st.walkRoot(root)
-	res := st.build(now)
+	res, path := st.build(now)
+	*dst = res
+	dst.Requests, dst.Warnings = reqs, warns
+	if path != "" {
+		st.finish(dst, reqs, path)
+	}
 	c.pool.Put(st)
-	return res
 }
 
-func (st *ceilState) build(now int64) mapping.Result {
+// build maps the walked event. For a sent event it returns the endpoint's path, with the
+// parameters and headers in st.out and st.hdrs (values may view the event or st.names);
+// otherwise the Result and "".
+func (st *ceilState) build(now int64) (mapping.Result, string) {
 	var m string
 	var rule spreadRule
 	if st.typ.Type == gjson.String {
@@ -623,9 +649,9 @@ func (st *ceilState) build(now int64) mapping.Result {
 		case "identify":
 			m = "identify"
 		case "group":
-			return mapping.Result{Outcome: mapping.Skipped, Mapping: "group", Reason: "group calls have no Woopra equivalent in the HTTP Tracking API"}
+			return mapping.Result{Outcome: mapping.Skipped, Mapping: "group", Reason: "group calls have no Woopra equivalent in the HTTP Tracking API"}, ""
 		case "alias":
-			return mapping.Result{Outcome: mapping.Skipped, Mapping: "alias", Reason: "alias calls have no Woopra equivalent; Woopra merges profiles on cv_id and cv_email"}
+			return mapping.Result{Outcome: mapping.Skipped, Mapping: "alias", Reason: "alias calls have no Woopra equivalent; Woopra merges profiles on cv_id and cv_email"}, ""
 		}
 	}
 	if m == "" {
@@ -640,7 +666,7 @@ func (st *ceilState) build(now int64) mapping.Result {
 		case mapping.Object, mapping.Array:
 			js = compactJSON(t.Text)
 		}
-		return mapping.Result{Outcome: mapping.Skipped, Reason: fmt.Sprintf("no mapping of preset %q applies to this event (type %s)", "default", js)}
+		return mapping.Result{Outcome: mapping.Skipped, Reason: fmt.Sprintf("no mapping of preset %q applies to this event (type %s)", "default", js)}, ""
 	}
 
 	// event (track: required, renamed by the table).
@@ -648,7 +674,7 @@ func (st *ceilState) build(now int64) mapping.Result {
 	switch m {
 	case "track":
 		if !nonEmpty(st.event) {
-			return reject(m, mapping.RejectMissing, `required field "event" has no value (path event)`)
+			return reject(m, mapping.RejectMissing, `required field "event" has no value (path event)`), ""
 		}
 		event = queryText(st.event)
 		if out, ok := eventNames[event]; ok {
@@ -722,7 +748,7 @@ func (st *ceilState) build(now int64) mapping.Result {
 	email, emailOff, emailEnd, hasEmail := "", -1, -1, false
 	if emailV.Exists() {
 		if emailV.Type != gjson.String {
-			return reject(m, mapping.RejectExpression, `field "cv_email": transform: interface conversion: interface {} is `+goTypeOf(emailV)+", not string (1:7)")
+			return reject(m, mapping.RejectExpression, `field "cv_email": transform: interface conversion: interface {} is `+goTypeOf(emailV)+", not string (1:7)"), ""
 		}
 		email, emailOff, emailEnd = st.lowerTrim(emailV.Str)
 		hasEmail = email != "" || emailOff >= 0
@@ -740,7 +766,7 @@ func (st *ceilState) build(now int64) mapping.Result {
 	if present(ts) {
 		ms, err := mapping.EpochMillis(toValue(ts))
 		if err != nil {
-			return reject(m, mapping.RejectBadValue, `field "timestamp": `+err.Error())
+			return reject(m, mapping.RejectBadValue, `field "timestamp": `+err.Error()), ""
 		}
 		tsMs, tsOff = ms, len(st.names)
 		st.names = strconv.AppendInt(st.names, ms, 10)
@@ -748,11 +774,11 @@ func (st *ceilState) build(now int64) mapping.Result {
 	tsEnd := len(st.names)
 
 	if !cvID.Exists() && !hasEmail && !cookie.Exists() {
-		return reject(m, mapping.RejectNoIdentity, "the event has no visitor identifier: none of cv_id, cv_email, cookie is present; Woopra could not attribute it to a profile")
+		return reject(m, mapping.RejectNoIdentity, "the event has no visitor identifier: none of cv_id, cv_email, cookie is present; Woopra could not attribute it to a profile"), ""
 	}
 	if tsOff >= 0 && tsMs > now+maxFutureMs {
 		return reject(m, mapping.RejectFuture, fmt.Sprintf("timestamp %s is %s in the future; Woopra does not report future events reliably",
-			time.UnixMilli(tsMs).UTC().Format(time.RFC3339Nano), aheadBy(tsMs-now)))
+			time.UnixMilli(tsMs).UTC().Format(time.RFC3339Nano), aheadBy(tsMs-now))), ""
 	}
 
 	// Mapping-specific fields after the common ones.
@@ -773,9 +799,9 @@ func (st *ceilState) build(now int64) mapping.Result {
 		ceName = first(st.name, props().name)
 	}
 
-	arena := string(st.names)
-	out := make([]mapping.Param, 0, 16+len(st.sp))
-	out = append(out, mapping.Param{Name: "project", Value: ceilProject}, mapping.Param{Name: "response", Value: ceilResponse}, mapping.Param{Name: "timeout", Value: ceilTimeout})
+	// The text built for this event, viewed in place: finish copies what the result keeps.
+	arena := unsafe.String(unsafe.SliceData(st.names), len(st.names))
+	out := append(st.out[:0], mapping.Param{Name: "project", Value: ceilProject}, mapping.Param{Name: "response", Value: ceilResponse}, mapping.Param{Name: "timeout", Value: ceilTimeout})
 	if m != "identify" {
 		out = append(out, mapping.Param{Name: "ce_app", Value: ceilApp}, mapping.Param{Name: "event", Value: event})
 	}
@@ -814,24 +840,81 @@ func (st *ceilState) build(now int64) mapping.Result {
 	for _, p := range st.sp {
 		out = append(out, mapping.Param{Name: arena[p.off:p.end], Value: p.value})
 	}
+	st.out = out
 
-	var headers []mapping.Param
-	if nonEmpty(st.userAgent) || nonEmpty(st.locale) {
-		headers = make([]mapping.Param, 0, 2)
-		if nonEmpty(st.userAgent) {
-			headers = append(headers, mapping.Param{Name: "User-Agent", Value: queryText(st.userAgent)})
-		}
-		if nonEmpty(st.locale) {
-			headers = append(headers, mapping.Param{Name: "Accept-Language", Value: queryText(st.locale)})
-		}
+	st.hdrs = st.hdrs[:0]
+	if nonEmpty(st.userAgent) {
+		st.hdrs = append(st.hdrs, mapping.Param{Name: "User-Agent", Value: queryText(st.userAgent)})
+	}
+	if nonEmpty(st.locale) {
+		st.hdrs = append(st.hdrs, mapping.Param{Name: "Accept-Language", Value: queryText(st.locale)})
 	}
 
-	path := "/track/ce"
 	if m == "identify" {
-		path = "/track/identify"
+		return mapping.Result{Outcome: mapping.Send, Mapping: m}, "/track/identify"
 	}
-	req := mapping.Request{Method: "GET", Endpoint: path, URL: ceilURL(ceilBase+path, out), Params: out, Headers: headers}
-	return mapping.Result{Outcome: mapping.Send, Mapping: m, Requests: []mapping.Request{req}}
+	return mapping.Result{Outcome: mapping.Send, Mapping: m}, "/track/ce"
+}
+
+// finish writes the request of a sent event into dst, reusing dst's slices. The URL and every
+// value go into one new string: a name or value that needs no escaping is a substring of the
+// URL, the others follow the URL unescaped.
+func (st *ceilState) finish(dst *mapping.Result, reqs []mapping.Request, path string) {
+	b := append(st.url[:0], ceilBase...)
+	b = append(b, path...)
+	at := st.at[:0]
+	for i, p := range st.out {
+		if i == 0 {
+			b = append(b, '?')
+		} else {
+			b = append(b, '&')
+		}
+		var n, v int
+		b, n = escapeAt(b, p.Name)
+		b = append(b, '=')
+		b, v = escapeAt(b, p.Value)
+		at = append(at, n, v)
+	}
+	urlEnd := len(b)
+	for i, p := range st.out {
+		if at[2*i] < 0 {
+			at[2*i] = len(b)
+			b = append(b, p.Name...)
+		}
+		if at[2*i+1] < 0 {
+			at[2*i+1] = len(b)
+			b = append(b, p.Value...)
+		}
+	}
+	hdrAt := len(b)
+	for _, h := range st.hdrs {
+		b = append(b, h.Value...)
+	}
+	text := string(b)
+	st.url, st.at = b, at
+
+	if cap(reqs) == 0 {
+		reqs = make([]mapping.Request, 1)
+	}
+	reqs = reqs[:1]
+	params := reqs[0].Params[:0]
+	if params == nil || cap(params) < len(st.out) {
+		params = make([]mapping.Param, 0, len(st.out))
+	}
+	for i, p := range st.out {
+		n, v := at[2*i], at[2*i+1]
+		params = append(params, mapping.Param{Name: text[n : n+len(p.Name)], Value: text[v : v+len(p.Value)]})
+	}
+	headers := reqs[0].Headers[:0]
+	if cap(headers) < len(st.hdrs) {
+		headers = make([]mapping.Param, 0, 2)
+	}
+	for _, h := range st.hdrs {
+		headers = append(headers, mapping.Param{Name: h.Name, Value: text[hdrAt : hdrAt+len(h.Value)]})
+		hdrAt += len(h.Value)
+	}
+	reqs[0] = mapping.Request{Method: "GET", Endpoint: path, URL: text[:urlEnd], Params: params, Headers: headers}
+	dst.Requests = reqs
 }
 
 // unreserved marks the bytes url.QueryEscape leaves as they are.
@@ -842,45 +925,26 @@ var unreserved = func() (t [256]bool) {
 	return t
 }()
 
-// ceilURL builds base?name=value&... escaped like url.QueryEscape.
-func ceilURL(base string, params []mapping.Param) string {
-	n := len(base) + 1
-	for _, p := range params {
-		n += len(p.Name) + len(p.Value) + 2
-	}
-	var b strings.Builder
-	b.Grow(n + n/2)
-	b.WriteString(base)
-	for i, p := range params {
-		if i == 0 {
-			b.WriteByte('?')
-		} else {
-			b.WriteByte('&')
-		}
-		queryEscape(&b, p.Name)
-		b.WriteByte('=')
-		queryEscape(&b, p.Value)
-	}
-	return b.String()
-}
-
-func queryEscape(b *strings.Builder, s string) {
+// escapeAt appends s escaped like url.QueryEscape and returns where it starts in b when
+// escaping left it unchanged, or -1.
+func escapeAt(b []byte, s string) ([]byte, int) {
 	const upperhex = "0123456789ABCDEF"
-	start := 0
+	start, at := 0, len(b)
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if unreserved[c] {
 			continue
 		}
-		b.WriteString(s[start:i])
+		at = -1
+		b = append(b, s[start:i]...)
 		if c == ' ' {
-			b.WriteByte('+')
+			b = append(b, '+')
 		} else {
-			b.Write([]byte{'%', upperhex[c>>4], upperhex[c&15]})
+			b = append(b, '%', upperhex[c>>4], upperhex[c&15])
 		}
 		start = i + 1
 	}
-	b.WriteString(s[start:])
+	return append(b, s[start:]...), at
 }
 
 // ceilingSettings are the settings the ceiling hard-codes.
