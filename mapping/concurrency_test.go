@@ -105,14 +105,32 @@ func TestConcurrentRuns(t *testing.T) {
 		wg.Add(1)
 		go func(g int) {
 			defer wg.Done()
+			// The reuse path maps into one Result per goroutine, from a buffer overwritten as
+			// soon as RunInto returns; the previous sent event's URL must survive the next call.
+			var reused mapping.Result
+			var buf []byte
+			prevURL, prevWant := "", ""
 			for r := 0; r < rounds; r++ {
 				for k := range events {
 					// Each goroutine walks the events in a different order.
 					i := (k*(g+1) + r) % len(events)
 					var got mapping.Result
-					if (g+r)%3 == 0 {
+					switch (g + r) % 4 {
+					case 0:
 						got, _ = p.Explain([]byte(events[i]), now)
-					} else {
+					case 1:
+						buf = append(buf[:0], events[i]...)
+						p.RunInto(&reused, buf, now)
+						clear(buf)
+						if prevURL != prevWant {
+							errs <- fmt.Sprintf("goroutine %d round %d: an earlier URL changed to %q, want %q", g, r, prevURL, prevWant)
+							return
+						}
+						got = withNils(reused)
+						if got.Outcome == mapping.Send {
+							prevURL, prevWant = got.Requests[0].URL, want[i].Requests[0].URL
+						}
+					default:
 						got = p.RunString(events[i], now)
 					}
 					if !reflect.DeepEqual(got, want[i]) {
@@ -127,5 +145,46 @@ func TestConcurrentRuns(t *testing.T) {
 	close(errs)
 	for e := range errs {
 		t.Error(e)
+	}
+}
+
+// withNils copies r with the empty slices RunInto leaves (with their capacity) as Run leaves
+// them: nil.
+func withNils(r mapping.Result) mapping.Result {
+	if len(r.Warnings) == 0 {
+		r.Warnings = nil
+	}
+	if len(r.Requests) == 0 {
+		r.Requests = nil
+		return r
+	}
+	reqs := make([]mapping.Request, len(r.Requests))
+	for i, q := range r.Requests {
+		q.Params = append([]mapping.Param{}, q.Params...)
+		if len(q.Headers) == 0 {
+			q.Headers = nil
+		} else {
+			q.Headers = append([]mapping.Param(nil), q.Headers...)
+		}
+		reqs[i] = q
+	}
+	r.Requests = reqs
+	return r
+}
+
+// TestRunIntoMatchesRun maps events of every outcome into one reused Result and checks each
+// result against Run's, including after a sent event's slices were reused for a longer one.
+func TestRunIntoMatchesRun(t *testing.T) {
+	p := compile(t, concurrencyPreset)
+	events := concurrencyEvents()
+	var res mapping.Result
+	for pass := 0; pass < 2; pass++ {
+		for i, ev := range events {
+			want := p.Run([]byte(ev), now)
+			p.RunInto(&res, []byte(ev), now)
+			if got := withNils(res); !reflect.DeepEqual(got, want) {
+				t.Errorf("pass %d event %d:\n got %+v\nwant %+v", pass, i, got, want)
+			}
+		}
 	}
 }

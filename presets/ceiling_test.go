@@ -970,6 +970,30 @@ func benchCorpus() [][]byte {
 	return corpusEvents
 }
 
+// normalized returns r with empty slices as nil: RunInto leaves empty slices with capacity
+// where Run leaves nil.
+func normalized(r mapping.Result) mapping.Result {
+	if len(r.Warnings) == 0 {
+		r.Warnings = nil
+	}
+	if len(r.Requests) == 0 {
+		r.Requests = nil
+		return r
+	}
+	reqs := make([]mapping.Request, len(r.Requests))
+	for i, q := range r.Requests {
+		if len(q.Params) == 0 {
+			q.Params = nil
+		}
+		if len(q.Headers) == 0 {
+			q.Headers = nil
+		}
+		reqs[i] = q
+	}
+	r.Requests = reqs
+	return r
+}
+
 // diffResults describes how got (the ceiling's) differs from want (the engine's), or "" when
 // they are equal.
 func diffResults(want, got mapping.Result) string {
@@ -1042,11 +1066,26 @@ func TestCeilingMatchesEngine(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			outcomes := map[string]int{}
+			// The reuse paths map every event into one Result per side, from a buffer that is
+			// overwritten before the comparison, so a result sharing the event's memory or a
+			// slice left over from an earlier event shows up as a difference.
+			var engineRes, ceilRes mapping.Result
+			buf := make([]byte, 0, 4096)
 			for i, ev := range events {
 				want := prog.Run(ev, tt.now)
 				got := c.Run(ev, tt.now)
 				if d := diffResults(want, got); d != "" {
 					t.Fatalf("event %d: ceiling differs from engine:\n%s\nevent: %s", i, d, ev)
+				}
+				buf = append(buf[:0], ev...)
+				prog.RunInto(&engineRes, buf, tt.now)
+				c.RunInto(&ceilRes, buf, tt.now)
+				clear(buf)
+				if d := diffResults(normalized(want), normalized(engineRes)); d != "" {
+					t.Fatalf("event %d: the engine's RunInto differs from its Run:\n%s\nevent: %s", i, d, ev)
+				}
+				if d := diffResults(normalized(want), normalized(ceilRes)); d != "" {
+					t.Fatalf("event %d: the ceiling's RunInto differs from the engine's Run:\n%s\nevent: %s", i, d, ev)
 				}
 				outcomes[want.Outcome.String()+" "+want.Code]++
 			}
