@@ -1,0 +1,221 @@
+package server
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// route describes one ingest route.
+type route struct {
+	path   string // also the metrics label
+	typ    string // the event type a single-event route implies; "" for batch routes
+	batch  bool
+	beacon bool // the write key may come in the writeKey query parameter
+}
+
+// ingestRoutes are every path SDKs post events to.
+var ingestRoutes = func() []route {
+	var rs []route
+	for _, t := range []string{"track", "identify", "page", "screen", "group", "alias"} {
+		rs = append(rs, route{path: "/v1/" + t, typ: t}, route{path: "/v1/" + t[:1], typ: t})
+	}
+	return append(rs,
+		route{path: "/v1/batch", batch: true},
+		route{path: "/v1/import", batch: true},
+		route{path: "/v1/b", batch: true},
+		route{path: "/beacon/v1/batch", batch: true, beacon: true},
+	)
+}()
+
+func (s *Server) routes(g prometheus.Gatherer) *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.errorHandler
+	e.Pre(s.corsMiddleware)
+	for _, rt := range ingestRoutes {
+		e.POST(rt.path, s.ingestHandler(rt), s.admit)
+	}
+	e.POST("/v1/m", s.metricsSink, s.admit)
+	e.GET("/v1/projects/:writeKey/settings", s.segmentSettings)
+	e.GET("/sourceConfig", s.rudderSourceConfig)
+	e.GET("/sourceConfig/", s.rudderSourceConfig)
+	e.GET("/healthz", func(c echo.Context) error {
+		return c.JSONBlob(http.StatusOK, []byte(`{"status":"ok"}`))
+	})
+	e.GET("/readyz", func(c echo.Context) error {
+		if !s.ready.Load() || s.draining.Load() {
+			c.Response().Header().Set("Retry-After", s.retryHdr)
+			return writeError(c, &reqError{http.StatusServiceUnavailable, "not_ready", "the server is starting or shutting down"})
+		}
+		return c.JSONBlob(http.StatusOK, []byte(`{"status":"ready"}`))
+	})
+	e.GET("/metrics", echo.WrapHandler(metricsHandler(g)))
+	return e
+}
+
+// errorHandler answers Echo's own errors (no route, wrong method) in the JSON error shape.
+func (s *Server) errorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var he *echo.HTTPError
+	e := &reqError{http.StatusInternalServerError, "internal", "internal error; retry later"}
+	if errors.As(err, &he) {
+		switch he.Code {
+		case http.StatusNotFound:
+			e = &reqError{http.StatusNotFound, "not_found", "no route " + c.Request().Method + " " + c.Request().URL.Path + "; events go to /v1/batch, /v1/<type> or /beacon/v1/batch"}
+		case http.StatusMethodNotAllowed:
+			e = &reqError{http.StatusMethodNotAllowed, "method_not_allowed", c.Request().Method + " is not allowed on " + c.Request().URL.Path + "; send events with POST"}
+		default:
+			if he.Code >= 400 && he.Code < 500 {
+				e = &reqError{he.Code, "bad_request", http.StatusText(he.Code)}
+			}
+		}
+	} else {
+		s.log.Error("ingest: unhandled error", "path", c.Request().URL.Path, "err", err)
+	}
+	_ = writeError(c, e)
+}
+
+// writeError answers {"code":"...","message":"..."}, the shape Segment's libraries parse.
+func writeError(c echo.Context, e *reqError) error {
+	body, _ := json.Marshal(struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}{e.code, e.msg})
+	return c.JSONBlob(e.status, body)
+}
+
+// admit applies the draining state and the in-flight cap to ingest routes.
+func (s *Server) admit(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if s.draining.Load() {
+			h := c.Response().Header()
+			h.Set("Retry-After", s.retryHdr)
+			h.Set("Connection", "close")
+			s.metrics.requests.WithLabelValues(c.Path(), "", "shutting_down").Inc()
+			return writeError(c, &reqError{http.StatusServiceUnavailable, "shutting_down", "the server is shutting down; retry later"})
+		}
+		select {
+		case s.sem <- struct{}{}:
+		default:
+			c.Response().Header().Set("Retry-After", s.retryHdr)
+			s.metrics.requests.WithLabelValues(c.Path(), "", "overloaded").Inc()
+			return writeError(c, &reqError{http.StatusServiceUnavailable, "overloaded", "too many requests in flight; retry after the Retry-After delay"})
+		}
+		s.metrics.inFlight.Inc()
+		defer func() {
+			s.metrics.inFlight.Dec()
+			<-s.sem
+		}()
+		return next(c)
+	}
+}
+
+// metricsSink accepts analytics.js's remote metrics (/v1/m) and discards them.
+func (s *Server) metricsSink(c echo.Context) error {
+	_, _ = io.Copy(io.Discard, io.LimitReader(c.Request().Body, int64(s.limits.MaxRequestBytes)))
+	return c.JSONBlob(http.StatusOK, []byte(`{"success":true}`))
+}
+
+// headerKey returns the write key of an HTTP Basic Authorization header ("writeKey:" base64
+// encoded; a key encoded without the colon is accepted too, as Segment does).
+func headerKey(r *http.Request) string {
+	if u, _, ok := r.BasicAuth(); ok {
+		return u
+	}
+	a := r.Header.Get("Authorization")
+	if len(a) > 6 && strings.EqualFold(a[:6], "basic ") {
+		if b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(a[6:])); err == nil && !strings.ContainsRune(string(b), ':') {
+			return string(b)
+		}
+	}
+	return ""
+}
+
+var errUnknownKey = &reqError{http.StatusUnauthorized, "unknown_write_key", "the write key is not configured on this server; check the SDK's write key against the configuration's sources"}
+
+// segmentSettings answers analytics.js's settings fetch with just what it needs: the
+// Segment.io integration pointed back at this server, and its remote metrics off.
+func (s *Server) segmentSettings(c echo.Context) error {
+	key := c.Param("writeKey")
+	src := s.lookup(key)
+	if src == nil {
+		return writeError(c, errUnknownKey)
+	}
+	if refused := s.cors.refuse(c.Request().Header.Get("Origin"), src); refused {
+		return writeError(c, errOrigin)
+	}
+	host, proto := s.apiHost(c.Request())
+	apiHost := host + "/v1"
+	settings := map[string]any{
+		"integrations": map[string]any{
+			"Segment.io": map[string]any{
+				"apiKey":                key,
+				"apiHost":               apiHost,
+				"protocol":              proto,
+				"unbundledIntegrations": []string{},
+				"addBundledMetadata":    true,
+				"maybeBundledConfigIds": map[string]any{},
+			},
+		},
+		"plan": map[string]any{
+			"track":    map[string]any{"__default": map[string]any{"enabled": true, "integrations": map[string]any{}}},
+			"identify": map[string]any{"__default": map[string]any{"enabled": true}},
+			"group":    map[string]any{"__default": map[string]any{"enabled": true}},
+		},
+		"edgeFunction":              map[string]any{},
+		"analyticsNextEnabled":      true,
+		"middlewareSettings":        map[string]any{},
+		"enabledMiddleware":         map[string]any{},
+		"metrics":                   map[string]any{"sampleRate": 0, "host": apiHost},
+		"legacyVideoPluginsEnabled": false,
+		"remotePlugins":             []any{},
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, settings)
+}
+
+// rudderSourceConfig answers RudderStack analytics-js's sourceConfig fetch with an enabled
+// source that has no device-mode destinations (every event goes to the data plane).
+func (s *Server) rudderSourceConfig(c echo.Context) error {
+	r := c.Request()
+	key := headerKey(r)
+	if key == "" {
+		key = r.URL.Query().Get("writeKey")
+	}
+	if key == "" {
+		return writeError(c, errNoKey)
+	}
+	src := s.lookup(key)
+	if src == nil {
+		return writeError(c, errUnknownKey)
+	}
+	if refused := s.cors.refuse(r.Header.Get("Origin"), src); refused {
+		return writeError(c, errOrigin)
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, map[string]any{
+		"isHosted": false,
+		"source": map[string]any{
+			"id":          "woorelay-" + src.Name,
+			"name":        src.Name,
+			"writeKey":    key,
+			"workspaceId": "woorelay",
+			"enabled":     true,
+			"deleted":     false,
+			"config":      map[string]any{},
+			"destinations": []any{},
+			"sourceDefinition": map[string]any{
+				"id": "woorelay", "name": "Javascript", "category": nil,
+			},
+		},
+	})
+}

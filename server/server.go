@@ -1,0 +1,388 @@
+// Package server is woorelay's HTTP ingest data plane: it accepts what the Segment and
+// RudderStack SDKs send (same paths, auth forms, limits and status codes as the vendors'
+// servers, so each SDK's retry logic does the right thing), normalises every event at the edge
+// (batch context, messageId, receivedAt, clock-skew correction), maps it with its source's
+// preset, and appends the result to a Store. It answers 200 only once the Store has accepted
+// the entries, so a durable Store makes a 200 mean "stored".
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/woorelay/woorelay/mapping"
+	"github.com/woorelay/woorelay/queue"
+)
+
+// Store receives the mapped entries of each accepted request. Append must return only once
+// the entries are stored as promised (durably, for the on-disk queue): the server answers 200
+// only after Append returns nil. queue.ErrFull and queue.ErrClosed become 503 with
+// Retry-After; any other error becomes 500. Append must not keep the entries slice after it
+// returns (copy the entries if needed); the entries' Event bytes and Requests it may keep.
+// Every queue.Queue is a Store.
+type Store interface {
+	Append(ctx context.Context, entries []queue.Entry) (queue.AppendResult, error)
+}
+
+// Source is one compiled source: a write key and the program that maps its events.
+type Source struct {
+	// Name labels the source in metrics, logs and queue entries.
+	Name string
+	// WriteKey is the key its SDKs send. Ignored when AnyKey is set.
+	WriteKey string
+	// AnyKey accepts every write key (the development source). At most one source may set it,
+	// and it must be the only source.
+	AnyKey bool
+	// Program maps the source's events.
+	Program *mapping.Program
+	// AllowedOrigins, when not empty, restricts browser requests carrying this source's key to
+	// these origins (in addition to the server-wide list).
+	AllowedOrigins []string
+
+	digest [sha256.Size]byte
+}
+
+// Limits bound what one request may carry. Zero fields take the defaults.
+type Limits struct {
+	// MaxEventBytes caps one event: the body of a single-event route, or one batch element
+	// (default 32 KB, Segment's limit).
+	MaxEventBytes int
+	// MaxRequestBytes caps the body of a batch route, as sent (default 500 KB, Segment's limit).
+	MaxRequestBytes int
+	// MaxDecompressedBytes caps a gzip body once decompressed (default MaxRequestBytes; a
+	// single-event route is held to MaxEventBytes). It stops decompression bombs.
+	MaxDecompressedBytes int
+	// MaxBatchEvents caps the events of one batch (default 2,500, Segment's limit).
+	MaxBatchEvents int
+	// MaxDepth caps JSON nesting, counted from the event object (default 64).
+	MaxDepth int
+}
+
+// Default limits.
+const (
+	DefaultMaxEventBytes   = 32 * 1024
+	DefaultMaxRequestBytes = 500 * 1024
+	DefaultMaxBatchEvents  = 2500
+	DefaultMaxDepth        = 64
+	DefaultMaxInFlight     = 1024
+	DefaultRetryAfter      = 5 * time.Second
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxEventBytes <= 0 {
+		l.MaxEventBytes = DefaultMaxEventBytes
+	}
+	if l.MaxRequestBytes <= 0 {
+		l.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if l.MaxDecompressedBytes <= 0 {
+		l.MaxDecompressedBytes = l.MaxRequestBytes
+	}
+	if l.MaxBatchEvents <= 0 {
+		l.MaxBatchEvents = DefaultMaxBatchEvents
+	}
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = DefaultMaxDepth
+	}
+	return l
+}
+
+// Timeouts protect the server against slow clients. Zero fields take the defaults.
+type Timeouts struct {
+	ReadHeader     time.Duration // default 5 s
+	Read           time.Duration // whole request including the body; default 30 s
+	Write          time.Duration // default 30 s; must exceed the Store's worst Append
+	Idle           time.Duration // keep-alive; default 120 s
+	MaxHeaderBytes int           // default 64 KB
+}
+
+func (t Timeouts) withDefaults() Timeouts {
+	if t.ReadHeader <= 0 {
+		t.ReadHeader = 5 * time.Second
+	}
+	if t.Read <= 0 {
+		t.Read = 30 * time.Second
+	}
+	if t.Write <= 0 {
+		t.Write = 30 * time.Second
+	}
+	if t.Idle <= 0 {
+		t.Idle = 120 * time.Second
+	}
+	if t.MaxHeaderBytes <= 0 {
+		t.MaxHeaderBytes = 64 * 1024
+	}
+	return t
+}
+
+// Options configure New.
+type Options struct {
+	// Sources are the compiled sources (Config.Compile). Required.
+	Sources []*Source
+	// Store receives the mapped entries. Required.
+	Store Store
+	// Limits bound requests; zero fields take the defaults.
+	Limits Limits
+	// AllowedOrigins is the CORS allow list; empty or "*" allows any origin (answered with
+	// Access-Control-Allow-Origin: *, never with credentials). Listed origins are reflected
+	// with Access-Control-Allow-Credentials: true.
+	AllowedOrigins []string
+	// PublicURL is the server's public base URL (https://ingest.example.com). The Segment
+	// settings endpoint points apiHost at it; empty means derive it from each request's
+	// Host and X-Forwarded-Proto.
+	PublicURL string
+	// MaxInFlight caps concurrent ingest requests; beyond it the server answers 503 with
+	// Retry-After (default 1,024).
+	MaxInFlight int
+	// RetryAfter is what 503 answers tell clients to wait (default 5 s).
+	RetryAfter time.Duration
+	// Timeouts are the HTTP server's timeouts, used by Serve.
+	Timeouts Timeouts
+	// Registerer receives the server's metrics; nil means a new registry. Gatherer is what
+	// /metrics serves; nil means the Registerer when it is a *prometheus.Registry, else
+	// prometheus.DefaultGatherer.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	// Logger logs start-up, refused requests (Debug) and server errors; nil discards.
+	Logger *slog.Logger
+	// Mount, when not nil, is called with the Echo instance after the server's own routes are
+	// added, to mount more (an admin API, say). Those routes bypass the in-flight limit.
+	Mount func(*echo.Echo)
+	// Now is the clock (default time.Now); tests freeze it.
+	Now func() time.Time
+	// NewMessageID makes the messageId of events that have none (default: a random UUID).
+	NewMessageID func() string
+}
+
+// Server is the ingest HTTP server. Create it with New.
+type Server struct {
+	opts     Options
+	limits   Limits
+	sources  []*Source
+	anyKey   *Source
+	echo     *echo.Echo
+	store    Store
+	log      *slog.Logger
+	now      func() time.Time
+	newID    func() string
+	metrics  *metrics
+	cors     corsPolicy
+	sem      chan struct{}
+	retryHdr string
+	ready    atomic.Bool
+	draining atomic.Bool
+	pool     sync.Pool
+
+	mu   sync.Mutex
+	http *http.Server
+}
+
+// New builds a server. It logs a loud warning when a source accepts any write key.
+func New(opts Options) (*Server, error) {
+	if opts.Store == nil {
+		return nil, errors.New("server: Options.Store is nil; give the queue (or another Store) the server appends to")
+	}
+	if len(opts.Sources) == 0 {
+		return nil, errors.New("server: no sources; configure at least one write key (or use the development configuration)")
+	}
+	s := &Server{opts: opts, limits: opts.Limits.withDefaults(), store: opts.Store, log: opts.Logger, now: opts.Now, newID: opts.NewMessageID}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.newID == nil {
+		s.newID = newUUID
+	}
+	names := map[string]bool{}
+	for _, src := range opts.Sources {
+		switch {
+		case src.Program == nil:
+			return nil, fmt.Errorf("server: source %q has no program; build sources with Config.Compile", src.Name)
+		case src.Name == "":
+			return nil, errors.New("server: a source has no name")
+		case names[src.Name]:
+			return nil, fmt.Errorf("server: two sources are named %q; names must be unique", src.Name)
+		case src.AnyKey && len(opts.Sources) > 1:
+			return nil, errors.New("server: a source that accepts any write key must be the only source")
+		case !src.AnyKey && src.WriteKey == "":
+			return nil, fmt.Errorf("server: source %q has an empty write key", src.Name)
+		}
+		names[src.Name] = true
+		src.digest = sha256.Sum256([]byte(src.WriteKey))
+		if src.AnyKey {
+			s.anyKey = src
+			s.log.Warn("DEVELOPMENT MODE: accepting events with ANY write key for source " + src.Name + "; give a configuration file (--config) to accept only configured keys")
+		}
+	}
+	s.sources = opts.Sources
+	inFlight := opts.MaxInFlight
+	if inFlight <= 0 {
+		inFlight = DefaultMaxInFlight
+	}
+	s.sem = make(chan struct{}, inFlight)
+	ra := opts.RetryAfter
+	if ra <= 0 {
+		ra = DefaultRetryAfter
+	}
+	s.retryHdr = fmt.Sprint(int((ra + time.Second - 1) / time.Second))
+	s.cors = newCORS(opts.AllowedOrigins, opts.Sources)
+	reg := opts.Registerer
+	gat := opts.Gatherer
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		reg = r
+		if gat == nil {
+			gat = r
+		}
+	}
+	if gat == nil {
+		if r, ok := reg.(*prometheus.Registry); ok {
+			gat = r
+		} else {
+			gat = prometheus.DefaultGatherer
+		}
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
+	s.pool.New = func() any { return new(work) }
+	s.ready.Store(true)
+	s.echo = s.routes(gat)
+	if opts.Mount != nil {
+		opts.Mount(s.echo)
+	}
+	return s, nil
+}
+
+// lookup finds the source of a write key, comparing SHA-256 digests in constant time so
+// neither the key's length nor its prefix leaks through timing.
+func (s *Server) lookup(key string) *Source {
+	if key == "" {
+		return nil
+	}
+	if s.anyKey != nil {
+		return s.anyKey
+	}
+	d := sha256.Sum256([]byte(key))
+	var found *Source
+	for _, src := range s.sources {
+		if subtle.ConstantTimeCompare(d[:], src.digest[:]) == 1 {
+			found = src
+		}
+	}
+	return found
+}
+
+// Echo returns the Echo instance, to mount more routes (as Options.Mount does).
+func (s *Server) Echo() *echo.Echo { return s.echo }
+
+// Handler returns the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// SetReady sets what /readyz answers (ready from New until Shutdown).
+func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
+
+// Serve serves HTTP on l with the configured timeouts until Shutdown; it returns nil after a
+// Shutdown and the listener's error otherwise.
+func (s *Server) Serve(l net.Listener) error {
+	t := s.opts.Timeouts.withDefaults()
+	srv := &http.Server{
+		Handler:           s.echo,
+		ReadHeaderTimeout: t.ReadHeader,
+		ReadTimeout:       t.Read,
+		WriteTimeout:      t.Write,
+		IdleTimeout:       t.Idle,
+		MaxHeaderBytes:    t.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.mu.Lock()
+	if s.draining.Load() {
+		s.mu.Unlock()
+		return nil
+	}
+	s.http = srv
+	s.mu.Unlock()
+	err := srv.Serve(l)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting connections and waits (until ctx ends) for in-flight requests to
+// finish; meanwhile /readyz and every new ingest request answer 503 with Retry-After.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.ready.Store(false)
+	s.draining.Store(true)
+	s.mu.Lock()
+	srv := s.http
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	return srv.Shutdown(ctx)
+}
+
+// apiHost returns the host-and-path (no scheme) and the protocol browser SDKs should send to.
+func (s *Server) apiHost(r *http.Request) (host, protocol string) {
+	if u := strings.TrimSuffix(s.opts.PublicURL, "/"); u != "" {
+		proto, rest, ok := strings.Cut(u, "://")
+		if !ok {
+			return u, "https"
+		}
+		return rest, proto
+	}
+	protocol = "http"
+	if r.TLS != nil {
+		protocol = "https"
+	}
+	if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
+		protocol = p
+	}
+	host = r.Host
+	if h := r.Header.Get("X-Forwarded-Host"); h != "" {
+		host, _, _ = strings.Cut(h, ",")
+	}
+	if !validHost(host) {
+		host = "localhost"
+	}
+	return host, protocol
+}
+
+// validHost accepts host[:port] made of the characters hosts use, so a forged Host header
+// cannot inject markup or another URL into the settings answer.
+func validHost(h string) bool {
+	if h == "" || len(h) > 255 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == ':' || c == '[' || c == ']' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// metricsHandler serves the gatherer.
+func metricsHandler(g prometheus.Gatherer) http.Handler {
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{})
+}
