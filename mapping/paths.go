@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/tidwall/gjson"
@@ -35,6 +36,49 @@ type pnode struct {
 	index    int // position among its parent's children, for duplicate-key tracking
 	slot     int // slot of the value at this node, or -1
 	tails    []ptail
+
+	// The children again, for the walk: sorted by key length, so a key is compared only with
+	// the wanted keys of its length (cheaper than hashing it). Keys of length l are
+	// byLen[l] <= i < byLen[l+1].
+	keys  []string
+	kids  []*pnode
+	byLen []int
+}
+
+// child returns the child for key k, or nil.
+func (n *pnode) child(k string) *pnode {
+	l := len(k)
+	if l+1 >= len(n.byLen) {
+		return nil
+	}
+	for i := n.byLen[l]; i < n.byLen[l+1]; i++ {
+		if n.keys[i] == k {
+			return n.kids[i]
+		}
+	}
+	return nil
+}
+
+// reindex rebuilds keys, kids and byLen from children.
+func (n *pnode) reindex() {
+	n.keys = n.keys[:0]
+	for k := range n.children {
+		n.keys = append(n.keys, k)
+	}
+	sort.Slice(n.keys, func(i, j int) bool {
+		a, b := n.keys[i], n.keys[j]
+		return len(a) < len(b) || len(a) == len(b) && a < b
+	})
+	n.kids = n.kids[:0]
+	maxLen := 0
+	for _, k := range n.keys {
+		n.kids = append(n.kids, n.children[k])
+		maxLen = max(maxLen, len(k))
+	}
+	n.byLen = make([]int, maxLen+2)
+	for l := range n.byLen {
+		n.byLen[l] = sort.Search(len(n.keys), func(i int) bool { return len(n.keys[i]) >= l })
+	}
 }
 
 type ptail struct {
@@ -74,6 +118,7 @@ func (t *pathTable) add(path string, at SourceRef) (int, error) {
 			}
 			c = &pnode{slot: -1, index: len(n.children)}
 			n.children[k] = c
+			n.reindex()
 		}
 		n = c
 	}
@@ -192,7 +237,7 @@ func walkNode(v gjson.Result, n *pnode, slots []gjson.Result) {
 	var seenSmall uint64
 	var seenBig map[int]bool
 	v.ForEach(func(k, val gjson.Result) bool {
-		c := n.children[k.Str]
+		c := n.child(k.Str)
 		if c == nil {
 			return true
 		}
