@@ -1,0 +1,395 @@
+package disk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/woorelay/woorelay/queue"
+)
+
+// appendReq is one Append call waiting for the committer.
+type appendReq struct {
+	ctx     context.Context
+	entries []queue.Entry
+	values  [][]byte // encoded item or dead-letter value per entry; nil for Filtered
+	size    int64    // bytes of values
+	at      time.Time
+
+	// set by the committer
+	dkeys [][]byte // dedup key per entry; nil when it has no MessageID or is a duplicate
+	dup   []bool
+	res   queue.AppendResult
+	err   error
+	done  chan struct{}
+}
+
+// Append stores the entries durably and atomically (all or none) and returns once the
+// write-ahead log holding them is synced. Concurrent calls share one sync (group commit): a
+// single committer takes every call waiting while the previous commit syncs, checks them for
+// duplicates, writes them in one batch and wakes them all.
+//
+// An entry whose (Source, MessageID) was already stored within the dedup window, earlier or in
+// the same group or call, is a duplicate: counted, not stored. Entries without a MessageID are
+// never duplicates.
+//
+// It returns queue.ErrFull when the disk budget is reached and queue.ErrClosed after Close;
+// in both cases nothing of the call was stored. If ctx ends while the call waits, Append
+// returns ctx.Err() but the entries may still be committed: delivery is at least once, and the
+// client's retry is caught as a duplicate.
+func (q *Queue) Append(ctx context.Context, entries []queue.Entry) (queue.AppendResult, error) {
+	if err := ctx.Err(); err != nil {
+		return queue.AppendResult{}, err
+	}
+	r := &appendReq{ctx: ctx, entries: entries, at: q.now(), done: make(chan struct{})}
+	r.values = make([][]byte, len(entries))
+	for i := range entries {
+		e := &entries[i]
+		switch e.Outcome {
+		case queue.Deliver:
+			r.values[i] = encodeItem(itemState{}, encodeEntryBody(e))
+		case queue.Rejected:
+			r.values[i] = encodeDeadLetter(r.at, &queue.Failure{Reason: e.Reason}, encodeEntryBody(e))
+		case queue.Filtered:
+		default:
+			return queue.AppendResult{}, fmt.Errorf("queue/disk: entry %d has unknown outcome %d; use queue.Deliver, Filtered or Rejected", i, e.Outcome)
+		}
+		r.size += int64(len(r.values[i]))
+	}
+	if err := q.begin(); err != nil {
+		return queue.AppendResult{}, err
+	}
+	if err := q.brokenErr(); err != nil {
+		q.end()
+		return queue.AppendResult{}, err
+	}
+	select {
+	case q.reqs <- r:
+		q.end()
+	case <-ctx.Done():
+		q.end()
+		return queue.AppendResult{}, ctx.Err()
+	}
+	select {
+	case <-r.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		return queue.AppendResult{}, ctx.Err()
+	}
+}
+
+// brokenErr returns the sticky error left by a failed WAL sync, if any.
+func (q *Queue) brokenErr() error {
+	if p := q.broken.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// committer is the single goroutine that commits Appends and prunes dedup keys (both read and
+// write the dedup keys, so running them in one goroutine keeps them consistent).
+func (q *Queue) committer() {
+	defer q.wg.Done()
+	tick := time.NewTicker(pruneInterval)
+	defer tick.Stop()
+	pruning := true // prune once after opening
+	group := make([]*appendReq, 0, maxGroupCalls)
+	for {
+		var r *appendReq
+		var ok bool
+		if pruning {
+			select {
+			case r, ok = <-q.reqs:
+			case done := <-q.pruneReq:
+				q.pruneAll(done)
+				continue
+			default:
+				pruning = q.pruneChunk()
+				continue
+			}
+		} else {
+			select {
+			case r, ok = <-q.reqs:
+			case done := <-q.pruneReq:
+				q.pruneAll(done)
+				continue
+			case <-tick.C:
+				pruning = true
+				continue
+			}
+		}
+		if !ok {
+			return // closed and drained
+		}
+		if h := q.testHookGroup; h != nil {
+			h()
+		}
+		group = append(group[:0], r)
+		size := r.size
+	collect:
+		for len(group) < maxGroupCalls && size < maxGroupBytes {
+			select {
+			case r, ok := <-q.reqs:
+				if !ok {
+					break collect // the next receive above sees the close
+				}
+				group = append(group, r)
+				size += r.size
+			default:
+				break collect
+			}
+		}
+		q.commitGroup(group)
+		for i := range group {
+			close(group[i].done)
+			group[i] = nil
+		}
+		if pruning {
+			pruning = q.pruneChunk()
+		}
+	}
+}
+
+// seenAt reports whether the dedup key was stored within the window ending at now.
+func (q *Queue) seenWithin(dk []byte, now time.Time) (bool, error) {
+	v, closer, err := q.db.Get(dk)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("queue/disk: dedup lookup: %w", err)
+	}
+	at, ok := decodeSeenAt(v)
+	closer.Close()
+	if !ok {
+		return false, fmt.Errorf("queue/disk: dedup key %q: %w (value of %d bytes); the store is damaged: restore it from a backup", dk, ErrCorrupt, len(v))
+	}
+	return int64(at) > now.UnixNano()-int64(q.window), nil
+}
+
+// commitGroup checks a group of Append calls for duplicates and the disk budget, writes the
+// accepted calls in one batch, syncs it once, and records each call's result.
+func (q *Queue) commitGroup(group []*appendReq) {
+	now := q.now()
+	seen := q.dedupScratch
+	clear(seen)
+	var usage int64
+	if q.opts.DiskBudget > 0 {
+		usage = int64(q.db.Metrics().DiskSpaceUsage())
+	}
+	batch := q.db.NewBatch()
+	defer batch.Close()
+	seenVal := encodeSeenAt(now)
+	accepted := 0
+	var tentative []string
+	for _, r := range group {
+		if err := r.ctx.Err(); err != nil {
+			r.err = err // the caller has gone; store nothing of it
+			continue
+		}
+		r.dkeys = make([][]byte, len(r.entries))
+		r.dup = make([]bool, len(r.entries))
+		tentative = tentative[:0]
+		var stored int64
+		for i := range r.entries {
+			e := &r.entries[i]
+			if e.MessageID != "" {
+				dk := dedupSuffix(e.Source, e.MessageID)
+				_, dup := seen[string(dk)]
+				if !dup {
+					var err error
+					if dup, err = q.seenWithin(dk, now); err != nil {
+						r.err = err
+						break
+					}
+				}
+				if dup {
+					r.dup[i] = true
+					continue
+				}
+				seen[string(dk)] = struct{}{}
+				tentative = append(tentative, string(dk))
+				r.dkeys[i] = dk
+			}
+			stored += int64(len(r.values[i]))
+		}
+		if r.err == nil && q.opts.DiskBudget > 0 && usage+stored > q.opts.DiskBudget {
+			r.err = queue.ErrFull
+			q.requestReclaim(now)
+		}
+		if r.err != nil {
+			for _, s := range tentative {
+				delete(seen, s)
+			}
+			continue
+		}
+		usage += stored
+		accepted++
+		for _, dk := range r.dkeys {
+			if dk != nil {
+				_ = batch.Set(dk, seenVal, nil)
+				_ = batch.Set(dedupTimeKey(now, dk), nil, nil)
+			}
+		}
+	}
+	if accepted == 0 {
+		return
+	}
+
+	// Sequence numbers and dead-letter ids are assigned, and the batch made visible, under wmu,
+	// so that items become visible in Seq order (Scan's cursor relies on it).
+	q.wmu.Lock()
+	m := q.meta
+	queued := 0
+	for _, r := range group {
+		if r.err != nil {
+			continue
+		}
+		var res queue.AppendResult
+		for i := range r.entries {
+			e := &r.entries[i]
+			if r.dup[i] {
+				res.Duplicates++
+				continue
+			}
+			switch e.Outcome {
+			case queue.Deliver:
+				m.lastSeq++
+				_ = batch.Set(itemKey(m.lastSeq), r.values[i], nil)
+				_ = batch.Set(visitorKey(e.Visitor, m.lastSeq), nil, nil)
+				res.Queued++
+			case queue.Filtered:
+				res.Filtered++
+			case queue.Rejected:
+				m.lastDead++
+				_ = batch.Set(deadKey(m.lastDead), r.values[i], nil)
+				res.Rejected++
+			}
+		}
+		m.c.Received += int64(res.Queued + res.Filtered + res.Rejected)
+		m.c.Queued += int64(res.Queued)
+		m.c.Filtered += int64(res.Filtered)
+		m.c.DeadLettered += int64(res.Rejected)
+		m.c.Duplicates += int64(res.Duplicates)
+		queued += res.Queued
+		r.res = res
+	}
+	_ = batch.Set(keyMeta, encodeMeta(&m), nil)
+	var err error
+	if q.opts.NoSync {
+		err = q.db.Apply(batch, pebble.NoSync)
+	} else {
+		err = q.db.ApplyNoSyncWait(batch, pebble.Sync)
+	}
+	if err == nil {
+		q.meta = m
+	}
+	q.wmu.Unlock()
+	if err == nil && !q.opts.NoSync {
+		if err = batch.SyncWait(); err != nil {
+			err = fmt.Errorf("queue/disk: the write-ahead log could not be synced: %w; the queue refuses writes until woorelay is restarted (it recovers from the log)", err)
+			q.broken.CompareAndSwap(nil, &err)
+			q.log.Error("queue write-ahead log sync failed", "err", err)
+		}
+	} else if err != nil {
+		err = fmt.Errorf("queue/disk: commit: %w", err)
+	}
+	q.commits.Add(1)
+	for _, r := range group {
+		if r.err == nil && err != nil {
+			r.err, r.res = err, queue.AppendResult{}
+		}
+	}
+	if err == nil && queued > 0 {
+		q.signal()
+	}
+}
+
+func (q *Queue) requestReclaim(now time.Time) {
+	if !q.lastReclaim.IsZero() && now.Sub(q.lastReclaim) < reclaimInterval {
+		return
+	}
+	q.lastReclaim = now
+	select {
+	case q.reclaim <- struct{}{}:
+	default:
+	}
+}
+
+// pruneAll prunes every expired dedup key, then closes done.
+func (q *Queue) pruneAll(done chan struct{}) {
+	for q.pruneChunk() {
+	}
+	close(done)
+}
+
+// pruneChunk removes up to pruneChunk expired dedup keys and reports whether more may remain.
+// The time index 't' is walked in order from where the last pass stopped; each walked entry's
+// dedup key is deleted unless it was stored again since, and the walked span of the index is
+// removed with one range deletion.
+func (q *Queue) pruneChunk() bool {
+	now := q.now()
+	cutoff := now.UnixNano() - int64(q.window)
+	if cutoff <= 0 {
+		return false
+	}
+	lower := q.pruneFrom
+	if lower == nil {
+		lower = []byte{prefixDedupTime}
+	}
+	upper := seqKey(prefixDedupTime, uint64(cutoff))
+	it, err := q.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		q.log.Error("dedup pruning failed", "err", err)
+		return false
+	}
+	batch := q.db.NewBatch()
+	defer batch.Close()
+	n := 0
+	var last []byte
+	more := false
+	for valid := it.First(); valid; valid = it.Next() {
+		if n == pruneChunk {
+			more = true
+			break
+		}
+		k := it.Key()
+		n++
+		last = append(last[:0], k...)
+		if len(k) <= 9 {
+			continue
+		}
+		dk := k[9:]
+		v, closer, err := q.db.Get(dk)
+		if err != nil {
+			continue
+		}
+		at, ok := decodeSeenAt(v)
+		closer.Close()
+		if !ok || int64(at) <= cutoff {
+			_ = batch.Delete(dk, nil)
+		}
+	}
+	if err := it.Close(); err != nil {
+		q.log.Error("dedup pruning failed", "err", err)
+		return false
+	}
+	if n == 0 {
+		return false
+	}
+	end := append(last, 0) // just after the last walked key
+	_ = batch.DeleteRange(lower, end, nil)
+	// NoSync: if a crash loses the pruning, the keys are still expired and pruned again.
+	if err := q.db.Apply(batch, pebble.NoSync); err != nil {
+		q.log.Error("dedup pruning failed", "err", err)
+		return false
+	}
+	q.pruneFrom = end
+	if more {
+		q.log.Debug("pruned expired dedup keys; more remain", "count", n)
+	}
+	return more
+}

@@ -1,0 +1,408 @@
+package disk
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/woorelay/woorelay/queue"
+)
+
+// Delivery-side writes (Done, Progress, Retrying, Dead) are applied with pebble.NoSync: they
+// reach the write-ahead log without waiting for an fsync. A crash of the machine (not of the
+// process: the log is written before the call returns) can lose the last few of them; the
+// items then come back as pending and are delivered again, which is at-least-once, and the
+// counters still reconcile because each change is in the same atomic batch as the counters
+// it moves. Close flushes them.
+
+func corruptItem(seq uint64, err error) error {
+	return fmt.Errorf("queue/disk: item %d: %w; the store is damaged: restore the directory from a backup, or drop the item with Done(%d)", seq, err, seq)
+}
+
+func corruptLetter(id uint64, err error) error {
+	return fmt.Errorf("queue/disk: dead letter %d: %w; the store is damaged: restore the directory from a backup", id, err)
+}
+
+// Scan returns up to limit pending items with Seq > after, in Seq order.
+func (q *Queue) Scan(after uint64, limit int) ([]queue.Item, error) {
+	if limit <= 0 || after == math.MaxUint64 {
+		return nil, nil
+	}
+	if err := q.begin(); err != nil {
+		return nil, err
+	}
+	defer q.end()
+	start, head := after+1, q.head.Load()
+	fromHead := start <= head
+	if fromHead {
+		start = head // nothing is pending below head: skip the deleted keys there
+	}
+	it, err := q.db.NewIter(&pebble.IterOptions{LowerBound: itemKey(start), UpperBound: rangeEnd(prefixItem)})
+	if err != nil {
+		return nil, fmt.Errorf("queue/disk: scan: %w", err)
+	}
+	var items []queue.Item
+	for valid := it.First(); valid && len(items) < limit; valid = it.Next() {
+		seq, ok := seqOf(it.Key())
+		if !ok {
+			continue
+		}
+		item, err := decodeItem(seq, it.Value())
+		if err != nil {
+			it.Close()
+			return items, corruptItem(seq, err)
+		}
+		items = append(items, item)
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("queue/disk: scan: %w", err)
+	}
+	// Items become visible in Seq order, so none below the first one seen can appear later.
+	if fromHead && len(items) > 0 && items[0].Seq > head {
+		q.head.CompareAndSwap(head, items[0].Seq)
+	}
+	return items, nil
+}
+
+// ScanVisitor returns up to limit pending items of one visitor with Seq > after, in order. It
+// walks the visitor's index, so its cost does not depend on other visitors' items.
+func (q *Queue) ScanVisitor(visitor string, after uint64, limit int) ([]queue.Item, error) {
+	if limit <= 0 || after == math.MaxUint64 {
+		return nil, nil
+	}
+	if err := q.begin(); err != nil {
+		return nil, err
+	}
+	defer q.end()
+	prefix := visitorPrefix(visitor)
+	lower := visitorKey(visitor, after+1)
+	upper := append(prefix, maxSeqSuffix...)
+	it, err := q.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, fmt.Errorf("queue/disk: scan visitor: %w", err)
+	}
+	defer it.Close()
+	var items []queue.Item
+	for valid := it.First(); valid && len(items) < limit; valid = it.Next() {
+		k := it.Key()
+		if len(k) != len(prefix)+8 || !bytes.HasPrefix(k, prefix) {
+			continue
+		}
+		seq := binary.BigEndian.Uint64(k[len(prefix):])
+		v, closer, err := q.db.Get(itemKey(seq))
+		if errors.Is(err, pebble.ErrNotFound) {
+			continue // left by an item dropped while corrupt
+		}
+		if err != nil {
+			return nil, fmt.Errorf("queue/disk: scan visitor: %w", err)
+		}
+		item, err := decodeItem(seq, v)
+		closer.Close()
+		if err != nil {
+			return items, corruptItem(seq, err)
+		}
+		items = append(items, item)
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("queue/disk: scan visitor: %w", err)
+	}
+	return items, nil
+}
+
+// getItem reads an item's raw value (a copy); ok is false when it is not pending.
+func (q *Queue) getItem(seq uint64) ([]byte, bool, error) {
+	v, closer, err := q.db.Get(itemKey(seq))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("queue/disk: read item %d: %w", seq, err)
+	}
+	v = append([]byte(nil), v...)
+	closer.Close()
+	return v, true, nil
+}
+
+// deleteItem adds the deletion of an item and its visitor index entry to b. Keys written once
+// are removed with SingleDelete, which cancels out with their Set at the next flush or
+// compaction, so delivered items leave no tombstones to skip.
+func deleteItem(b *pebble.Batch, seq uint64, st itemState, visitor string, known bool) {
+	if !known || st.flags&itemFlagRewritten != 0 {
+		_ = b.Delete(itemKey(seq), nil)
+	} else {
+		_ = b.SingleDelete(itemKey(seq), nil)
+	}
+	if known {
+		_ = b.SingleDelete(visitorKey(visitor, seq), nil)
+	}
+}
+
+// commitMeta applies b together with the meta that change computes from the current one, under
+// wmu, with NoSync.
+func (q *Queue) commitMeta(b *pebble.Batch, change func(m *meta)) error {
+	q.wmu.Lock()
+	defer q.wmu.Unlock()
+	m := q.meta
+	change(&m)
+	_ = b.Set(keyMeta, encodeMeta(&m), nil)
+	if err := q.db.Apply(b, pebble.NoSync); err != nil {
+		return fmt.Errorf("queue/disk: write: %w", err)
+	}
+	q.meta = m
+	return nil
+}
+
+// Done records that the item was delivered and removes it (Delivered+1, Queued−1). Done of an
+// item that is not pending (already done, or dead) does nothing. A corrupt item is removed
+// too, so an operator can drop it.
+func (q *Queue) Done(seq uint64) error {
+	if err := q.begin(); err != nil {
+		return err
+	}
+	defer q.end()
+	q.dmu.Lock()
+	defer q.dmu.Unlock()
+	v, ok, err := q.getItem(seq)
+	if err != nil || !ok {
+		return err
+	}
+	st, visitor, derr := decodeItemVisitor(v)
+	if derr != nil {
+		q.log.Warn("removing a corrupt item", "seq", seq, "err", derr)
+	}
+	b := q.db.NewBatch()
+	defer b.Close()
+	deleteItem(b, seq, st, visitor, derr == nil)
+	return q.commitMeta(b, func(m *meta) {
+		m.c.Delivered++
+		m.c.Queued--
+	})
+}
+
+// rewriteItem replaces the delivery state of a pending item.
+func (q *Queue) rewriteItem(seq uint64, change func(st *itemState)) error {
+	if err := q.begin(); err != nil {
+		return err
+	}
+	defer q.end()
+	q.dmu.Lock()
+	defer q.dmu.Unlock()
+	v, ok, err := q.getItem(seq)
+	if err != nil || !ok {
+		return err
+	}
+	st, body, err := decodeItemState(v)
+	if err != nil {
+		return corruptItem(seq, err)
+	}
+	change(&st)
+	st.flags |= itemFlagRewritten
+	if err := q.db.Set(itemKey(seq), encodeItem(st, body), pebble.NoSync); err != nil {
+		return fmt.Errorf("queue/disk: write item %d: %w", seq, err)
+	}
+	return nil
+}
+
+// Progress records that the item's first n requests were delivered, so that after a restart
+// delivery resumes at request n. It does nothing for an item that is not pending.
+func (q *Queue) Progress(seq uint64, n int) error {
+	if n < 0 {
+		return fmt.Errorf("queue/disk: Progress(%d, %d): n must not be negative", seq, n)
+	}
+	return q.rewriteItem(seq, func(st *itemState) { st.nextRequest = n })
+}
+
+// Retrying records a failed attempt that will be retried: the attempts so far and when the
+// first one failed, so the retry window survives a restart. It does nothing for an item that is
+// not pending.
+func (q *Queue) Retrying(seq uint64, attempts int, firstAttempt time.Time) error {
+	if attempts < 0 {
+		return fmt.Errorf("queue/disk: Retrying(%d, %d, …): attempts must not be negative", seq, attempts)
+	}
+	return q.rewriteItem(seq, func(st *itemState) {
+		st.attempts = attempts
+		st.firstAttempt = firstAttempt
+	})
+}
+
+// Dead moves the item to the dead-letter store with the failure and the current time
+// (DeadLettered+1, Queued−1). It does nothing for an item that is not pending.
+func (q *Queue) Dead(seq uint64, f queue.Failure) error {
+	if err := q.begin(); err != nil {
+		return err
+	}
+	defer q.end()
+	q.dmu.Lock()
+	defer q.dmu.Unlock()
+	v, ok, err := q.getItem(seq)
+	if err != nil || !ok {
+		return err
+	}
+	item, err := decodeItem(seq, v)
+	if err != nil {
+		return corruptItem(seq, err)
+	}
+	st, body, _ := decodeItemState(v)
+	value := encodeDeadLetter(q.now(), &f, body)
+	b := q.db.NewBatch()
+	defer b.Close()
+	deleteItem(b, seq, st, item.Entry.Visitor, true)
+	return q.commitMeta(b, func(m *meta) {
+		m.lastDead++
+		_ = b.Set(deadKey(m.lastDead), value, nil)
+		m.c.DeadLettered++
+		m.c.Queued--
+	})
+}
+
+// DeadLetters lists up to limit dead letters with ID > after, oldest first.
+func (q *Queue) DeadLetters(after uint64, limit int) ([]queue.DeadLetter, error) {
+	if limit <= 0 || after == math.MaxUint64 {
+		return nil, nil
+	}
+	if err := q.begin(); err != nil {
+		return nil, err
+	}
+	defer q.end()
+	it, err := q.db.NewIter(&pebble.IterOptions{LowerBound: deadKey(after + 1), UpperBound: rangeEnd(prefixDeadLetter)})
+	if err != nil {
+		return nil, fmt.Errorf("queue/disk: list dead letters: %w", err)
+	}
+	var out []queue.DeadLetter
+	for valid := it.First(); valid && len(out) < limit; valid = it.Next() {
+		id, ok := seqOf(it.Key())
+		if !ok {
+			continue
+		}
+		dl, _, err := decodeDeadLetter(id, it.Value())
+		if err != nil {
+			it.Close()
+			return out, corruptLetter(id, err)
+		}
+		out = append(out, dl)
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("queue/disk: list dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// DeadLetter returns one dead letter; ok is false when there is none with that id.
+func (q *Queue) DeadLetter(id uint64) (queue.DeadLetter, bool, error) {
+	if err := q.begin(); err != nil {
+		return queue.DeadLetter{}, false, err
+	}
+	defer q.end()
+	v, closer, err := q.db.Get(deadKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return queue.DeadLetter{}, false, nil
+	}
+	if err != nil {
+		return queue.DeadLetter{}, false, fmt.Errorf("queue/disk: read dead letter %d: %w", id, err)
+	}
+	defer closer.Close()
+	dl, _, err := decodeDeadLetter(id, v)
+	if err != nil {
+		return queue.DeadLetter{}, false, corruptLetter(id, err)
+	}
+	return dl, true, nil
+}
+
+// replayChunk bounds the letters moved by one batch of Replay.
+const replayChunk = 256
+
+// Replay moves dead letters back to the end of the queue with new sequence numbers
+// (DeadLettered−n, Queued+n, Replayed+n) and returns how many moved. remap, when not nil,
+// replaces each letter's entry (after a mapping fix); a letter stays where it is when remap
+// returns an error, when the resulting entry's outcome is not queue.Deliver (a letter rejected
+// at ingest needs a remap to become deliverable), or when there is no letter with that id.
+// Each chunk of letters is moved atomically and synced.
+func (q *Queue) Replay(ids []uint64, remap func(queue.Entry) (queue.Entry, error)) (int, error) {
+	if err := q.begin(); err != nil {
+		return 0, err
+	}
+	defer q.end()
+	q.replayMu.Lock()
+	defer q.replayMu.Unlock()
+	type move struct {
+		id      uint64
+		visitor string
+		value   []byte
+	}
+	seen := make(map[uint64]bool, len(ids))
+	total := 0
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), replayChunk)]
+		ids = ids[len(chunk):]
+		var moves []move
+		for _, id := range chunk {
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+			v, closer, err := q.db.Get(deadKey(id))
+			if errors.Is(err, pebble.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return total, fmt.Errorf("queue/disk: read dead letter %d: %w", id, err)
+			}
+			dl, body, err := decodeDeadLetter(id, v)
+			body = append([]byte(nil), body...)
+			closer.Close()
+			if err != nil {
+				return total, corruptLetter(id, err)
+			}
+			e := dl.Entry
+			if remap != nil {
+				if e, err = remap(dl.Entry); err != nil {
+					q.log.Info("dead letter left in place: remap failed", "id", id, "err", err)
+					continue
+				}
+				body = encodeEntryBody(&e)
+			}
+			if e.Outcome != queue.Deliver {
+				q.log.Info("dead letter left in place: its outcome is not deliver", "id", id, "outcome", e.Outcome.String(), "reason", e.Reason)
+				continue
+			}
+			moves = append(moves, move{id: id, visitor: e.Visitor, value: encodeItem(itemState{}, body)})
+		}
+		if len(moves) == 0 {
+			continue
+		}
+		b := q.db.NewBatch()
+		q.wmu.Lock()
+		m := q.meta
+		for _, mv := range moves {
+			m.lastSeq++
+			_ = b.Set(itemKey(m.lastSeq), mv.value, nil)
+			_ = b.Set(visitorKey(mv.visitor, m.lastSeq), nil, nil)
+			_ = b.SingleDelete(deadKey(mv.id), nil)
+		}
+		n := int64(len(moves))
+		m.c.DeadLettered -= n
+		m.c.Queued += n
+		m.c.Replayed += n
+		_ = b.Set(keyMeta, encodeMeta(&m), nil)
+		err := q.db.ApplyNoSyncWait(b, pebble.Sync)
+		if err == nil {
+			q.meta = m
+		}
+		q.wmu.Unlock()
+		if err == nil {
+			err = b.SyncWait()
+		}
+		b.Close()
+		if err != nil {
+			return total, fmt.Errorf("queue/disk: replay: %w", err)
+		}
+		total += len(moves)
+		q.signal()
+	}
+	return total, nil
+}

@@ -1,0 +1,372 @@
+package disk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+
+	"github.com/woorelay/woorelay/queue"
+)
+
+// Defaults of Options.
+const (
+	// DefaultDedupWindow is how long a (Source, MessageID) pair is remembered when
+	// Options.DedupWindow is zero. It must be at least delivery's retry window, so that a client
+	// retrying while an event still waits for delivery is recognised.
+	DefaultDedupWindow = 24 * time.Hour
+	// DefaultCacheSize is the block cache size when Options.CacheSize is zero.
+	DefaultCacheSize = 32 << 20
+	// DefaultMemTableSize is the memtable size when Options.MemTableSize is zero. Up to
+	// memTableStopWrites memtables exist at once, so memtables take at most 4 × this much memory.
+	DefaultMemTableSize = 16 << 20
+)
+
+const (
+	memTableStopWrites = 4
+	// maxGroupBytes bounds one group commit, well below pebble's large-batch threshold
+	// (half a memtable) for the default memtable size.
+	maxGroupBytes = 4 << 20
+	// maxGroupCalls bounds how many Append calls share one commit.
+	maxGroupCalls = 1024
+	// pruneInterval is how often expired dedup keys are removed; pruneChunk bounds one pass.
+	pruneInterval = time.Minute
+	pruneChunk    = 10000
+	// reclaimInterval is the shortest time between two automatic compactions triggered by a
+	// full disk budget.
+	reclaimInterval = 30 * time.Second
+)
+
+// Options configure a Queue. The zero value is usable: unlimited disk, a 24 h dedup window,
+// the wall clock, slog.Default, bounded memory (about 32 MiB of cache and at most 64 MiB of
+// memtables) and synced appends.
+type Options struct {
+	// DiskBudget is the most disk space, in bytes, the store may use (write-ahead log, tables
+	// and the files pebble has yet to delete). Once usage reaches it, Append returns
+	// queue.ErrFull and stores nothing until delivered items have been compacted away (which
+	// the queue starts by itself when it turns clients away). 0 means unlimited. Leave room for
+	// a few memtables (DiskBudget ≥ 8 × MemTableSize), since the log of unflushed writes counts.
+	DiskBudget int64
+	// DedupWindow is how long an entry's (Source, MessageID) is remembered; a second entry with
+	// the same pair within the window is a duplicate, counted and not stored. 0 means
+	// DefaultDedupWindow. Set it to at least delivery's retry window.
+	DedupWindow time.Duration
+	// Clock returns the current time; nil means time.Now. Tests inject it to move across the
+	// dedup window.
+	Clock func() time.Time
+	// Logger receives the queue's and pebble's messages; nil means slog.Default().
+	Logger *slog.Logger
+	// CacheSize is pebble's block cache in bytes; 0 means DefaultCacheSize.
+	CacheSize int64
+	// MemTableSize is pebble's memtable size in bytes; 0 means DefaultMemTableSize.
+	MemTableSize uint64
+	// NoSync makes Append return before the write-ahead log is synced to disk. UNSAFE: an
+	// acknowledged event is lost if the machine crashes or loses power. For benchmarks only.
+	NoSync bool
+}
+
+// Queue is the on-disk implementation of queue.Queue. It is safe for concurrent use.
+type Queue struct {
+	db     *pebble.DB
+	opts   Options
+	log    *slog.Logger
+	window time.Duration
+	now    func() time.Time
+	sync   *pebble.WriteOptions // for Append and Replay
+
+	// closeMu guards closed: every operation holds it for reading while it uses db, Close takes
+	// it for writing, so the database is never used after it is closed.
+	closeMu sync.RWMutex
+	closed  bool
+
+	// wmu serialises every write that changes meta (counters, sequence numbers): the meta value
+	// is computed and the batch applied (made visible) under wmu, so batches reach pebble in the
+	// order their meta values were computed. Synced commits wait for the fsync after releasing it.
+	wmu  sync.Mutex
+	meta meta // guarded by wmu
+
+	// dmu serialises the delivery-side read-modify-write operations (Done, Progress, Retrying,
+	// Dead, Replay), which read an item or letter before changing it.
+	dmu sync.Mutex
+
+	// head is a lower bound of the lowest pending sequence number: Scan starts there instead of
+	// walking the deleted keys of delivered items.
+	head atomic.Uint64
+
+	reqs     chan *appendReq
+	appended chan struct{}
+	reclaim  chan struct{}
+	pruneReq chan chan struct{} // tests ask the committer to prune now
+	stop     context.CancelFunc
+	wg       sync.WaitGroup
+
+	// commits counts group commits (one WAL sync each); tests read it.
+	commits atomic.Int64
+	// testHookGroup, when set, runs in the committer after it has taken a group's first call
+	// and before it collects the rest.
+	testHookGroup func()
+
+	// replayMu serialises Replay calls, so a letter is never replayed twice.
+	replayMu sync.Mutex
+
+	// broken holds the error of a failed WAL sync; Append refuses writes after one.
+	broken atomic.Pointer[error]
+
+	// owned by the committer goroutine
+	pruneFrom    []byte // the dedup time index below this key has been pruned
+	lastReclaim  time.Time
+	dedupScratch map[string]struct{}
+}
+
+var _ queue.Queue = (*Queue)(nil)
+
+// Open opens (creating it if needed) the store in dir and starts the committer. Only one
+// process may open a directory at a time. Reopening a store resumes it: sequence numbers
+// continue, counters are restored, pending items are scanned in order.
+func Open(dir string, opts Options) (*Queue, error) {
+	if opts.DiskBudget < 0 {
+		return nil, fmt.Errorf("queue/disk: DiskBudget %d is negative; use 0 for unlimited", opts.DiskBudget)
+	}
+	if opts.DedupWindow < 0 {
+		return nil, fmt.Errorf("queue/disk: DedupWindow %s is negative; use 0 for the default of %s", opts.DedupWindow, DefaultDedupWindow)
+	}
+	if opts.CacheSize < 0 {
+		return nil, fmt.Errorf("queue/disk: CacheSize %d is negative; use 0 for the default", opts.CacheSize)
+	}
+	if opts.MemTableSize >= 1<<32 {
+		return nil, fmt.Errorf("queue/disk: MemTableSize %d must be below 4 GiB", opts.MemTableSize)
+	}
+	q := &Queue{
+		opts:         opts,
+		log:          opts.Logger,
+		window:       opts.DedupWindow,
+		now:          opts.Clock,
+		sync:         pebble.Sync,
+		reqs:         make(chan *appendReq, maxGroupCalls),
+		appended:     make(chan struct{}, 1),
+		reclaim:      make(chan struct{}, 1),
+		pruneReq:     make(chan chan struct{}),
+		dedupScratch: make(map[string]struct{}),
+	}
+	if q.log == nil {
+		q.log = slog.Default()
+	}
+	q.log = q.log.With("component", "queue")
+	if q.window == 0 {
+		q.window = DefaultDedupWindow
+	}
+	if q.now == nil {
+		q.now = time.Now
+	}
+	if opts.NoSync {
+		q.sync = pebble.NoSync
+		q.log.Warn("queue opened with NoSync: acknowledged events can be lost on a crash; use it for benchmarks only")
+	}
+	cache := opts.CacheSize
+	if cache == 0 {
+		cache = DefaultCacheSize
+	}
+	mem := opts.MemTableSize
+	if mem == 0 {
+		mem = DefaultMemTableSize
+	}
+	po := &pebble.Options{
+		CacheSize:                   cache,
+		MemTableSize:                mem,
+		MemTableStopWritesThreshold: memTableStopWrites,
+		FormatMajorVersion:          pebble.FormatNewest,
+		Logger:                      pebbleLogger{q.log},
+	}
+	for i := range po.Levels {
+		// Bloom filters make the dedup lookup of a new (unseen) message id cheap.
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("queue/disk: open store %s: %w (is another woorelay using this directory? is it writable?)", dir, err)
+	}
+	q.db = db
+	if err := q.load(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	q.stop = cancel
+	q.wg.Add(2)
+	go q.committer()
+	go q.reclaimer(ctx)
+	return q, nil
+}
+
+// load reads the format marker and meta, and finds the first pending item.
+func (q *Queue) load() error {
+	f, closer, err := q.db.Get(keyFormat)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		if err := q.db.Set(keyFormat, []byte(formatVersion), pebble.Sync); err != nil {
+			return fmt.Errorf("queue/disk: initialise store: %w", err)
+		}
+	case err != nil:
+		return fmt.Errorf("queue/disk: read store format: %w", err)
+	default:
+		v := string(f)
+		closer.Close()
+		if v != formatVersion {
+			return fmt.Errorf("queue/disk: store format %q is not %q: it was written by another version of woorelay; open it with that version, or point woorelay at a new directory", v, formatVersion)
+		}
+	}
+	m, closer, err := q.db.Get(keyMeta)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("queue/disk: read counters: %w", err)
+	default:
+		q.meta, err = decodeMeta(m)
+		closer.Close()
+		if err != nil {
+			return fmt.Errorf("queue/disk: counters: %w; the store is damaged: restore the directory from a backup", err)
+		}
+	}
+	it, err := q.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixItem}, UpperBound: rangeEnd(prefixItem)})
+	if err != nil {
+		return fmt.Errorf("queue/disk: scan items: %w", err)
+	}
+	defer it.Close()
+	if it.First() {
+		if s, ok := seqOf(it.Key()); ok {
+			q.head.Store(s)
+		}
+	} else {
+		q.head.Store(q.meta.lastSeq + 1)
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("queue/disk: scan items: %w", err)
+	}
+	c := q.meta.c
+	q.log.Info("queue opened", "queued", c.Queued, "dead_lettered", c.DeadLettered, "received", c.Received,
+		"delivered", c.Delivered, "last_seq", q.meta.lastSeq)
+	if !c.Reconciles() {
+		q.log.Error("queue counters do not reconcile", "counters", fmt.Sprintf("%+v", c))
+	}
+	return nil
+}
+
+// Counters returns the running totals; it reads an in-memory copy kept in step with the store.
+func (q *Queue) Counters() queue.Counters {
+	q.wmu.Lock()
+	defer q.wmu.Unlock()
+	return q.meta.c
+}
+
+// Appended is signalled, coalesced, after every Append or Replay that queued items.
+func (q *Queue) Appended() <-chan struct{} { return q.appended }
+
+func (q *Queue) signal() {
+	select {
+	case q.appended <- struct{}{}:
+	default:
+	}
+}
+
+// Close stops accepting Appends, commits the ones already waiting (each either commits or
+// gets queue.ErrClosed; none hangs), flushes the memtable and closes the store. Delivery-side
+// writes made with NoSync are made durable by the flush. Later calls return queue.ErrClosed.
+func (q *Queue) Close() error {
+	q.stop() // cancel a running compaction first, so taking closeMu does not wait for it
+	q.closeMu.Lock()
+	if q.closed {
+		q.closeMu.Unlock()
+		return queue.ErrClosed
+	}
+	q.closed = true
+	close(q.reqs)
+	q.closeMu.Unlock()
+
+	q.wg.Wait()
+	err := q.db.Flush()
+	if err != nil {
+		err = fmt.Errorf("queue/disk: flush on close: %w", err)
+	}
+	if cerr := q.db.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("queue/disk: close: %w", cerr)
+	}
+	return err
+}
+
+// begin takes the read side of closeMu; it fails once the queue is closed.
+func (q *Queue) begin() error {
+	q.closeMu.RLock()
+	if q.closed {
+		q.closeMu.RUnlock()
+		return queue.ErrClosed
+	}
+	return nil
+}
+
+func (q *Queue) end() { q.closeMu.RUnlock() }
+
+// Compact flushes the memtable and compacts the whole store, so that the space of delivered
+// items, replayed dead letters and expired dedup keys is returned to the file system. It runs
+// by itself (at most every 30 s) while Append is turning clients away with queue.ErrFull;
+// operators and tests may call it directly.
+func (q *Queue) Compact(ctx context.Context) error {
+	if err := q.begin(); err != nil {
+		return err
+	}
+	defer q.end()
+	if err := q.db.Flush(); err != nil {
+		return fmt.Errorf("queue/disk: flush: %w", err)
+	}
+	if err := q.db.Compact(ctx, []byte{0}, []byte{0xff}, false); err != nil {
+		return fmt.Errorf("queue/disk: compact: %w", err)
+	}
+	return nil
+}
+
+// DiskUsage returns the bytes the store uses on disk, as compared with Options.DiskBudget.
+func (q *Queue) DiskUsage() int64 {
+	if err := q.begin(); err != nil {
+		return 0
+	}
+	defer q.end()
+	return int64(q.db.Metrics().DiskSpaceUsage())
+}
+
+// reclaimer compacts the store when Append signals that the disk budget was reached.
+func (q *Queue) reclaimer(ctx context.Context) {
+	defer q.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-q.reclaim:
+		}
+		if err := q.Compact(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, queue.ErrClosed) {
+			q.log.Error("compaction to reclaim disk space failed", "err", err)
+		}
+	}
+}
+
+// pebbleLogger sends pebble's messages to slog.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Info(fmt.Sprintf(format, args...), "source", "pebble")
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "source", "pebble")
+}
+
+// Fatalf is called by pebble on an invariant violation it cannot continue from.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error(msg, "source", "pebble", "fatal", true)
+	panic("pebble: " + msg)
+}

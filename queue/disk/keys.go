@@ -1,0 +1,97 @@
+package disk
+
+import (
+	"encoding/binary"
+	"math"
+	"time"
+)
+
+// Key prefixes; see the package documentation for the layout.
+const (
+	prefixMeta       = 'm'
+	prefixItem       = 'q'
+	prefixVisitor    = 'v'
+	prefixDeadLetter = 'd'
+	prefixDedup      = 'k'
+	prefixDedupTime  = 't'
+)
+
+var (
+	keyMeta   = []byte("m/state")
+	keyFormat = []byte("m/format")
+)
+
+// formatVersion is the key layout version, stored under keyFormat when a store is created.
+const formatVersion = "woorelay-queue-1"
+
+func seqKey(prefix byte, seq uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = prefix
+	binary.BigEndian.PutUint64(k[1:], seq)
+	return k
+}
+
+func itemKey(seq uint64) []byte { return seqKey(prefixItem, seq) }
+func deadKey(id uint64) []byte  { return seqKey(prefixDeadLetter, id) }
+
+// seqOf reads the big-endian number of a 9-byte key made by seqKey.
+func seqOf(k []byte) (uint64, bool) {
+	if len(k) != 9 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(k[1:]), true
+}
+
+// visitorPrefix is 'v', the visitor's length and the visitor: the length makes the prefix of
+// one visitor never a prefix of another's keys.
+func visitorPrefix(visitor string) []byte {
+	k := make([]byte, 0, 1+binary.MaxVarintLen64+len(visitor)+8)
+	k = append(k, prefixVisitor)
+	k = binary.AppendUvarint(k, uint64(len(visitor)))
+	return append(k, visitor...)
+}
+
+func visitorKey(visitor string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(visitorPrefix(visitor), seq)
+}
+
+// dedupSuffix identifies (source, messageID): the source's length, the source, the id.
+func dedupSuffix(source, messageID string) []byte {
+	k := make([]byte, 0, 1+binary.MaxVarintLen64+len(source)+len(messageID))
+	k = append(k, prefixDedup)
+	k = binary.AppendUvarint(k, uint64(len(source)))
+	k = append(k, source...)
+	return append(k, messageID...)
+}
+
+// dedupTimeKey is 't', the big-endian first-seen time, and the dedup key (with its 'k').
+func dedupTimeKey(at time.Time, dedupKey []byte) []byte {
+	k := make([]byte, 0, 9+len(dedupKey))
+	k = append(k, prefixDedupTime)
+	k = binary.BigEndian.AppendUint64(k, timeNanos(at))
+	return append(k, dedupKey...)
+}
+
+func timeNanos(t time.Time) uint64 {
+	n := t.UnixNano()
+	if n < 0 {
+		return 0
+	}
+	return uint64(n)
+}
+
+func encodeSeenAt(t time.Time) []byte {
+	return binary.BigEndian.AppendUint64(nil, timeNanos(t))
+}
+
+func decodeSeenAt(b []byte) (uint64, bool) {
+	if len(b) != 8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(b), true
+}
+
+// rangeEnd returns the first key after every key that starts with prefix p (a one-byte prefix).
+func rangeEnd(p byte) []byte { return []byte{p + 1} }
+
+var maxSeqSuffix = binary.BigEndian.AppendUint64(nil, math.MaxUint64)
