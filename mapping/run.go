@@ -95,8 +95,9 @@ func (p *Program) RunString(event string, now time.Time) Result {
 
 // RunInto maps one event like Run but writes the result into *dst, reusing the memory of dst's
 // Requests, their Params and Headers, and its Warnings: a caller that maps a stream of events
-// with one Result allocates, in the steady state, only one string per sent event (the URL and
-// every parameter value share it). Everything *dst held before, including the Params and
+// with one Result allocates, in the steady state, one string per sent event (the URL and every
+// parameter value share it), besides what gjson allocates to unescape JSON strings that contain
+// escapes. Everything *dst held before, including the Params and
 // Headers slices of its requests, is overwritten: copy out what must outlive the next call
 // (the strings themselves stay valid; only the slices are reused). After a call that does not
 // send, Requests is empty but may keep its capacity. The result shares no memory with event,
