@@ -349,12 +349,19 @@ func (ps *profileStore) update(t *profile, h *hit) bool {
 	return true
 }
 
+func cloneOrNil(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return slices.Clone(s)
+}
+
 func (p *profile) view(project string) Visitor {
 	v := Visitor{
 		Project:        project,
 		ID:             p.id,
-		Emails:         slices.Clone(p.emails),
-		Cookies:        slices.Clone(p.cookies),
+		Emails:         cloneOrNil(p.emails),
+		Cookies:        cloneOrNil(p.cookies),
 		Actions:        slices.Clone(p.actions),
 		Requests:       p.requests,
 		FirstSeen:      p.first,
