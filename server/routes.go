@@ -205,13 +205,13 @@ func (s *Server) rudderSourceConfig(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{
 		"isHosted": false,
 		"source": map[string]any{
-			"id":          "woorelay-" + src.Name,
-			"name":        src.Name,
-			"writeKey":    key,
-			"workspaceId": "woorelay",
-			"enabled":     true,
-			"deleted":     false,
-			"config":      map[string]any{},
+			"id":           "woorelay-" + src.Name,
+			"name":         src.Name,
+			"writeKey":     key,
+			"workspaceId":  "woorelay",
+			"enabled":      true,
+			"deleted":      false,
+			"config":       map[string]any{},
 			"destinations": []any{},
 			"sourceDefinition": map[string]any{
 				"id": "woorelay", "name": "Javascript", "category": nil,
