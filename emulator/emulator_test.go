@@ -3,6 +3,7 @@ package emulator
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
@@ -353,5 +354,24 @@ func TestRecordBounds(t *testing.T) {
 	}
 	if st := e.Stats(); st.Requests != 1 || st.ByStatus[200] != 1 || st.ByOutcome[OutcomeOK] != 1 {
 		t.Errorf("counters %+v", st)
+	}
+}
+
+func TestManyParams(t *testing.T) {
+	var q strings.Builder
+	q.WriteString("project=p&cookie=c&event=e")
+	for i := 0; i < 40; i++ {
+		fmt.Fprintf(&q, "&ce_k%d=%d", i, i)
+	}
+	q.WriteString("&ce_k3=dup&ce_k39=dup")
+	e := New(Options{})
+	send(t, e, "GET", "/track/ce?"+q.String(), "", "")
+	r := last(t, e)
+	if len(r.Params) != 43 || r.Params.Get("ce_k3") != "3" || r.Params.Get("ce_k39") != "39" || len(r.Warnings) != 2 {
+		t.Errorf("%d params, ce_k3=%q ce_k39=%q, warnings %q", len(r.Params), r.Params.Get("ce_k3"), r.Params.Get("ce_k39"), r.Warnings)
+	}
+	v, _ := e.Visitor("c")
+	if len(v.Actions[0].Properties) != 40 || v.Actions[0].Properties[39] != (Param{"k39", "39"}) {
+		t.Errorf("properties %v", v.Actions[0].Properties)
 	}
 }

@@ -312,7 +312,7 @@ func TestStepAndDurationJSON(t *testing.T) {
 func TestScriptedVisitorsConcurrently(t *testing.T) {
 	const visitors, events = 50, 40
 	e := New(Options{})
-	srv := httptest.NewServer(e)
+	srv := httptest.NewServer(e.Handler())
 	defer srv.Close()
 	e.Script("v7", 500, 500, 200)
 	e.Script("v9", 403)

@@ -260,3 +260,21 @@ func TestMaxActions(t *testing.T) {
 		t.Errorf("actions %v dropped %d", names(v), v.DroppedActions)
 	}
 }
+
+func TestTimelineOrder(t *testing.T) {
+	e := New(Options{})
+	for _, q := range []string{"event=a&timestamp=1700000003000", "event=b&timestamp=1700000001000",
+		"event=c&timestamp=1700000001000", "event=d&timestamp=1700000002000"} {
+		track(t, e, "ce", "cookie=c1&"+q)
+	}
+	track(t, e, "ce", "cookie=c2&event=z&timestamp=1700000000000")
+	track(t, e, "ce", "cv_id=u&cookie=c1&event=y&timestamp=1700000001000")
+	track(t, e, "ce", "cv_id=u&cookie=c2&event=x&timestamp=1700000004000")
+	v, _ := e.Visitor("u")
+	if got, want := names(v), []string{"z", "b", "c", "y", "d", "a", "x"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("timeline %v, want %v (by timestamp, then arrival, across merges)", got, want)
+	}
+	if len(e.Visitors()) != 1 {
+		t.Errorf("%d profiles, want the two cookies merged under u", len(e.Visitors()))
+	}
+}
