@@ -118,6 +118,5 @@ func TestSegmentGoSDK(t *testing.T) {
 
 type testLogger struct{ t *testing.T }
 
-
 func (l testLogger) Logf(format string, args ...any)   { l.t.Logf(format, args...) }
 func (l testLogger) Errorf(format string, args ...any) { l.t.Logf("error: "+format, args...) }
