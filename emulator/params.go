@@ -15,8 +15,8 @@ import (
 
 // Param is one request parameter as Woopra decodes it.
 type Param struct {
-	Key   string
-	Value string
+	Key   string // the parameter's name, decoded
+	Value string // its value, decoded; non-string JSON values as their JSON text
 }
 
 // Params is an ordered list of parameters with distinct keys. It marshals to a JSON object whose

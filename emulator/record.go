@@ -40,9 +40,12 @@ const (
 
 // Item is one beacon item of a /track/push request.
 type Item struct {
+	// Endpoint is ce, update or identify.
 	Endpoint string `json:"endpoint"`
-	Params   Params `json:"params"`
-	Visitor  string `json:"visitor,omitempty"`
+	// Params are the item's own parameters, in order.
+	Params Params `json:"params"`
+	// Visitor is the item's visitor id (cv_id, else cv_email, else cookie).
+	Visitor string `json:"visitor,omitempty"`
 }
 
 // Record is one tracking request as the emulator received and answered it.
