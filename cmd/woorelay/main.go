@@ -31,6 +31,11 @@ Commands:
             summarise per field what changed
   corpus    [-n N] [-seed S]
             print N deterministic sample events (NDJSON) for trying presets and benchmarks
+  emulate   [--listen ADDR] [--projects P,...] [--strict]
+            run a Woopra emulator that records requests and builds visitor profiles,
+            with faults on command (see emulator/README.md)
+  dlq       [--server URL] list | show ID | replay [--remap] (ID...|--all)
+            see why events were dead-lettered and replay them after a fix
   presets   list the built-in presets
   docs      print the reference of the mapping language (every key, every function)
   help      print this text
@@ -62,6 +67,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdDiff(args[1:], stdin, stdout, stderr)
 	case "corpus":
 		return cmdCorpus(args[1:], stdout, stderr)
+	case "emulate":
+		return cmdEmulate(args[1:], stdout, stderr)
+	case "dlq":
+		return cmdDlq(args[1:], stdout, stderr)
 	case "presets":
 		return cmdPresets(stdout)
 	case "docs":
