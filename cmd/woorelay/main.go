@@ -31,6 +31,10 @@ Commands:
             summarise per field what changed
   corpus    [-n N] [-seed S]
             print N deterministic sample events (NDJSON) for trying presets and benchmarks
+  serve     [--config FILE] [--listen ADDR] [--data DIR] [--woopra-url URL] ...
+            accept Segment and RudderStack SDK traffic, queue it durably and deliver it to
+            Woopra (or, with no project configured, to an in-process emulator); every flag
+            can also be set as WOORELAY_<FLAG>; see woorelay serve -h
   emulate   [--listen ADDR] [--projects P,...] [--strict]
             run a Woopra emulator that records requests and builds visitor profiles,
             with faults on command (see emulator/README.md)
@@ -67,6 +71,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdDiff(args[1:], stdin, stdout, stderr)
 	case "corpus":
 		return cmdCorpus(args[1:], stdout, stderr)
+	case "serve":
+		return cmdServe(args[1:], stdout, stderr)
 	case "emulate":
 		return cmdEmulate(args[1:], stdout, stderr)
 	case "dlq":

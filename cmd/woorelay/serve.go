@@ -1,0 +1,322 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/woorelay/woorelay/destination"
+	"github.com/woorelay/woorelay/emulator"
+	"github.com/woorelay/woorelay/queue"
+	"github.com/woorelay/woorelay/queue/disk"
+	"github.com/woorelay/woorelay/server"
+)
+
+// sandboxProject is the project sources without one deliver under, to the in-process emulator.
+const sandboxProject = "sandbox.woorelay"
+
+// serveFlags are the flags of `woorelay serve`; each can also be set by WOORELAY_<FLAG>.
+type serveFlags struct {
+	config, listen, data, woopraURL, adminToken string
+	diskBudget                                  string
+	workers                                     int
+	retryWindow, retryMin, retryMax             time.Duration
+	woopraTimeout, drainTimeout                 time.Duration
+	logLevel                                    string
+}
+
+func (f *serveFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.config, "config", "", "sources file (YAML): write keys, presets, settings, mapping folders; none = development mode")
+	fs.StringVar(&f.listen, "listen", ":8080", "address to listen on")
+	fs.StringVar(&f.data, "data", "woorelay-data", "directory of the durable queue")
+	fs.StringVar(&f.woopraURL, "woopra-url", "", "deliver to this Woopra endpoint (an emulator, a proxy) instead of each source's base_url")
+	fs.StringVar(&f.adminToken, "admin-token", "", "token the admin API (/admin/) requires; none = loopback callers only")
+	fs.StringVar(&f.diskBudget, "disk-budget", "10GB", "disk the queue may use; past it ingest answers 503 with Retry-After (0 = no limit)")
+	fs.IntVar(&f.workers, "workers", 64, "concurrent requests to Woopra")
+	fs.DurationVar(&f.retryWindow, "retry-window", 4*time.Hour, "how long a failing event is retried before it is dead-lettered")
+	fs.DurationVar(&f.retryMin, "retry-min", time.Second, "first retry backoff (exponential, full jitter)")
+	fs.DurationVar(&f.retryMax, "retry-max", 5*time.Minute, "largest retry backoff")
+	fs.DurationVar(&f.woopraTimeout, "woopra-timeout", 10*time.Second, "time limit of one request to Woopra")
+	fs.DurationVar(&f.drainTimeout, "drain-timeout", 20*time.Second, "on SIGTERM, how long to wait for requests in flight")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+// applyEnv sets every flag not given on the command line from WOORELAY_<FLAG> (dashes become
+// underscores: --woopra-url is WOORELAY_WOOPRA_URL).
+func applyEnv(fs *flag.FlagSet) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || err != nil {
+			return
+		}
+		name := "WOORELAY_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s=%q: %v", name, v, e)
+			}
+		}
+	})
+	return err
+}
+
+// parseSize reads a byte count such as 512MB, 10GB or 1048576.
+func parseSize(s string) (int64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"TB", 1 << 40}, {"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseFloat(t, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a size; write it like 512MB, 10GB or 0 for no limit", s)
+	}
+	return int64(n * float64(mult)), nil
+}
+
+// serveContext is the context serve runs under; tests replace it to stop the server.
+var serveContext = func() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+}
+
+// cmdServe is `woorelay serve`.
+func cmdServe(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f serveFlags
+	f.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := applyEnv(fs); err != nil {
+		fmt.Fprintf(stderr, "woorelay serve: %v\n", err)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "woorelay serve: unexpected argument %q (flags only; see woorelay help)\n", fs.Arg(0))
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		fmt.Fprintf(stderr, "woorelay serve: --log-level %q: use debug, info, warn or error\n", f.logLevel)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := serveContext()
+	defer stop()
+	if err := serve(ctx, f, log, stdout); err != nil {
+		var ds interface{ Error() string }
+		ds = err
+		fmt.Fprintf(stderr, "woorelay serve: %s\n", ds.Error())
+		var cfg configError
+		if errors.As(err, &cfg) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+// configError marks errors in the flags or the sources file (exit status 2).
+type configError struct{ error }
+
+func (e configError) Unwrap() error { return e.error }
+
+// serve runs the server until ctx ends, then drains and returns.
+func serve(ctx context.Context, f serveFlags, log *slog.Logger, stdout io.Writer) error {
+	budget, err := parseSize(f.diskBudget)
+	if err != nil {
+		return configError{fmt.Errorf("--disk-budget: %v", err)}
+	}
+	var cfg *server.Config
+	if f.config == "" {
+		cfg = server.DevConfig()
+		log.Warn("DEVELOPMENT MODE: no --config given, so ANY write key is accepted and mapped with the default preset; give a sources file before exposing this server")
+	} else if cfg, err = server.LoadConfig(f.config); err != nil {
+		return configError{err}
+	}
+
+	// Sources without a project deliver to a sandbox: the in-process emulator (or --woopra-url).
+	var sandboxed []string
+	sources, err := cfg.Compile(func(name string, settings map[string]string) {
+		if settings["project"] == "" {
+			settings["project"] = sandboxProject
+			sandboxed = append(sandboxed, name)
+		}
+	})
+	if err != nil {
+		return configError{err}
+	}
+	var em *emulator.Emulator
+	var emStop func(context.Context) error
+	baseURL := map[string]string{}
+	if f.woopraURL != "" {
+		for _, s := range sources {
+			baseURL[s.Name] = strings.TrimRight(f.woopraURL, "/")
+		}
+		log.Info("delivering to " + f.woopraURL + " (--woopra-url) instead of Woopra")
+	} else if len(sandboxed) > 0 {
+		em = emulator.New(emulator.Options{MaxRecords: 10000})
+		url, stopEm, err := em.Start("127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("start the sandbox emulator: %v", err)
+		}
+		emStop = stopEm
+		for _, name := range sandboxed {
+			baseURL[name] = url
+		}
+		log.Warn("SANDBOX: sources " + strings.Join(sandboxed, ", ") + " have no Woopra project, so their events go to an in-process Woopra emulator, not to Woopra; see what it received at /emulator/requests and /emulator/visitors; set settings.project in the sources file to deliver to Woopra")
+	}
+	if len(baseURL) > 0 {
+		// Recompile with base_url pointing at the chosen endpoint.
+		sources, err = cfg.Compile(func(name string, settings map[string]string) {
+			if settings["project"] == "" {
+				settings["project"] = sandboxProject
+			}
+			if u, ok := baseURL[name]; ok {
+				settings["base_url"] = u
+			}
+		})
+		if err != nil {
+			return configError{err}
+		}
+	}
+
+	if err := os.MkdirAll(f.data, 0o755); err != nil {
+		return fmt.Errorf("create the data directory: %v", err)
+	}
+	q, err := disk.Open(f.data, disk.Options{DiskBudget: budget, DedupWindow: max(24*time.Hour, f.retryWindow), Logger: log})
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(newCountersCollector(q))
+
+	client := destination.NewClient(destination.ClientOptions{Timeout: f.woopraTimeout, Conns: f.workers})
+	disp := destination.NewDispatcher(q, client, destination.DispatcherOptions{
+		Workers: f.workers, RetryWindow: f.retryWindow, DrainTimeout: f.drainTimeout,
+		Backoff: destination.Backoff{Min: f.retryMin, Max: f.retryMax}, Logger: log, Registerer: reg,
+	})
+
+	byName := map[string]*server.Source{}
+	for _, s := range sources {
+		byName[s.Name] = s
+	}
+	admin := &adminAPI{q: q, token: f.adminToken, remap: func(e queue.Entry) (queue.Entry, error) {
+		src, ok := byName[e.Source]
+		if !ok {
+			return e, fmt.Errorf("source %q is no longer configured", e.Source)
+		}
+		return src.Remap(e, time.Now()), nil
+	}}
+	opts := cfg.Options(sources, q)
+	opts.Registerer, opts.Gatherer, opts.Logger = reg, reg, log
+	opts.Timeouts.Write = max(30*time.Second, f.drainTimeout)
+	opts.Mount = func(e *echo.Echo) {
+		admin.mount(e)
+		if em != nil {
+			e.Any("/emulator/*", echo.WrapHandler(em.Handler()))
+		}
+	}
+	srv, err := server.New(opts)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %v (choose another with --listen or WOORELAY_LISTEN)", f.listen, err)
+	}
+
+	dispCtx, dispCancel := context.WithCancel(context.Background())
+	dispDone := make(chan error, 1)
+	go func() { dispDone <- disp.Run(dispCtx) }()
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- srv.Serve(ln) }()
+	srv.SetReady(true)
+	c := q.Counters()
+	log.Info("woorelay serving", "listen", ln.Addr().String(), "data", f.data, "sources", len(sources), "queued", c.Queued, "dead_letters", c.DeadLettered)
+	fmt.Fprintf(stdout, "woorelay: listening on http://%s\n", ln.Addr())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-serveDone:
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			runErr = err
+		}
+	}
+	log.Info("shutting down: finishing requests in flight, then delivery")
+	srv.SetReady(false)
+	sctx, cancel := context.WithTimeout(context.Background(), f.drainTimeout)
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("ingest did not finish in time", "err", err)
+	}
+	cancel()
+	dispCancel()
+	if err := <-dispDone; err != nil && !errors.Is(err, context.Canceled) {
+		log.Warn("delivery stopped with an error", "err", err)
+	}
+	if emStop != nil {
+		ectx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		emStop(ectx)
+		cancel()
+	}
+	c = q.Counters()
+	log.Info("stopped", "received", c.Received, "delivered", c.Delivered, "dead_lettered", c.DeadLettered, "filtered", c.Filtered, "queued", c.Queued, "duplicates", c.Duplicates)
+	if err := q.Close(); err != nil && runErr == nil {
+		runErr = err
+	}
+	return runErr
+}
+
+// countersCollector exports the queue's reconciling counters as Prometheus metrics.
+type countersCollector struct {
+	q    queue.Queue
+	desc *prometheus.Desc
+}
+
+func newCountersCollector(q queue.Queue) *countersCollector {
+	return &countersCollector{q: q, desc: prometheus.NewDesc("woorelay_events",
+		"Events by state since the queue was created; received = delivered + dead_lettered + filtered + queued (duplicates and replayed are counted apart).",
+		[]string{"state"}, nil)}
+}
+
+// Describe implements prometheus.Collector.
+func (c *countersCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector.
+func (c *countersCollector) Collect(ch chan<- prometheus.Metric) {
+	n := c.q.Counters()
+	for _, s := range []struct {
+		state string
+		v     int64
+	}{{"received", n.Received}, {"delivered", n.Delivered}, {"dead_lettered", n.DeadLettered}, {"filtered", n.Filtered},
+		{"queued", n.Queued}, {"duplicates", n.Duplicates}, {"replayed", n.Replayed}} {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(s.v), s.state)
+	}
+}
