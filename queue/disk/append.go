@@ -124,8 +124,8 @@ func (q *Queue) committer() {
 		if !ok {
 			return // closed and drained
 		}
-		if h := q.testHookGroup; h != nil {
-			h()
+		if h := q.testHookGroup.Load(); h != nil {
+			(*h)()
 		}
 		group = append(group[:0], r)
 		size := r.size
@@ -340,7 +340,7 @@ func (q *Queue) pruneChunk() bool {
 	if lower == nil {
 		lower = []byte{prefixDedupTime}
 	}
-	upper := seqKey(prefixDedupTime, uint64(cutoff))
+	upper := seqKey(prefixDedupTime, uint64(cutoff)+1) // keys seen at or before cutoff
 	it, err := q.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		q.log.Error("dedup pruning failed", "err", err)

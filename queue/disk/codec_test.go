@@ -21,7 +21,7 @@ func codecEntries() map[string]queue.Entry {
 			Outcome: queue.Deliver,
 			Requests: []queue.Request{
 				{Method: "GET", URL: "https://www.woopra.com/track/identify?x=1"},
-				{Method: "GET", URL: "https://www.woopra.com/track/ce?y=é", Headers: []queue.Header{{"A", ""}, {"", "b"}, {"User-Agent", "ua"}}},
+				{Method: "GET", URL: "https://www.woopra.com/track/ce?y=é", Headers: []queue.Header{{Name: "A"}, {Value: "b"}, {Name: "User-Agent", Value: "ua"}}},
 			},
 		},
 		"binary and unicode": {Source: "\x00\xff", MessageID: "✓", Visitor: "\n", Event: []byte{0, 1, 2, 255}, Reason: "r"},

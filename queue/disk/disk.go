@@ -110,7 +110,7 @@ type Queue struct {
 	commits atomic.Int64
 	// testHookGroup, when set, runs in the committer after it has taken a group's first call
 	// and before it collects the rest.
-	testHookGroup func()
+	testHookGroup atomic.Pointer[func()]
 
 	// replayMu serialises Replay calls, so a letter is never replayed twice.
 	replayMu sync.Mutex

@@ -1,10 +1,12 @@
 package disk
 
 import (
+	"encoding/hex"
 	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -62,7 +64,7 @@ func entry(source, id, visitor string, o queue.Outcome, payload int) queue.Entry
 		Received:  time.Date(2026, 11, 20, 8, 59, 0, 123, time.UTC),
 		Outcome:   o,
 	}
-	e.Event = []byte(fmt.Sprintf(`{"messageId":%q,"anonymousId":%q,"pad":%q}`, id, visitor, strings.Repeat("x", max(payload-80, 0))))
+	e.Event = []byte(fmt.Sprintf(`{"messageId":%q,"anonymousId":%q,"pad":%q}`, id, visitor, padding(id, payload-80)))
 	switch o {
 	case queue.Deliver:
 		e.Requests = []queue.Request{{
@@ -76,6 +78,21 @@ func entry(source, id, visitor string, o queue.Outcome, payload int) queue.Entry
 		e.Reason = "no_identity: no cv_id, cv_email or cookie"
 	}
 	return e
+}
+
+// padding returns n bytes of hex derived from seed: realistic to compress (about 2:1).
+func padding(seed string, n int) string {
+	if n <= 0 {
+		return ""
+	}
+	h := fnv.New64a()
+	h.Write([]byte(seed))
+	r := rand.New(rand.NewPCG(h.Sum64(), 1))
+	b := make([]byte, n/2+1)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return hex.EncodeToString(b)[:n]
 }
 
 // scanAll returns every pending item, in order.
