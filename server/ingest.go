@@ -8,8 +8,10 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -30,6 +32,8 @@ type work struct {
 	entries  []queue.Entry
 	rejected []rejection
 	keys     []string
+	res      mapping.Result   // reused by RunInto; requests are copied out
+	results  []mapping.Result // one per goroutine when a batch is mapped in parallel
 }
 
 // rejection is an event of an accepted request that was quarantined (dead-lettered).
@@ -345,29 +349,73 @@ func (s *Server) build(w *work, rt route, src *Source, recv time.Time, hdrSentAt
 		e := queue.Entry{Source: src.Name, MessageID: msgID, Received: recv, Event: event}
 		if code != "" {
 			e.Outcome, e.Reason = queue.Rejected, code+": "+msg
-			w.rejected = append(w.rejected, rejection{i, code, msg})
-			w.entries = append(w.entries, e)
-			continue
-		}
-		res := src.Program.RunString(bstr(event), recv)
-		switch res.Outcome {
-		case mapping.Send:
-			if len(res.Requests) == 0 {
-				e.Outcome, e.Reason = queue.Filtered, "the mapping produced no request"
-				break
-			}
-			e.Outcome = queue.Deliver
-			e.Visitor = src.Program.Visitor(res.Requests[0])
-			e.Requests = convertRequests(res.Requests)
-		case mapping.Skipped:
-			e.Outcome, e.Reason = queue.Filtered, res.Reason
-		default:
-			e.Outcome, e.Reason = queue.Rejected, res.Code+": "+res.Error
-			w.rejected = append(w.rejected, rejection{i, res.Code, res.Error})
 		}
 		w.entries = append(w.entries, e)
 	}
+	s.mapEntries(w, src, recv)
+	for i := range w.entries {
+		if e := &w.entries[i]; e.Outcome == queue.Rejected {
+			code, msg, _ := strings.Cut(e.Reason, ": ")
+			w.rejected = append(w.rejected, rejection{i, code, msg})
+		}
+	}
 	return nil
+}
+
+// minPerWorker is the fewest events worth a goroutine of their own when mapping a batch.
+const minPerWorker = 8
+
+// mapEntries maps every entry not already rejected at the edge. A large batch is split
+// across up to GOMAXPROCS goroutines, so one request's latency does not grow with its size on
+// a machine with idle cores; each entry is written by one goroutine only.
+func (s *Server) mapEntries(w *work, src *Source, recv time.Time) {
+	n := len(w.entries)
+	workers := min(runtime.GOMAXPROCS(0), n/minPerWorker)
+	if workers <= 1 {
+		for i := range w.entries {
+			mapEntry(&w.res, src, &w.entries[i], recv)
+		}
+		return
+	}
+	for len(w.results) < workers {
+		w.results = append(w.results, mapping.Result{})
+	}
+	var wg sync.WaitGroup
+	per := (n + workers - 1) / workers
+	for k := 0; k < workers; k++ {
+		lo, hi := k*per, min(n, (k+1)*per)
+		res := &w.results[k]
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				mapEntry(res, src, &w.entries[i], recv)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// mapEntry runs the source's program on the entry's event and records the outcome: Send
+// becomes Deliver with the visitor key and the requests, Skipped becomes Filtered, Rejected
+// a dead letter with "code: message".
+func mapEntry(res *mapping.Result, src *Source, e *queue.Entry, recv time.Time) {
+	if e.Outcome == queue.Rejected {
+		return // refused at the edge
+	}
+	src.Program.RunInto(res, e.Event, recv)
+	switch res.Outcome {
+	case mapping.Send:
+		if len(res.Requests) == 0 {
+			e.Outcome, e.Reason = queue.Filtered, "the mapping produced no request"
+			return
+		}
+		e.Outcome = queue.Deliver
+		e.Visitor = src.Program.Visitor(res.Requests[0])
+		e.Requests = convertRequests(res.Requests)
+	case mapping.Skipped:
+		e.Outcome, e.Reason = queue.Filtered, res.Reason
+	default:
+		e.Outcome, e.Reason = queue.Rejected, res.Code+": "+res.Error
+	}
 }
 
 func convertRequests(rs []mapping.Request) []queue.Request {
