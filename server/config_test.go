@@ -41,6 +41,10 @@ func TestLoadConfig(t *testing.T) {
 	if _, changed := cfg.Sources[0].Settings["base_url"]; changed {
 		t.Error("adjust changed the configuration's own settings")
 	}
+	opts := cfg.Options(srcs, &memStore{})
+	if opts.PublicURL != "https://ingest.example.com" || len(opts.Sources) != 2 || opts.Store == nil {
+		t.Errorf("Options: %+v", opts)
+	}
 	res := srcs[0].Program.Run([]byte(`{"type":"track","event":"Account Created","anonymousId":"a1","properties":{"plan":"pro"}}`), testNow)
 	if len(res.Requests) != 1 || !strings.HasPrefix(res.Requests[0].URL, "http://emulator.test/track/ce?") || !strings.Contains(res.Requests[0].URL, "event=signup") {
 		t.Errorf("the adjusted settings and the mapping folder should apply: %+v", res)
