@@ -13,11 +13,12 @@ import (
 // ledger is the end-to-end tests' oracle: it mints message ids, and an id becomes an
 // obligation only when woorelay answered 200 to the request that carried it.
 type ledger struct {
-	mu       sync.Mutex
-	issued   map[string]bool
-	acked    map[string]bool
-	statuses map[int]int // answers by status (0 = transport error)
-	next     atomic.Int64
+	mu           sync.Mutex
+	issued       map[string]bool
+	acked        map[string]bool
+	statuses     map[int]int // answers by status (0 = transport error)
+	noRetryAfter int         // 429 and 503 answers without a Retry-After header
+	next         atomic.Int64
 }
 
 func newLedger() *ledger {
@@ -56,12 +57,16 @@ func (l *ledger) send(client *http.Client, url, writeKey string, body []byte, id
 	req.SetBasicAuth(writeKey, "")
 	req.Header.Set("Content-Type", "application/json")
 	status := 0
-	if resp, err := client.Do(req); err == nil {
+	resp, err := client.Do(req)
+	if err == nil {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		status = resp.StatusCode
 	}
 	l.mu.Lock()
+	if (status == 429 || status == 503) && resp.Header.Get("Retry-After") == "" {
+		l.noRetryAfter++
+	}
 	l.statuses[status]++
 	if status == 200 {
 		for _, id := range ids {
