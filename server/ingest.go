@@ -183,18 +183,14 @@ func (w *work) release() {
 
 // read reads the body, decompressing gzip, enforcing the limits while reading.
 func (w *work) read(r *http.Request, rt route, limit, dlimit int) *reqError {
-	what := "request"
-	if !rt.batch {
-		what = "event"
-	}
-	tooBig := func(n int64) *reqError {
+	tooBig := func() *reqError {
 		if !rt.batch {
-			return &reqError{http.StatusRequestEntityTooLarge, "event_too_large", "the " + what + " body is over the limit of " + strconv.Itoa(limit) + " bytes per event; trim its properties"}
+			return &reqError{http.StatusRequestEntityTooLarge, "event_too_large", "the event body is over the limit of " + strconv.Itoa(limit) + " bytes per event; trim its properties"}
 		}
 		return &reqError{http.StatusRequestEntityTooLarge, "request_too_large", "the request body is over the limit of " + strconv.Itoa(limit) + " bytes; send smaller batches"}
 	}
 	if r.ContentLength > int64(limit) {
-		return tooBig(r.ContentLength)
+		return tooBig()
 	}
 	enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
 	switch enc {
@@ -202,7 +198,7 @@ func (w *work) read(r *http.Request, rt route, limit, dlimit int) *reqError {
 		b, over, err := readLimited(w.body[:0], r.Body, limit)
 		w.body = b
 		if over {
-			return tooBig(-1)
+			return tooBig()
 		}
 		if err != nil {
 			return readErr(err)
@@ -215,7 +211,7 @@ func (w *work) read(r *http.Request, rt route, limit, dlimit int) *reqError {
 	raw, over, err := readLimited(w.raw[:0], r.Body, limit)
 	w.raw = raw
 	if over {
-		return tooBig(-1)
+		return tooBig()
 	}
 	if err != nil {
 		return readErr(err)
