@@ -38,6 +38,7 @@ type serveFlags struct {
 	retryWindow, retryMin, retryMax             time.Duration
 	woopraTimeout, drainTimeout                 time.Duration
 	logLevel                                    string
+	noSync                                      bool // benchmarks only: acknowledge before the disk sync
 }
 
 func (f *serveFlags) register(fs *flag.FlagSet) {
@@ -146,152 +147,189 @@ func (e configError) Unwrap() error { return e.error }
 
 // serve runs the server until ctx ends, then drains and returns.
 func serve(ctx context.Context, f serveFlags, log *slog.Logger, stdout io.Writer) error {
+	r, err := startRelay(f, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "woorelay: listening on %s\n", r.url)
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-r.serveDone:
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			runErr = err
+		}
+	}
+	if err := r.stop(f.drainTimeout); err != nil && runErr == nil {
+		runErr = err
+	}
+	return runErr
+}
+
+// relay is one running woorelay: ingest server, durable queue, delivery, and the sandbox
+// emulator when a source has no project.
+type relay struct {
+	url        string
+	log        *slog.Logger
+	srv        *server.Server
+	q          *disk.Queue
+	em         *emulator.Emulator
+	emStop     func(context.Context) error
+	reg        *prometheus.Registry
+	dispCancel context.CancelFunc
+	dispDone   chan error
+	serveDone  chan error
+}
+
+// startRelay assembles and starts a relay from the serve flags.
+func startRelay(f serveFlags, log *slog.Logger) (_ *relay, err error) {
 	budget, err := parseSize(f.diskBudget)
 	if err != nil {
-		return configError{fmt.Errorf("--disk-budget: %v", err)}
+		return nil, configError{fmt.Errorf("--disk-budget: %v", err)}
 	}
 	var cfg *server.Config
 	if f.config == "" {
 		cfg = server.DevConfig()
 		log.Warn("DEVELOPMENT MODE: no --config given, so ANY write key is accepted and mapped with the default preset; give a sources file before exposing this server")
 	} else if cfg, err = server.LoadConfig(f.config); err != nil {
-		return configError{err}
+		return nil, configError{err}
 	}
+	r := &relay{log: log}
+	defer func() {
+		if err != nil {
+			r.closeParts()
+		}
+	}()
 
 	// Sources without a project deliver to a sandbox: the in-process emulator (or --woopra-url).
 	var sandboxed []string
-	sources, err := cfg.Compile(func(name string, settings map[string]string) {
-		if settings["project"] == "" {
-			settings["project"] = sandboxProject
-			sandboxed = append(sandboxed, name)
+	for _, sc := range cfg.Sources {
+		if sc.Settings["project"] == "" {
+			sandboxed = append(sandboxed, sc.Name)
 		}
-	})
-	if err != nil {
-		return configError{err}
 	}
-	var em *emulator.Emulator
-	var emStop func(context.Context) error
 	baseURL := map[string]string{}
 	if f.woopraURL != "" {
-		for _, s := range sources {
-			baseURL[s.Name] = strings.TrimRight(f.woopraURL, "/")
+		for _, sc := range cfg.Sources {
+			baseURL[sc.Name] = strings.TrimRight(f.woopraURL, "/")
 		}
 		log.Info("delivering to " + f.woopraURL + " (--woopra-url) instead of Woopra")
 	} else if len(sandboxed) > 0 {
-		em = emulator.New(emulator.Options{MaxRecords: 10000})
-		url, stopEm, err := em.Start("127.0.0.1:0")
+		r.em = emulator.New(emulator.Options{MaxRecords: 10000})
+		url, stopEm, err := r.em.Start("127.0.0.1:0")
 		if err != nil {
-			return fmt.Errorf("start the sandbox emulator: %v", err)
+			return nil, fmt.Errorf("start the sandbox emulator: %v", err)
 		}
-		emStop = stopEm
+		r.emStop = stopEm
 		for _, name := range sandboxed {
 			baseURL[name] = url
 		}
 		log.Warn("SANDBOX: sources " + strings.Join(sandboxed, ", ") + " have no Woopra project, so their events go to an in-process Woopra emulator, not to Woopra; see what it received at /emulator/requests and /emulator/visitors; set settings.project in the sources file to deliver to Woopra")
 	}
-	if len(baseURL) > 0 {
-		// Recompile with base_url pointing at the chosen endpoint.
-		sources, err = cfg.Compile(func(name string, settings map[string]string) {
-			if settings["project"] == "" {
-				settings["project"] = sandboxProject
-			}
-			if u, ok := baseURL[name]; ok {
-				settings["base_url"] = u
-			}
-		})
-		if err != nil {
-			return configError{err}
+	sources, err := cfg.Compile(func(name string, settings map[string]string) {
+		if settings["project"] == "" {
+			settings["project"] = sandboxProject
 		}
+		if u, ok := baseURL[name]; ok {
+			settings["base_url"] = u
+		}
+	})
+	if err != nil {
+		return nil, configError{err}
 	}
 
 	if err := os.MkdirAll(f.data, 0o755); err != nil {
-		return fmt.Errorf("create the data directory: %v", err)
+		return nil, fmt.Errorf("create the data directory: %v", err)
 	}
-	q, err := disk.Open(f.data, disk.Options{DiskBudget: budget, DedupWindow: max(24*time.Hour, f.retryWindow), Logger: log})
+	r.q, err = disk.Open(f.data, disk.Options{DiskBudget: budget, DedupWindow: max(24*time.Hour, f.retryWindow), Logger: log, NoSync: f.noSync})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer q.Close()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(newCountersCollector(q))
+	r.reg = prometheus.NewRegistry()
+	r.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r.reg.MustRegister(newCountersCollector(r.q))
 
 	client := destination.NewClient(destination.ClientOptions{Timeout: f.woopraTimeout, Conns: f.workers})
-	disp := destination.NewDispatcher(q, client, destination.DispatcherOptions{
+	disp := destination.NewDispatcher(r.q, client, destination.DispatcherOptions{
 		Workers: f.workers, RetryWindow: f.retryWindow, DrainTimeout: f.drainTimeout,
-		Backoff: destination.Backoff{Min: f.retryMin, Max: f.retryMax}, Logger: log, Registerer: reg,
+		Backoff: destination.Backoff{Min: f.retryMin, Max: f.retryMax}, Logger: log, Registerer: r.reg,
 	})
 
 	byName := map[string]*server.Source{}
 	for _, s := range sources {
 		byName[s.Name] = s
 	}
-	admin := &adminAPI{q: q, token: f.adminToken, remap: func(e queue.Entry) (queue.Entry, error) {
+	admin := &adminAPI{q: r.q, token: f.adminToken, remap: func(e queue.Entry) (queue.Entry, error) {
 		src, ok := byName[e.Source]
 		if !ok {
 			return e, fmt.Errorf("source %q is no longer configured", e.Source)
 		}
 		return src.Remap(e, time.Now()), nil
 	}}
-	opts := cfg.Options(sources, q)
-	opts.Registerer, opts.Gatherer, opts.Logger = reg, reg, log
+	opts := cfg.Options(sources, r.q)
+	opts.Registerer, opts.Gatherer, opts.Logger = r.reg, r.reg, log
 	opts.Timeouts.Write = max(30*time.Second, f.drainTimeout)
 	opts.Mount = func(e *echo.Echo) {
 		admin.mount(e)
-		if em != nil {
-			e.Any("/emulator/*", echo.WrapHandler(em.Handler()))
+		if r.em != nil {
+			e.Any("/emulator/*", echo.WrapHandler(r.em.Handler()))
 		}
 	}
-	srv, err := server.New(opts)
+	r.srv, err = server.New(opts)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %v (choose another with --listen or WOORELAY_LISTEN)", f.listen, err)
+		return nil, fmt.Errorf("listen on %s: %v (choose another with --listen or WOORELAY_LISTEN)", f.listen, err)
 	}
+	r.url = "http://" + ln.Addr().String()
 
-	dispCtx, dispCancel := context.WithCancel(context.Background())
-	dispDone := make(chan error, 1)
-	go func() { dispDone <- disp.Run(dispCtx) }()
-	serveDone := make(chan error, 1)
-	go func() { serveDone <- srv.Serve(ln) }()
-	srv.SetReady(true)
-	c := q.Counters()
+	var dispCtx context.Context
+	dispCtx, r.dispCancel = context.WithCancel(context.Background())
+	r.dispDone = make(chan error, 1)
+	go func() { r.dispDone <- disp.Run(dispCtx) }()
+	r.serveDone = make(chan error, 1)
+	go func() { r.serveDone <- r.srv.Serve(ln) }()
+	r.srv.SetReady(true)
+	c := r.q.Counters()
 	log.Info("woorelay serving", "listen", ln.Addr().String(), "data", f.data, "sources", len(sources), "queued", c.Queued, "dead_letters", c.DeadLettered)
-	fmt.Fprintf(stdout, "woorelay: listening on http://%s\n", ln.Addr())
+	return r, nil
+}
 
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case err := <-serveDone:
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			runErr = err
-		}
-	}
-	log.Info("shutting down: finishing requests in flight, then delivery")
-	srv.SetReady(false)
-	sctx, cancel := context.WithTimeout(context.Background(), f.drainTimeout)
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("ingest did not finish in time", "err", err)
+// stop drains the relay: ingest stops taking requests and finishes those in flight, delivery
+// finishes its attempts in flight, then the queue is closed. What is still queued is
+// delivered after the next start.
+func (r *relay) stop(drainTimeout time.Duration) error {
+	r.log.Info("shutting down: finishing requests in flight, then delivery")
+	r.srv.SetReady(false)
+	sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	if err := r.srv.Shutdown(sctx); err != nil {
+		r.log.Warn("ingest did not finish in time", "err", err)
 	}
 	cancel()
-	dispCancel()
-	if err := <-dispDone; err != nil && !errors.Is(err, context.Canceled) {
-		log.Warn("delivery stopped with an error", "err", err)
+	r.dispCancel()
+	if err := <-r.dispDone; err != nil && !errors.Is(err, context.Canceled) {
+		r.log.Warn("delivery stopped with an error", "err", err)
 	}
-	if emStop != nil {
-		ectx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		emStop(ectx)
+	c := r.q.Counters()
+	r.log.Info("stopped", "received", c.Received, "delivered", c.Delivered, "dead_lettered", c.DeadLettered, "filtered", c.Filtered, "queued", c.Queued, "duplicates", c.Duplicates)
+	return r.closeParts()
+}
+
+// closeParts closes the queue and the sandbox emulator, whichever were started.
+func (r *relay) closeParts() error {
+	var err error
+	if r.q != nil {
+		err = r.q.Close()
+	}
+	if r.emStop != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		r.emStop(ctx)
 		cancel()
 	}
-	c = q.Counters()
-	log.Info("stopped", "received", c.Received, "delivered", c.Delivered, "dead_lettered", c.DeadLettered, "filtered", c.Filtered, "queued", c.Queued, "duplicates", c.Duplicates)
-	if err := q.Close(); err != nil && runErr == nil {
-		runErr = err
-	}
-	return runErr
+	return err
 }
 
 // countersCollector exports the queue's reconciling counters as Prometheus metrics.
