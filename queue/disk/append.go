@@ -1,9 +1,10 @@
 package disk
 
 import (
+	"bytes"
 	"context"
-	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -50,7 +51,7 @@ func (q *Queue) Append(ctx context.Context, entries []queue.Entry) (queue.Append
 		e := &entries[i]
 		switch e.Outcome {
 		case queue.Deliver:
-			r.values[i] = encodeItem(itemState{}, encodeEntryBody(e))
+			r.values[i] = appendEntry(appendItemHeader(make([]byte, 0, 16+entrySize(e)), itemState{}), e)
 		case queue.Rejected:
 			r.values[i] = encodeDeadLetter(r.at, &queue.Failure{Reason: e.Reason}, encodeEntryBody(e))
 		case queue.Filtered:
@@ -153,21 +154,42 @@ func (q *Queue) committer() {
 	}
 }
 
-// seenAt reports whether the dedup key was stored within the window ending at now.
-func (q *Queue) seenWithin(dk []byte, now time.Time) (bool, error) {
-	v, closer, err := q.db.Get(dk)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return false, nil
+// recentlySeen returns the dedup keys among keys (sorted, without repeats) that were stored
+// within the window ending at now. One iterator serves the whole group: SeekPrefixGE consults
+// the tables' bloom filters and, as the keys are sorted, reuses the blocks it has loaded.
+func (q *Queue) recentlySeen(keys [][]byte, now time.Time) (map[string]bool, error) {
+	found := map[string]bool{}
+	if len(keys) == 0 {
+		return found, nil
 	}
+	it, err := q.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixDedup}, UpperBound: rangeEnd(prefixDedup)})
 	if err != nil {
-		return false, fmt.Errorf("queue/disk: dedup lookup: %w", err)
+		return nil, fmt.Errorf("queue/disk: dedup lookup: %w", err)
 	}
-	at, ok := decodeSeenAt(v)
-	closer.Close()
-	if !ok {
-		return false, fmt.Errorf("queue/disk: dedup key %q: %w (value of %d bytes); the store is damaged: restore it from a backup", dk, ErrCorrupt, len(v))
+	defer it.Close()
+	since := now.UnixNano() - int64(q.window)
+	for _, dk := range keys {
+		if !it.SeekPrefixGE(dk) || !bytes.Equal(it.Key(), dk) {
+			continue
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil, fmt.Errorf("queue/disk: dedup lookup: %w", err)
+		}
+		at, ok := decodeSeenAt(v)
+		if !ok {
+			// Treated as unseen: the key is rewritten with a good value by this commit.
+			q.log.Warn("ignoring a corrupt dedup key", "key", fmt.Sprintf("%q", dk), "value_len", len(v))
+			continue
+		}
+		if int64(at) > since {
+			found[string(dk)] = true
+		}
 	}
-	return int64(at) > now.UnixNano()-int64(q.window), nil
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("queue/disk: dedup lookup: %w", err)
+	}
+	return found, nil
 }
 
 // commitGroup checks a group of Append calls for duplicates and the disk budget, writes the
@@ -184,7 +206,7 @@ func (q *Queue) commitGroup(group []*appendReq) {
 	defer batch.Close()
 	seenVal := encodeSeenAt(now)
 	accepted := 0
-	var tentative []string
+	var lookups [][]byte
 	for _, r := range group {
 		if err := r.ctx.Err(); err != nil {
 			r.err = err // the caller has gone; store nothing of it
@@ -192,27 +214,39 @@ func (q *Queue) commitGroup(group []*appendReq) {
 		}
 		r.dkeys = make([][]byte, len(r.entries))
 		r.dup = make([]bool, len(r.entries))
+		for i := range r.entries {
+			if e := &r.entries[i]; e.MessageID != "" {
+				r.dkeys[i] = dedupSuffix(e.Source, e.MessageID)
+				lookups = append(lookups, r.dkeys[i])
+			}
+		}
+	}
+	slices.SortFunc(lookups, bytes.Compare)
+	lookups = slices.CompactFunc(lookups, bytes.Equal)
+	known, err := q.recentlySeen(lookups, now)
+	if err != nil {
+		for _, r := range group {
+			if r.err == nil {
+				r.err = err
+			}
+		}
+		return
+	}
+	var tentative []string
+	for _, r := range group {
+		if r.err != nil {
+			continue
+		}
 		tentative = tentative[:0]
 		var stored int64
-		for i := range r.entries {
-			e := &r.entries[i]
-			if e.MessageID != "" {
-				dk := dedupSuffix(e.Source, e.MessageID)
-				_, dup := seen[string(dk)]
-				if !dup {
-					var err error
-					if dup, err = q.seenWithin(dk, now); err != nil {
-						r.err = err
-						break
-					}
-				}
-				if dup {
-					r.dup[i] = true
+		for i, dk := range r.dkeys {
+			if dk != nil {
+				if known[string(dk)] || seen[string(dk)] {
+					r.dup[i], r.dkeys[i] = true, nil
 					continue
 				}
-				seen[string(dk)] = struct{}{}
+				seen[string(dk)] = true
 				tentative = append(tentative, string(dk))
-				r.dkeys[i] = dk
 			}
 			stored += int64(len(r.values[i]))
 		}
@@ -278,7 +312,6 @@ func (q *Queue) commitGroup(group []*appendReq) {
 		r.res = res
 	}
 	_ = batch.Set(keyMeta, encodeMeta(&m), nil)
-	var err error
 	if q.opts.NoSync {
 		err = q.db.Apply(batch, pebble.NoSync)
 	} else {

@@ -121,7 +121,7 @@ type Queue struct {
 	// owned by the committer goroutine
 	pruneFrom    []byte // the dedup time index below this key has been pruned
 	lastReclaim  time.Time
-	dedupScratch map[string]struct{}
+	dedupScratch map[string]bool
 }
 
 var _ queue.Queue = (*Queue)(nil)
@@ -152,7 +152,7 @@ func Open(dir string, opts Options) (*Queue, error) {
 		appended:     make(chan struct{}, 1),
 		reclaim:      make(chan struct{}, 1),
 		pruneReq:     make(chan chan struct{}),
-		dedupScratch: make(map[string]struct{}),
+		dedupScratch: make(map[string]bool),
 	}
 	if q.log == nil {
 		q.log = slog.Default()
