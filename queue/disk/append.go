@@ -45,6 +45,13 @@ func (q *Queue) Append(ctx context.Context, entries []queue.Entry) (queue.Append
 	if err := ctx.Err(); err != nil {
 		return queue.AppendResult{}, err
 	}
+	if len(entries) == 0 {
+		if err := q.begin(); err != nil {
+			return queue.AppendResult{}, err
+		}
+		q.end()
+		return queue.AppendResult{}, nil
+	}
 	r := &appendReq{ctx: ctx, entries: entries, at: q.now(), done: make(chan struct{})}
 	r.values = make([][]byte, len(entries))
 	for i := range entries {
@@ -131,7 +138,7 @@ func (q *Queue) committer() {
 		group = append(group[:0], r)
 		size := r.size
 	collect:
-		for len(group) < maxGroupCalls && size < maxGroupBytes {
+		for len(group) < maxGroupCalls && size < q.groupBytes {
 			select {
 			case r, ok := <-q.reqs:
 				if !ok {

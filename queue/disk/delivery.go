@@ -28,7 +28,8 @@ func corruptLetter(id uint64, err error) error {
 	return fmt.Errorf("queue/disk: dead letter %d: %w; the store is damaged: restore the directory from a backup", id, err)
 }
 
-// Scan returns up to limit pending items with Seq > after, in Seq order.
+// Scan returns up to limit pending items with Seq > after, in Seq order. An item that cannot
+// be decoded is moved to the dead letters (see the package documentation) and skipped.
 func (q *Queue) Scan(after uint64, limit int) ([]queue.Item, error) {
 	if limit <= 0 || after == math.MaxUint64 {
 		return nil, nil
@@ -47,6 +48,7 @@ func (q *Queue) Scan(after uint64, limit int) ([]queue.Item, error) {
 		return nil, fmt.Errorf("queue/disk: scan: %w", err)
 	}
 	var items []queue.Item
+	var corrupt []uint64
 	for valid := it.First(); valid && len(items) < limit; valid = it.Next() {
 		seq, ok := seqOf(it.Key())
 		if !ok {
@@ -54,13 +56,18 @@ func (q *Queue) Scan(after uint64, limit int) ([]queue.Item, error) {
 		}
 		item, err := decodeItem(seq, it.Value())
 		if err != nil {
-			it.Close()
-			return items, corruptItem(seq, err)
+			corrupt = append(corrupt, seq)
+			continue
 		}
 		items = append(items, item)
 	}
 	if err := it.Close(); err != nil {
 		return nil, fmt.Errorf("queue/disk: scan: %w", err)
+	}
+	for _, seq := range corrupt {
+		if err := q.quarantine(seq); err != nil {
+			return items, err
+		}
 	}
 	// Items become visible in Seq order, so none below the first one seen can appear later.
 	if fromHead && len(items) > 0 && items[0].Seq > head {
@@ -104,7 +111,10 @@ func (q *Queue) ScanVisitor(visitor string, after uint64, limit int) ([]queue.It
 		item, err := decodeItem(seq, v)
 		closer.Close()
 		if err != nil {
-			return items, corruptItem(seq, err)
+			if err := q.quarantine(seq); err != nil {
+				return items, err
+			}
+			continue
 		}
 		items = append(items, item)
 	}
@@ -131,13 +141,15 @@ func (q *Queue) getItem(seq uint64) ([]byte, bool, error) {
 // deleteItem adds the deletion of an item and its visitor index entry to b. Keys written once
 // are removed with SingleDelete, which cancels out with their Set at the next flush or
 // compaction, so delivered items leave no tombstones to skip.
-func deleteItem(b *pebble.Batch, seq uint64, st itemState, visitor string, known bool) {
-	if !known || st.flags&itemFlagRewritten != 0 {
+// A corrupt item (intact is false) is removed with a Delete, since its flags cannot be trusted;
+// its index entry is removed when its visitor could still be read.
+func deleteItem(b *pebble.Batch, seq uint64, st itemState, visitor string, intact, visitorKnown bool) {
+	if !intact || st.flags&itemFlagRewritten != 0 {
 		_ = b.Delete(itemKey(seq), nil)
 	} else {
 		_ = b.SingleDelete(itemKey(seq), nil)
 	}
-	if known {
+	if visitorKnown {
 		_ = b.SingleDelete(visitorKey(visitor, seq), nil)
 	}
 }
@@ -171,13 +183,13 @@ func (q *Queue) Done(seq uint64) error {
 	if err != nil || !ok {
 		return err
 	}
-	st, visitor, derr := decodeItemVisitor(v)
-	if derr != nil {
-		q.log.Warn("removing a corrupt item", "seq", seq, "err", derr)
+	st, visitor, verr := decodeItemVisitor(v)
+	if verr != nil {
+		q.log.Warn("removing a corrupt item", "seq", seq, "err", verr)
 	}
 	b := q.db.NewBatch()
 	defer b.Close()
-	deleteItem(b, seq, st, visitor, derr == nil)
+	deleteItem(b, seq, st, visitor, verr == nil, verr == nil)
 	return q.commitMeta(b, func(m *meta) {
 		m.c.Delivered++
 		m.c.Queued--
@@ -206,6 +218,41 @@ func (q *Queue) rewriteItem(seq uint64, change func(st *itemState)) error {
 		return fmt.Errorf("queue/disk: write item %d: %w", seq, err)
 	}
 	return nil
+}
+
+// quarantine moves a pending item that cannot be decoded to the dead letters, so that delivery
+// goes on: the letter keeps the raw record as its Event and the decoding error as its reason.
+// The caller holds closeMu (read).
+func (q *Queue) quarantine(seq uint64) error {
+	q.dmu.Lock()
+	defer q.dmu.Unlock()
+	v, ok, err := q.getItem(seq)
+	if err != nil || !ok {
+		return err
+	}
+	_, err = decodeItem(seq, v)
+	if err == nil {
+		return nil // rewritten meanwhile
+	}
+	return q.quarantineLocked(seq, v, err)
+}
+
+// quarantineLocked does quarantine's work; the caller holds dmu.
+func (q *Queue) quarantineLocked(seq uint64, raw []byte, derr error) error {
+	q.log.Error("a pending item is corrupt; moved to the dead letters with its raw record", "seq", seq, "err", derr)
+	st, visitor, verr := decodeItemVisitor(raw)
+	e := queue.Entry{Event: raw, Visitor: visitor, Outcome: queue.Rejected}
+	f := queue.Failure{Reason: fmt.Sprintf("corrupt queue record (item %d): %v", seq, derr)}
+	value := encodeDeadLetter(q.now(), &f, encodeEntryBody(&e))
+	b := q.db.NewBatch()
+	defer b.Close()
+	deleteItem(b, seq, st, visitor, false, verr == nil)
+	return q.commitMeta(b, func(m *meta) {
+		m.lastDead++
+		_ = b.Set(deadKey(m.lastDead), value, nil)
+		m.c.DeadLettered++
+		m.c.Queued--
+	})
 }
 
 // Progress records that the item's first n requests were delivered, so that after a restart
@@ -245,13 +292,13 @@ func (q *Queue) Dead(seq uint64, f queue.Failure) error {
 	}
 	item, err := decodeItem(seq, v)
 	if err != nil {
-		return corruptItem(seq, err)
+		return q.quarantineLocked(seq, v, err)
 	}
 	st, body, _ := decodeItemState(v)
 	value := encodeDeadLetter(q.now(), &f, body)
 	b := q.db.NewBatch()
 	defer b.Close()
-	deleteItem(b, seq, st, item.Entry.Visitor, true)
+	deleteItem(b, seq, st, item.Entry.Visitor, true, true)
 	return q.commitMeta(b, func(m *meta) {
 		m.lastDead++
 		_ = b.Set(deadKey(m.lastDead), value, nil)

@@ -30,8 +30,8 @@ const (
 
 const (
 	memTableStopWrites = 4
-	// maxGroupBytes bounds one group commit, well below pebble's large-batch threshold
-	// (half a memtable) for the default memtable size.
+	// maxGroupBytes bounds one group commit (and so does a quarter of the memtable size), below
+	// pebble's large-batch threshold of half a memtable.
 	maxGroupBytes = 4 << 20
 	// maxGroupCalls bounds how many Append calls share one commit.
 	maxGroupCalls = 1024
@@ -77,6 +77,8 @@ type Queue struct {
 	opts   Options
 	log    *slog.Logger
 	window time.Duration
+	// groupBytes bounds the bytes of values one group commit collects.
+	groupBytes int64
 	now    func() time.Time
 	sync   *pebble.WriteOptions // for Append and Replay
 
@@ -176,6 +178,7 @@ func Open(dir string, opts Options) (*Queue, error) {
 	if mem == 0 {
 		mem = DefaultMemTableSize
 	}
+	q.groupBytes = min(maxGroupBytes, int64(mem/4))
 	po := &pebble.Options{
 		CacheSize:                   cache,
 		MemTableSize:                mem,

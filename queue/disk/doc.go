@@ -31,7 +31,9 @@
 //
 // Values use a compact, versioned binary encoding: a kind byte and a version byte, then
 // length-prefixed fields with encoding/binary varints. A record that cannot be decoded gives
-// an error wrapping ErrCorrupt that names the record and the field.
+// an error wrapping ErrCorrupt that names the record and the field. A pending item that cannot
+// be decoded does not stall delivery: Scan, ScanVisitor and Dead move it to the dead letters,
+// keeping the raw record as the letter's Event and the error as its reason.
 //
 // # Deleted keys
 //
