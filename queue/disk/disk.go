@@ -79,8 +79,8 @@ type Queue struct {
 	window time.Duration
 	// groupBytes bounds the bytes of values one group commit collects.
 	groupBytes int64
-	now    func() time.Time
-	sync   *pebble.WriteOptions // for Append and Replay
+	now        func() time.Time
+	sync       *pebble.WriteOptions // for Append and Replay
 
 	// closeMu guards closed: every operation holds it for reading while it uses db, Close takes
 	// it for writing, so the database is never used after it is closed.
