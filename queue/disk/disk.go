@@ -80,7 +80,6 @@ type Queue struct {
 	// groupBytes bounds the bytes of values one group commit collects.
 	groupBytes int64
 	now        func() time.Time
-	sync       *pebble.WriteOptions // for Append and Replay
 
 	// closeMu guards closed: every operation holds it for reading while it uses db, Close takes
 	// it for writing, so the database is never used after it is closed.
@@ -149,7 +148,6 @@ func Open(dir string, opts Options) (*Queue, error) {
 		log:          opts.Logger,
 		window:       opts.DedupWindow,
 		now:          opts.Clock,
-		sync:         pebble.Sync,
 		reqs:         make(chan *appendReq, maxGroupCalls),
 		appended:     make(chan struct{}, 1),
 		reclaim:      make(chan struct{}, 1),
@@ -167,7 +165,6 @@ func Open(dir string, opts Options) (*Queue, error) {
 		q.now = time.Now
 	}
 	if opts.NoSync {
-		q.sync = pebble.NoSync
 		q.log.Warn("queue opened with NoSync: acknowledged events can be lost on a crash; use it for benchmarks only")
 	}
 	cache := opts.CacheSize
