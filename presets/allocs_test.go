@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/woorelay/woorelay/mapping"
+	"github.com/woorelay/woorelay/presets/ceiling"
 )
 
 // maxAllocsPerEvent is the acceptance bound of the engine's reuse path on the corpus.
@@ -19,7 +20,7 @@ func TestRunIntoAllocs(t *testing.T) {
 		t.Skip("the race detector makes sync.Pool drop items at random, so allocations are not deterministic")
 	}
 	prog := loadDefault(t)
-	c := newCeiling()
+	c := ceiling.New()
 	events := benchCorpus()[:400]
 	var res mapping.Result
 	mapAll := func(run func(*mapping.Result, []byte)) func() {
@@ -33,12 +34,12 @@ func TestRunIntoAllocs(t *testing.T) {
 		}
 	}
 	engine := mapAll(func(dst *mapping.Result, ev []byte) { prog.RunInto(dst, ev, benchNow) })
-	ceiling := mapAll(func(dst *mapping.Result, ev []byte) { c.RunInto(dst, ev, benchNow) })
+	ceil := mapAll(func(dst *mapping.Result, ev []byte) { c.RunInto(dst, ev, benchNow) })
 	engine() // grow the scratch buffers and the Result's slices
 	perEvent := testing.AllocsPerRun(5, engine) / float64(len(events))
 	res = mapping.Result{}
-	ceiling()
-	ceilPerEvent := testing.AllocsPerRun(5, ceiling) / float64(len(events))
+	ceil()
+	ceilPerEvent := testing.AllocsPerRun(5, ceil) / float64(len(events))
 	t.Logf("allocations per event on the reuse path: engine %.2f, ceiling %.2f", perEvent, ceilPerEvent)
 	if perEvent > maxAllocsPerEvent {
 		t.Errorf("the engine's RunInto allocates %.2f times per event, want at most %d", perEvent, maxAllocsPerEvent)

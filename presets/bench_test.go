@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/woorelay/woorelay/mapping"
+	"github.com/woorelay/woorelay/presets/ceiling"
 )
 
 // benchNow is after every corpus timestamp, so every corpus event is sent.
@@ -57,13 +58,13 @@ func BenchmarkDefaultPresetInto(b *testing.B) {
 
 // BenchmarkCeiling measures the hand-written equivalent of the default preset on the corpus.
 func BenchmarkCeiling(b *testing.B) {
-	benchEvents(b, newCeiling().Run)
+	benchEvents(b, ceiling.New().Run)
 }
 
 // BenchmarkCeilingInto measures the ceiling's reuse path (RunInto with one Result for every
 // event), the counterpart of BenchmarkDefaultPresetInto.
 func BenchmarkCeilingInto(b *testing.B) {
-	c := newCeiling()
+	c := ceiling.New()
 	var res mapping.Result
 	benchEvents(b, func(ev []byte, now time.Time) mapping.Result {
 		c.RunInto(&res, ev, now)
@@ -78,7 +79,7 @@ func BenchmarkCeilingInto(b *testing.B) {
 // Both sides return a fresh Result per event (Run).
 func BenchmarkEngineVsCeiling(b *testing.B) {
 	prog := loadDefault(b)
-	c := newCeiling()
+	c := ceiling.New()
 	interleave(b, prog.Run, c.Run)
 }
 
@@ -86,7 +87,7 @@ func BenchmarkEngineVsCeiling(b *testing.B) {
 // every event into one Result of its own (RunInto), as a delivery loop would.
 func BenchmarkEngineVsCeilingInto(b *testing.B) {
 	prog := loadDefault(b)
-	c := newCeiling()
+	c := ceiling.New()
 	var engineRes, ceilRes mapping.Result
 	interleave(b,
 		func(ev []byte, now time.Time) mapping.Result { prog.RunInto(&engineRes, ev, now); return engineRes },
