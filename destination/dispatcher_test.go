@@ -1,0 +1,759 @@
+package destination
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/woorelay/woorelay/queue"
+)
+
+// resp is one scripted answer; status 0 is a transport error.
+type resp struct {
+	status int
+	ra     time.Duration
+	body   string
+}
+
+// scriptSender answers each URL from its script (the last answer repeats) and records every
+// send, checking that no request is sent again after it succeeded.
+type scriptSender struct {
+	mu          sync.Mutex
+	scripts     map[string][]resp
+	fallback    resp
+	calls       map[string]int
+	succeeded   map[string]bool
+	byVisitor   map[string][]int // event index (query i) of every send, per visitor (query v)
+	sends       int
+	inflight    int
+	maxInflight int
+	violations  []string
+	hold        func(ctx context.Context, u string) error // optional: runs before answering
+}
+
+func newScriptSender() *scriptSender {
+	return &scriptSender{
+		scripts:   map[string][]resp{},
+		fallback:  resp{status: 200, body: `{"success":1}`},
+		calls:     map[string]int{},
+		succeeded: map[string]bool{},
+		byVisitor: map[string][]int{},
+	}
+}
+
+func (s *scriptSender) Send(ctx context.Context, r queue.Request) Attempt {
+	u, _ := url.Parse(r.URL)
+	v, i := u.Query().Get("v"), u.Query().Get("i")
+	idx, _ := strconv.Atoi(i)
+	s.mu.Lock()
+	n := s.calls[r.URL]
+	s.calls[r.URL]++
+	s.sends++
+	if s.succeeded[r.URL] {
+		s.violations = append(s.violations, "sent again after it succeeded: "+r.URL)
+	}
+	s.byVisitor[v] = append(s.byVisitor[v], idx)
+	script, ok := s.scripts[r.URL]
+	a := s.fallback
+	if ok {
+		a = script[min(n, len(script)-1)]
+	}
+	s.inflight++
+	s.maxInflight = max(s.maxInflight, s.inflight)
+	hold := s.hold
+	s.mu.Unlock()
+
+	var err error
+	if hold != nil {
+		err = hold(ctx, r.URL)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inflight--
+	if err != nil {
+		return Attempt{Class: Retry, Err: err}
+	}
+	if a.status == 0 {
+		return Attempt{Class: Retry, Err: errors.New("connection refused")}
+	}
+	at := Attempt{Class: classify(a.status), Status: a.status, RetryAfter: a.ra, Body: a.body}
+	if at.Class == Done {
+		s.succeeded[r.URL] = true
+	}
+	return at
+}
+
+func (s *scriptSender) script(u string, rs ...resp) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.scripts[u] = rs
+}
+
+func (s *scriptSender) count(u string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[u]
+}
+
+func (s *scriptSender) totalSends() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sends
+}
+
+func (s *scriptSender) check(t *testing.T) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, v := range s.violations {
+		t.Error(v)
+	}
+}
+
+func evURL(visitor string, i int) string {
+	return fmt.Sprintf("http://woopra.test/track/ce?project=p.com&v=%s&i=%d", visitor, i)
+}
+
+func req(u string) queue.Request { return queue.Request{Method: "GET", URL: u} }
+
+func fastOpts() DispatcherOptions {
+	return DispatcherOptions{
+		Workers: 8, Window: 256, PerVisitor: 16,
+		Backoff: Backoff{Min: time.Millisecond, Max: 5 * time.Millisecond},
+		Rescan:  50 * time.Millisecond,
+		Logger:  slog.New(slog.DiscardHandler),
+	}
+}
+
+// start runs d until the returned stop is called (or the test ends); stop returns Run's error.
+func start(t *testing.T, d *Dispatcher) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case err = <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("Run did not return within 30s of cancel")
+			}
+		})
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func drained(q *fakeQueue) func() bool { return func() bool { return q.Counters().Queued == 0 } }
+
+func checkQueue(t *testing.T, q *fakeQueue) {
+	t.Helper()
+	for _, v := range q.problems() {
+		t.Error(v)
+	}
+	if c := q.Counters(); !c.Reconciles() {
+		t.Errorf("counters do not reconcile: %+v", c)
+	}
+}
+
+// TestDispatcherOrderingWithScriptedFailures is the per-visitor ordering test: 50 visitors ×
+// 40 events, each with a scripted answer sequence.
+func TestDispatcherOrderingWithScriptedFailures(t *testing.T) {
+	const visitors, events = 50, 40
+	scripts := [][]resp{
+		{{status: 200}},
+		{{status: 202}},
+		{{status: 200}},
+		{{status: 204}},
+		{{status: 500}, {status: 500}, {status: 200}},
+		{{status: 403, body: "forbidden"}},
+		{{status: 500}, {status: 403, body: "forbidden later"}},
+		{{status: 429, ra: 2 * time.Millisecond}, {status: 200}},
+		{{status: 0}, {status: 200}},
+		{{status: 408}, {status: 503, ra: time.Millisecond}, {status: 200}},
+	}
+	kind := func(v, i int) int { return (v*7 + i*3) % len(scripts) }
+	q := newFakeQueue()
+	s := newScriptSender()
+	seqs := map[string]uint64{}
+	for i := range events {
+		for v := range visitors {
+			u := evURL("v"+strconv.Itoa(v), i)
+			s.script(u, scripts[kind(v, i)]...)
+			seqs[u] = q.add("v"+strconv.Itoa(v), req(u))
+		}
+	}
+	opts := fastOpts()
+	opts.PerVisitor = 4 // most visitors overflow their lane: exercises reloading in order
+	opts.Window = 64
+	d := NewDispatcher(q, s, opts)
+	stop := start(t, d)
+	waitFor(t, "every event to be delivered or dead-lettered", drained(q))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	s.check(t)
+	checkQueue(t, q)
+
+	var wantDelivered, wantDead int64
+	for v := range visitors {
+		name := "v" + strconv.Itoa(v)
+		sent := s.byVisitor[name]
+		for j := 1; j < len(sent); j++ {
+			if sent[j] < sent[j-1] {
+				t.Fatalf("visitor %s: event %d sent after event %d (sends %v)", name, sent[j], sent[j-1], sent)
+			}
+		}
+		for i := range events {
+			u := evURL(name, i)
+			k := kind(v, i)
+			if got, want := s.count(u), len(scripts[k]); got != want {
+				t.Errorf("%s: sent %d times, want %d (script %v)", u, got, want, scripts[k])
+			}
+			f, dead := q.failure(seqs[u])
+			switch k {
+			case 5, 6:
+				wantDead++
+				if !dead {
+					t.Errorf("%s: not dead-lettered", u)
+					continue
+				}
+				wantAttempts, wantBody := 1, "forbidden"
+				if k == 6 {
+					wantAttempts, wantBody = 2, "forbidden later"
+				}
+				if f.Status != 403 || f.Attempts != wantAttempts || f.Response != wantBody ||
+					f.Request != "GET "+u || f.Reason != "woopra answered 403 Forbidden" {
+					t.Errorf("%s: failure %+v", u, f)
+				}
+				if r := q.retries(seqs[u]); r != wantAttempts-1 {
+					t.Errorf("%s: %d retries recorded, want %d", u, r, wantAttempts-1)
+				}
+			default:
+				wantDelivered++
+				if dead {
+					t.Errorf("%s: dead-lettered (%+v), want delivered", u, f)
+				}
+			}
+		}
+	}
+	c := q.Counters()
+	if c.Delivered != wantDelivered || c.DeadLettered != wantDead || c.Queued != 0 {
+		t.Errorf("counters %+v, want %d delivered and %d dead", c, wantDelivered, wantDead)
+	}
+	// Done was called in Seq order within each visitor.
+	last := map[string]uint64{}
+	for _, seq := range q.done {
+		for u, sq := range seqs {
+			if sq == seq {
+				v := strings.Split(strings.Split(u, "v=")[1], "&")[0]
+				if seq < last[v] {
+					t.Errorf("visitor %s: seq %d done after %d", v, seq, last[v])
+				}
+				last[v] = seq
+			}
+		}
+	}
+}
+
+// TestDispatcherHotVisitorDoesNotBlockOthers: one visitor with 1,000 items whose every attempt
+// fails, queued before everyone else, must not stop ten others from being delivered.
+func TestDispatcherHotVisitorDoesNotBlockOthers(t *testing.T) {
+	q := newFakeQueue()
+	s := newScriptSender()
+	var hot []uint64
+	for i := range 1000 {
+		u := evURL("hot", i)
+		s.script(u, resp{status: 503})
+		hot = append(hot, q.add("hot", req(u)))
+	}
+	var others []uint64
+	for i := range 50 {
+		for v := range 10 {
+			others = append(others, q.add("o"+strconv.Itoa(v), req(evURL("o"+strconv.Itoa(v), i))))
+		}
+	}
+	opts := fastOpts()
+	opts.Window, opts.PerVisitor = 32, 4
+	d := NewDispatcher(q, s, opts)
+
+	var maxLoaded int
+	sampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-sampling:
+				return
+			default:
+			}
+			maxLoaded = max(maxLoaded, d.Stats().Loaded)
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	stop := start(t, d)
+	waitFor(t, "the other visitors' 500 events", func() bool { return q.Counters().Delivered == 500 })
+	for _, seq := range hot {
+		if !q.isPending(seq) {
+			t.Fatalf("hot item %d left the queue while its destination fails", seq)
+		}
+	}
+	if q.retries(hot[0]) < 2 {
+		t.Fatalf("the hot visitor's head was retried %d times, want it retrying throughout", q.retries(hot[0]))
+	}
+	for _, seq := range hot[1:] {
+		if q.retries(seq) != 0 {
+			t.Fatalf("hot item %d was attempted before the one ahead of it was delivered", seq)
+		}
+	}
+
+	// The destination recovers for the hot visitor: its backlog drains, in order, through
+	// ScanVisitor reloads.
+	for i := range 1000 {
+		s.script(evURL("hot", i), resp{status: 200})
+	}
+	waitFor(t, "the hot visitor's backlog", drained(q))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	close(sampling)
+	<-sampled
+	if maxLoaded > opts.Window {
+		t.Errorf("held %d items in memory, window is %d", maxLoaded, opts.Window)
+	}
+	s.check(t)
+	checkQueue(t, q)
+	sent := s.byVisitor["hot"]
+	for j := 1; j < len(sent); j++ {
+		if sent[j] < sent[j-1] {
+			t.Fatalf("hot visitor: event %d sent after event %d", sent[j], sent[j-1])
+		}
+	}
+	if c := q.Counters(); c.Delivered != 1500 {
+		t.Errorf("delivered %d, want 1500", c.Delivered)
+	}
+}
+
+type skewClock struct {
+	mu  sync.Mutex
+	off time.Duration
+}
+
+func (c *skewClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.off)
+}
+
+func (c *skewClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.off += d
+}
+
+func TestDispatcherRetryWindowExhaustedDeadLetters(t *testing.T) {
+	q := newFakeQueue()
+	s := newScriptSender()
+	u := evURL("a", 0)
+	s.script(u, resp{status: 500, body: "down"}, resp{status: 502, body: "still down"})
+	seq := q.add("a", req(u))
+	next := q.add("a", req(evURL("a", 1)))
+	clock := &skewClock{}
+	opts := fastOpts()
+	opts.RetryWindow, opts.Clock = time.Hour, clock
+	stop := start(t, NewDispatcher(q, s, opts))
+	waitFor(t, "two retries", func() bool { return q.retries(seq) >= 2 })
+	clock.advance(2 * time.Hour)
+	waitFor(t, "the dead letter", func() bool { _, ok := q.failure(seq); return ok })
+	waitFor(t, "the visitor's next event", func() bool { return !q.isPending(next) })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := q.failure(seq)
+	if f.Status != 502 || f.Response != "still down" || f.Request != "GET "+u ||
+		!strings.HasPrefix(f.Reason, "retry window of 1h0m0s exhausted after") || f.Attempts != s.count(u) {
+		t.Errorf("failure %+v after %d sends", f, s.count(u))
+	}
+	checkQueue(t, q)
+}
+
+func TestDispatcherRetryWindowSurvivesRestart(t *testing.T) {
+	q := newFakeQueue()
+	s := newScriptSender()
+	u := evURL("a", 0)
+	s.script(u, resp{status: 503, body: "busy"})
+	seq := q.add("a", req(u))
+	q.setItem(seq, func(it *queue.Item) { it.Attempts, it.FirstAttempt = 5, time.Now().Add(-5*time.Hour) })
+	stop := start(t, NewDispatcher(q, s, fastOpts())) // default window: 4h
+	waitFor(t, "the dead letter", drained(q))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	f, ok := q.failure(seq)
+	if !ok || f.Attempts != 6 || s.count(u) != 1 || q.retries(seq) != 0 || !strings.Contains(f.Reason, "4h0m0s") {
+		t.Errorf("failure %+v (dead %v) after %d sends and %d retries", f, ok, s.count(u), q.retries(seq))
+	}
+}
+
+// TestDispatcher429PausesAllSending: a 429 with Retry-After holds back every visitor, not only
+// the one that got it, and is never dead-lettered for it.
+func TestDispatcher429PausesAllSending(t *testing.T) {
+	const ra = 200 * time.Millisecond
+	q := newFakeQueue()
+	s := newScriptSender()
+	var mu sync.Mutex
+	var got429 time.Time
+	var firstOther time.Time
+	a0 := evURL("a", 0)
+	s.script(a0, resp{status: 429, ra: ra}, resp{status: 200})
+	s.hold = func(_ context.Context, u string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if u == a0 && got429.IsZero() {
+			got429 = time.Now()
+		}
+		if strings.Contains(u, "v=b") && firstOther.IsZero() {
+			firstOther = time.Now()
+		}
+		return nil
+	}
+	seq := q.add("a", req(a0))
+	reg := prometheus.NewRegistry()
+	opts := fastOpts()
+	opts.Registerer = reg
+	d := NewDispatcher(q, s, opts)
+	stop := start(t, d)
+	waitFor(t, "the 429", func() bool { return q.retries(seq) == 1 })
+	if d.Stats().PausedUntil.IsZero() && time.Since(got429) < ra/2 {
+		t.Error("Stats does not show the pause")
+	}
+	for i := range 5 {
+		q.add("b", req(evURL("b", i)))
+	}
+	waitFor(t, "everything", drained(q))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	gap := firstOther.Sub(got429)
+	mu.Unlock()
+	if gap < ra {
+		t.Errorf("another visitor was sent %v after a 429 asking for %v", gap, ra)
+	}
+	if _, dead := q.failure(seq); dead || s.count(a0) != 2 {
+		t.Errorf("the 429 event: dead %v, sent %d times; want delivered on the second attempt", dead, s.count(a0))
+	}
+	if v := metricValue(t, reg, "woorelay_delivery_pauses_total", nil); v != 1 {
+		t.Errorf("pauses_total %v, want 1", v)
+	}
+	if v := metricValue(t, reg, "woorelay_delivery_attempts_total", map[string]string{"class": "retry", "status": "429"}); v != 1 {
+		t.Errorf("attempts_total{retry,429} %v, want 1", v)
+	}
+}
+
+func TestDispatcherMultiRequestEntriesResumeAtNextRequest(t *testing.T) {
+	q := newFakeQueue()
+	s := newScriptSender()
+	r0, r1, r2 := evURL("m", 0), evURL("m", 1), evURL("m", 2)
+	s.script(r1, resp{status: 500}, resp{status: 500}, resp{status: 200})
+	seq := q.add("m", req(r0), req(r1), req(r2))
+	stop := start(t, NewDispatcher(q, s, fastOpts()))
+	waitFor(t, "delivery", drained(q))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if s.count(r0) != 1 || s.count(r1) != 3 || s.count(r2) != 1 {
+		t.Errorf("sends %d/%d/%d, want 1/3/1: a retry must resend only the failed request", s.count(r0), s.count(r1), s.count(r2))
+	}
+	if p := q.progress[seq]; len(p) != 2 || p[0] != 1 || p[1] != 2 {
+		t.Errorf("Progress calls %v, want [1 2]", p)
+	}
+	s.check(t)
+	checkQueue(t, q)
+
+	// After a restart, an entry whose first two requests were recorded sends only the third.
+	q2 := newFakeQueue()
+	s2 := newScriptSender()
+	seq = q2.add("m", req(r0), req(r1), req(r2))
+	q2.setItem(seq, func(it *queue.Item) { it.NextRequest = 2 })
+	stop = start(t, NewDispatcher(q2, s2, fastOpts()))
+	waitFor(t, "delivery", drained(q2))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if s2.count(r0) != 0 || s2.count(r1) != 0 || s2.count(r2) != 1 {
+		t.Errorf("after restart sends %d/%d/%d, want 0/0/1", s2.count(r0), s2.count(r1), s2.count(r2))
+	}
+	checkQueue(t, q2)
+}
+
+func TestDispatcherRunReturnsAfterCancelWithNothingInFlight(t *testing.T) {
+	q := newFakeQueue()
+	s := newScriptSender()
+	s.hold = func(ctx context.Context, _ string) error {
+		select {
+		case <-time.After(20 * time.Millisecond):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for i := range 40 {
+		for v := range 10 {
+			q.add("v"+strconv.Itoa(v), req(evURL("v"+strconv.Itoa(v), i)))
+		}
+	}
+	stop := start(t, NewDispatcher(q, s, fastOpts()))
+	waitFor(t, "some sends", func() bool { return s.totalSends() >= 10 })
+	if err := stop(); err != nil {
+		t.Fatalf("clean stop returned %v", err)
+	}
+	s.mu.Lock()
+	inflight, sends := s.inflight, s.sends
+	s.mu.Unlock()
+	if inflight != 0 {
+		t.Fatalf("Run returned with %d attempts in flight", inflight)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if s.totalSends() != sends {
+		t.Fatal("a send started after Run returned")
+	}
+	c := q.Counters()
+	if c.Delivered != int64(sends) || c.Queued != int64(400-sends) || c.DeadLettered != 0 {
+		t.Errorf("counters %+v after %d sends: every attempt under way at cancel must finish and be recorded", c, sends)
+	}
+	checkQueue(t, q)
+}
+
+func TestDispatcherDrainTimeoutAbandonsHangingAttempts(t *testing.T) {
+	q := newFakeQueue()
+	s := newScriptSender()
+	s.hold = func(ctx context.Context, _ string) error { <-ctx.Done(); return ctx.Err() }
+	var seqs []uint64
+	for v := range 3 {
+		seqs = append(seqs, q.add("v"+strconv.Itoa(v), req(evURL("v"+strconv.Itoa(v), 0))))
+	}
+	opts := fastOpts()
+	opts.DrainTimeout = 50 * time.Millisecond
+	d := NewDispatcher(q, s, opts)
+	stop := start(t, d)
+	waitFor(t, "three attempts under way", func() bool { return d.Stats().InFlight == 3 })
+	err := stop()
+	if err == nil || !strings.Contains(err.Error(), "drain timeout") {
+		t.Fatalf("Run returned %v, want a drain-timeout error", err)
+	}
+	for _, seq := range seqs {
+		if !q.isPending(seq) || q.retries(seq) != 0 {
+			t.Errorf("item %d: pending %v, retries %d; an abandoned attempt must leave it untouched", seq, q.isPending(seq), q.retries(seq))
+		}
+	}
+	checkQueue(t, q)
+}
+
+func TestDispatcherRestartResumes(t *testing.T) {
+	q := newFakeQueue()
+	s := newScriptSender()
+	s.hold = func(context.Context, string) error { time.Sleep(time.Millisecond); return nil }
+	for i := range 30 {
+		for v := range 5 {
+			u := evURL("v"+strconv.Itoa(v), i)
+			if i%7 == 3 {
+				s.script(u, resp{status: 500}, resp{status: 200})
+			}
+			q.add("v"+strconv.Itoa(v), req(u))
+		}
+	}
+	opts := fastOpts()
+	opts.Workers, opts.PerVisitor = 2, 4
+	stop := start(t, NewDispatcher(q, s, opts))
+	waitFor(t, "a first part", func() bool { return q.Counters().Delivered >= 40 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if q.Counters().Queued == 0 {
+		t.Fatal("the first run delivered everything; the test proves nothing")
+	}
+	stop = start(t, NewDispatcher(q, s, opts))
+	waitFor(t, "the rest", drained(q))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	s.check(t)
+	checkQueue(t, q)
+	for v := range 5 {
+		sent := s.byVisitor["v"+strconv.Itoa(v)]
+		for j := 1; j < len(sent); j++ {
+			if sent[j] < sent[j-1] {
+				t.Fatalf("visitor v%d: event %d sent after event %d across the restart", v, sent[j], sent[j-1])
+			}
+		}
+	}
+	if c := q.Counters(); c.Delivered != 150 {
+		t.Errorf("delivered %d, want 150", c.Delivered)
+	}
+}
+
+func TestDispatcherOrderingScope(t *testing.T) {
+	// Items of one visitor are never in flight together; items without a visitor may be.
+	for _, tc := range []struct {
+		visitor  string
+		parallel bool
+	}{{"same", false}, {"", true}} {
+		q := newFakeQueue()
+		s := newScriptSender()
+		both := make(chan struct{})
+		var once sync.Once
+		s.hold = func(ctx context.Context, _ string) error {
+			s.mu.Lock()
+			n := s.inflight
+			s.mu.Unlock()
+			if n >= 2 {
+				once.Do(func() { close(both) })
+			}
+			select {
+			case <-both:
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+			}
+			return nil
+		}
+		for i := range 6 {
+			q.add(tc.visitor, req(evURL("x", i)))
+		}
+		stop := start(t, NewDispatcher(q, s, fastOpts()))
+		waitFor(t, "delivery", drained(q))
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.maxInflight > 1; got != tc.parallel {
+			t.Errorf("visitor %q: %d in flight at once; parallel %v, want %v", tc.visitor, s.maxInflight, got, tc.parallel)
+		}
+		checkQueue(t, q)
+	}
+}
+
+func TestDispatcherQueueWriteFailureStopsDelivery(t *testing.T) {
+	q := newFakeQueue()
+	s := newScriptSender()
+	seq := q.add("a", req(evURL("a", 0)))
+	q.add("a", req(evURL("a", 1)))
+	q.failWrites = errors.New("disk on fire")
+	d := NewDispatcher(q, s, fastOpts())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(context.Background()) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "disk on fire") || !strings.Contains(err.Error(), "restart") {
+			t.Fatalf("Run returned %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run kept going with a queue that cannot record outcomes")
+	}
+	if !q.isPending(seq) || s.count(evURL("a", 1)) != 0 {
+		t.Fatal("the item must stay pending and the visitor's next event must wait")
+	}
+}
+
+func TestDispatcherNonDeliverEntryIsDeadLettered(t *testing.T) {
+	q := newFakeQueue()
+	s := newScriptSender()
+	seq := q.add("a", req(evURL("a", 0)))
+	q.setItem(seq, func(it *queue.Item) { it.Entry.Outcome = queue.Rejected })
+	empty := q.add("b") // no requests: nothing to send, delivered
+	stop := start(t, NewDispatcher(q, s, fastOpts()))
+	waitFor(t, "both", drained(q))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if f, ok := q.failure(seq); !ok || !strings.Contains(f.Reason, "rejected") {
+		t.Errorf("failure %+v, dead %v", f, ok)
+	}
+	if q.isPending(empty) || s.totalSends() != 0 {
+		t.Error("an entry without requests must be done without sending")
+	}
+	checkQueue(t, q)
+}
+
+func TestDispatcherRunTwiceAndDuplicateMetrics(t *testing.T) {
+	q := newFakeQueue()
+	reg := prometheus.NewRegistry()
+	d := NewDispatcher(q, newScriptSender(), DispatcherOptions{Registerer: reg})
+	stop := start(t, d)
+	q.add("a", req(evURL("a", 0)))
+	waitFor(t, "the first Run to deliver", drained(q)) // so it is running
+	if err := d.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "Run called twice") {
+		t.Errorf("second Run: %v", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	err := NewDispatcher(q, newScriptSender(), DispatcherOptions{Registerer: reg}).Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "own prometheus.Registerer") {
+		t.Errorf("duplicate registration: Run returned %v", err)
+	}
+	q.add("a", req(evURL("a", 1)))
+	if v := metricValue(t, reg, "woorelay_queue_backlog", nil); v != 1 {
+		t.Errorf("backlog gauge %v, want 1", v)
+	}
+}
+
+// metricValue reads one counter or gauge from the registry; labels select the series.
+func metricValue(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if want, ok := labels[lp.GetName()]; ok && want != lp.GetValue() {
+					continue series
+				}
+			}
+			return value(m)
+		}
+	}
+	t.Fatalf("metric %s %v not found", name, labels)
+	return 0
+}
+
+func value(m *dto.Metric) float64 {
+	switch {
+	case m.Counter != nil:
+		return m.Counter.GetValue()
+	case m.Gauge != nil:
+		return m.Gauge.GetValue()
+	}
+	return 0
+}

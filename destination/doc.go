@@ -1,0 +1,80 @@
+// Package destination delivers queued events to Woopra: a Client that sends one request and
+// classifies the answer, a Backoff that spaces retries, and a Dispatcher that drains a
+// queue.Queue through them, in order per visitor, at least once.
+//
+// # Classification (Client)
+//
+// Each queue.Request is sent as built by the mapping (method, URL with its encoded query, the
+// event's User-Agent header; no body). One attempt is bounded by ClientOptions.Timeout
+// (default 10 s) from dial to the end of the body; the transport keeps connections alive
+// (Conns per host, sized for the dispatcher's workers) and bodies are read (the first
+// MaxBody bytes kept, 2 KiB by default) and drained so connections are reused. Up to 5
+// redirects are followed. The answer is classified:
+//
+//   - 2xx: Done. Exception: a 200 whose body says "Host … not registered!" (Woopra's answer
+//     for an unknown project) is Dead, since taking it as success would lose every event.
+//   - 408, 429, 5xx except 501, timeouts and network errors: Retry. Retry-After (seconds or
+//     an HTTP-date) is parsed into Attempt.RetryAfter.
+//   - Any other status (other 4xx, 501, a 3xx not followed) and a request that cannot be
+//     built: Dead at once.
+//
+// # Retries (Backoff)
+//
+// After the n-th failed attempt of an event, the next waits a uniformly random time in
+// [0, min(Max, Min·2^(n-1))] (full jitter; defaults 1 s and 5 min), or the Retry-After value
+// (capped to 10 min) when that is longer. An event is retried until RetryWindow (default 4 h)
+// has passed since its first failed attempt; the next failure then dead-letters it with the
+// last request and answer. The first failure's time and the attempt count are kept in the
+// queue (Queue.Retrying), so the window survives restarts. A 429 with Retry-After is taken as
+// back-pressure on the whole destination: all sending pauses until it expires (attempts
+// already under way finish), and the pause is counted. A 429 is not terminal: like a 5xx it
+// dead-letters only once the retry window is spent. Nothing is ever dropped: every item ends
+// in Queue.Done or Queue.Dead, or stays in the queue.
+//
+// # Scheduling (Dispatcher)
+//
+// Items are read from Queue.Scan in Seq order into a window of at most Window items and
+// appended to their visitor's lane, a FIFO keyed by queue.Entry.Visitor (an item without a
+// visitor gets a lane of its own). Only a lane's head is ever sent. When it succeeds the
+// next item of the lane becomes eligible; when it is to be retried the lane waits (other
+// lanes keep flowing) until its next attempt time; when it is dead-lettered the lane moves
+// on. Ready lanes are served round robin by Workers goroutines.
+//
+// Memory is bounded by Window regardless of the backlog, and one visitor holds at most
+// PerVisitor items: when a lane is full, the visitor's later items are left in the queue and
+// the lane is marked overflowed; the global scan passes them by (they take no room), and
+// once the lane has drained to half, Queue.ScanVisitor reads the next ones after the last
+// loaded Seq. So a visitor with a long failing backlog cannot fill the window, and its later
+// items never overtake the ones left behind. Items are held without their event JSON (the
+// queue keeps it for dead letters).
+//
+// An entry with several requests sends them in order from Item.NextRequest; after each
+// success but the last Queue.Progress records it, after the last Queue.Done. A retry sends
+// only the request that failed, never one that already succeeded.
+//
+// New items are noticed through Queue.Appended, with a rescan every Rescan (default 5 s) as
+// a safety net. The dispatcher keeps nothing on disk itself: after a restart it starts from
+// Seq 0, and every pending item (with its attempts, first failure and next request) is still
+// in the queue. Delivery is at least once: an item is sent again if the process stops between
+// the destination's answer and the queue recording it.
+//
+// The queue is assumed to make items visible to Scan in Seq order (an item never appears
+// after a higher Seq was read). If one does, it is picked up the next time the dispatcher
+// has nothing in memory.
+//
+// # Stopping
+//
+// Run returns when its context ends: it stops taking new work at once, waits for attempts
+// under way (at most DrainTimeout, default 30 s, after which they are cancelled and count as
+// not sent), and returns. There is no Stop method; cancel the context (on SIGTERM, say) and
+// wait for Run to return before closing the queue.
+//
+// # Metrics
+//
+// With DispatcherOptions.Registerer set: woorelay_delivery_attempts_total{class,status},
+// woorelay_delivery_events_total{outcome}, woorelay_delivery_latency_seconds (ingest to
+// delivery), woorelay_delivery_request_duration_seconds, woorelay_delivery_in_flight,
+// woorelay_delivery_loaded_items, woorelay_delivery_lanes, woorelay_delivery_pauses_total,
+// woorelay_delivery_pause_seconds_total, woorelay_delivery_lane_overflows_total,
+// woorelay_delivery_queue_errors_total{op} and woorelay_queue_backlog (Counters().Queued).
+package destination

@@ -1,0 +1,109 @@
+package destination
+
+import (
+	"errors"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/woorelay/woorelay/queue"
+)
+
+// metrics are the dispatcher's Prometheus collectors. They exist (and are updated) even when
+// no Registerer is given, so the code paths are the same.
+type metrics struct {
+	attempts     *prometheus.CounterVec // by class and status
+	events       *prometheus.CounterVec // by outcome: delivered, dead_lettered, retry_scheduled
+	latency      prometheus.Histogram   // received at ingest -> delivered
+	duration     prometheus.Histogram   // one request
+	inflight     prometheus.Gauge
+	loaded       prometheus.Gauge
+	lanes        prometheus.Gauge
+	pauses       prometheus.Counter
+	pauseSeconds prometheus.Counter
+	overflows    prometheus.Counter
+	queueErrors  *prometheus.CounterVec // by operation
+	backlog      prometheus.GaugeFunc
+}
+
+func newMetrics(q queue.Queue) *metrics {
+	const ns, sub = "woorelay", "delivery"
+	return &metrics{
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "attempts_total",
+			Help: "Requests sent to the destination, by class (done, retry, dead) and HTTP status (none for a transport error).",
+		}, []string{"class", "status"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "events_total",
+			Help: "Events leaving the dispatcher, by outcome: delivered, dead_lettered, or retry_scheduled (one per failed attempt).",
+		}, []string{"outcome"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "latency_seconds",
+			Help:    "Time from ingest to delivery of an event, retries included.",
+			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400},
+		}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "request_duration_seconds",
+			Help:    "Duration of one request to the destination, whatever its outcome.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "in_flight",
+			Help: "Requests to the destination under way.",
+		}),
+		loaded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "loaded_items",
+			Help: "Queue items held in memory by the dispatcher (bounded by its window).",
+		}),
+		lanes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "lanes",
+			Help: "Visitors with items in memory (one ordered lane each).",
+		}),
+		pauses: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "pauses_total",
+			Help: "Times all sending paused because the destination answered 429 with Retry-After.",
+		}),
+		pauseSeconds: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "pause_seconds_total",
+			Help: "Seconds of pause the destination asked for with 429 Retry-After.",
+		}),
+		overflows: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "lane_overflows_total",
+			Help: "Times a visitor had more items pending than one lane holds; the rest are read later, in order.",
+		}),
+		queueErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "queue_errors_total",
+			Help: "Errors from the queue, by operation.",
+		}, []string{"op"}),
+		backlog: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "woorelay", Subsystem: "queue", Name: "backlog",
+			Help: "Events queued and not yet delivered or dead-lettered (the queue's Queued counter).",
+		}, func() float64 { return float64(q.Counters().Queued) }),
+	}
+}
+
+func (m *metrics) register(r prometheus.Registerer) error {
+	if r == nil {
+		return nil
+	}
+	var errs []error
+	for _, c := range []prometheus.Collector{m.attempts, m.events, m.latency, m.duration, m.inflight,
+		m.loaded, m.lanes, m.pauses, m.pauseSeconds, m.overflows, m.queueErrors, m.backlog} {
+		if err := r.Register(c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return errors.New("destination: registering metrics: " + err.Error() + "; give each dispatcher its own prometheus.Registerer (or none)")
+	}
+	return nil
+}
+
+func (m *metrics) attempt(a Attempt) {
+	status := "none"
+	if a.Status != 0 {
+		status = strconv.Itoa(a.Status)
+	}
+	m.attempts.WithLabelValues(a.Class.String(), status).Inc()
+	m.duration.Observe(a.Duration.Seconds())
+}
