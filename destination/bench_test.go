@@ -17,7 +17,9 @@ import (
 
 type noopSender struct{}
 
-func (noopSender) Send(context.Context, queue.Request) Attempt { return Attempt{Class: Done, Status: 200} }
+func (noopSender) Send(context.Context, queue.Request) Attempt {
+	return Attempt{Class: Done, Status: 200}
+}
 
 const benchWorkers = 32
 
