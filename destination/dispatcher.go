@@ -23,6 +23,13 @@ type Sender interface {
 	Send(ctx context.Context, r queue.Request) Attempt
 }
 
+// MapFunc turns a stored event into its requests at delivery time, for queues whose entries
+// are stored unmapped (Entry.Requests empty). A non-empty filtered reason drops the event on
+// purpose (Queue.Filter); an error dead-letters it with the error as the reason. It is
+// called on worker goroutines, once per item loaded, and must be deterministic: after a
+// restart Item.NextRequest indexes into the requests it returns again.
+type MapFunc func(e queue.Entry) (reqs []queue.Request, filtered string, err error)
+
 // Clock tells the time used for retry windows and next-attempt times. Waiting itself uses
 // real timers for the durations computed against it, so a test clock may jump forward (to
 // exhaust a retry window) but must otherwise move with real time.
@@ -58,6 +65,9 @@ type DispatcherOptions struct {
 	// Rescan is how often the queue is read even without an Appended signal (default 5 s);
 	// a safety net only.
 	Rescan time.Duration
+	// Map, when set, maps entries stored without requests; without it such an entry is
+	// dead-lettered ("nothing to send"), never counted as delivered.
+	Map MapFunc
 	// Clock is for tests (default the system clock).
 	Clock Clock
 	// Logger receives dead letters, pauses and queue errors (default slog.Default()).
@@ -178,6 +188,7 @@ type outcome uint8
 const (
 	delivered outcome = iota
 	deadLettered
+	filteredOut
 	retrying
 	abandoned // the attempt was cut short by shutdown; nothing recorded
 	failed    // the queue could not record the outcome
@@ -375,7 +386,9 @@ func (d *Dispatcher) admit(it queue.Item) {
 }
 
 func (d *Dispatcher) load(l *lane, it queue.Item) {
-	it.Entry.Event = nil // the queue keeps the event; dead letters take it from there
+	if len(it.Entry.Requests) > 0 {
+		it.Entry.Event = nil // the queue keeps the event; dead letters take it from there
+	}
 	l.items = append(l.items, it)
 	l.lastSeq = it.Seq
 	d.loaded++
@@ -439,7 +452,7 @@ func (d *Dispatcher) handle(r result) {
 	d.inflight--
 	l := r.l
 	switch r.out {
-	case delivered, deadLettered:
+	case delivered, deadLettered, filteredOut:
 		d.popHead(l)
 		return
 	case retrying:
@@ -515,6 +528,22 @@ func (d *Dispatcher) deliver(ctx context.Context, j job) result {
 		f := queue.Failure{Reason: fmt.Sprintf("entry with outcome %s in the delivery queue; nothing to send", e.Outcome), Attempts: it.Attempts}
 		return d.dead(r, it, f)
 	}
+	if len(e.Requests) == 0 {
+		if d.o.Map == nil {
+			f := queue.Failure{Reason: "the entry has no requests and the dispatcher maps none (set DispatcherOptions.Map); nothing was sent", Attempts: it.Attempts}
+			return d.dead(r, it, f)
+		}
+		reqs, filtered, err := d.o.Map(*e)
+		switch {
+		case err != nil:
+			return d.dead(r, it, queue.Failure{Reason: "mapping at delivery: " + err.Error(), Attempts: it.Attempts})
+		case filtered != "":
+			return d.filter(r, it, filtered)
+		case len(reqs) == 0:
+			return d.dead(r, it, queue.Failure{Reason: "the mapping produced no request and no filter reason; nothing was sent", Attempts: it.Attempts})
+		}
+		e.Requests, e.Event = reqs, nil // kept with the lane, so a retry does not map again
+	}
 	for it.NextRequest < len(e.Requests) {
 		req := e.Requests[it.NextRequest]
 		d.m.inflight.Inc()
@@ -575,6 +604,22 @@ func (d *Dispatcher) deliver(ctx context.Context, j job) result {
 		d.m.latency.Observe(d.o.Clock.Now().Sub(e.Received).Seconds())
 	}
 	r.it, r.out = it, delivered
+	return r
+}
+
+// filter drops an item on purpose through the queue's Filter (counted as filtered). A queue
+// without Filter dead-letters it instead, so the count stays visible.
+func (d *Dispatcher) filter(r result, it queue.Item, reason string) result {
+	fq, ok := d.q.(interface{ Filter(uint64, string) error })
+	if !ok {
+		return d.dead(r, it, queue.Failure{Reason: "filtered at delivery (" + reason + ") but the queue cannot record filtering", Attempts: it.Attempts})
+	}
+	if err := d.write("filter", func() error { return fq.Filter(it.Seq, reason) }); err != nil {
+		r.it, r.out, r.err = it, failed, err
+		return r
+	}
+	d.m.events.WithLabelValues("filtered").Inc()
+	r.it, r.out = it, filteredOut
 	return r
 }
 

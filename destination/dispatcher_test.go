@@ -685,7 +685,7 @@ func TestDispatcherNonDeliverEntryIsDeadLettered(t *testing.T) {
 	s := newScriptSender()
 	seq := q.add("a", req(evURL("a", 0)))
 	q.setItem(seq, func(it *queue.Item) { it.Entry.Outcome = queue.Rejected })
-	empty := q.add("b") // no requests: nothing to send, delivered
+	empty := q.add("b") // no requests and no Map: never counted as delivered
 	stop := start(t, NewDispatcher(q, s, fastOpts()))
 	waitFor(t, "both", drained(q))
 	if err := stop(); err != nil {
@@ -694,9 +694,67 @@ func TestDispatcherNonDeliverEntryIsDeadLettered(t *testing.T) {
 	if f, ok := q.failure(seq); !ok || !strings.Contains(f.Reason, "rejected") {
 		t.Errorf("failure %+v, dead %v", f, ok)
 	}
-	if q.isPending(empty) || s.totalSends() != 0 {
-		t.Error("an entry without requests must be done without sending")
+	if f, ok := q.failure(empty); !ok || !strings.Contains(f.Reason, "DispatcherOptions.Map") || s.totalSends() != 0 {
+		t.Errorf("an entry without requests: failure %+v, dead %v, %d sends", f, ok, s.totalSends())
 	}
+	if c := q.Counters(); c.Delivered != 0 {
+		t.Errorf("counters %+v: nothing was delivered", c)
+	}
+	checkQueue(t, q)
+}
+
+func TestDispatcherMapsUnmappedEntriesAtDelivery(t *testing.T) {
+	q := newFakeQueue()
+	s := newScriptSender()
+	add := func(v, event string) uint64 {
+		_, _ = q.Append(context.Background(), []queue.Entry{{Visitor: v, Event: []byte(event)}})
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return q.seq
+	}
+	retried := add("a", "retry")
+	s.script(evURL("a", 0), resp{status: 500}, resp{status: 500}, resp{status: 200})
+	sent := add("a", "send")
+	filtered := add("b", "filter")
+	broken := add("b", "broken")
+	var mu sync.Mutex
+	maps := map[string]int{}
+	opts := fastOpts()
+	opts.Map = func(e queue.Entry) ([]queue.Request, string, error) {
+		mu.Lock()
+		maps[string(e.Event)]++
+		mu.Unlock()
+		switch string(e.Event) {
+		case "retry":
+			return []queue.Request{req(evURL("a", 0))}, "", nil
+		case "send":
+			return []queue.Request{req(evURL("a", 1)), req(evURL("a", 2))}, "", nil
+		case "filter":
+			return nil, "consent: analytics denied", nil
+		}
+		return nil, "", errors.New("missing_required: event")
+	}
+	stop := start(t, NewDispatcher(q, s, opts))
+	waitFor(t, "everything", drained(q))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if maps["retry"] != 1 {
+		t.Errorf("an event retried twice was mapped %d times, want once", maps["retry"])
+	}
+	if q.isPending(retried) || q.isPending(sent) || s.count(evURL("a", 1)) != 1 || s.count(evURL("a", 2)) != 1 {
+		t.Error("mapped requests were not all delivered once")
+	}
+	if len(q.filtered) != 1 || q.filtered[0] != filtered {
+		t.Errorf("Filter calls %v, want [%d]", q.filtered, filtered)
+	}
+	if f, ok := q.failure(broken); !ok || f.Reason != "mapping at delivery: missing_required: event" {
+		t.Errorf("mapping error: failure %+v, dead %v", f, ok)
+	}
+	if c := q.Counters(); c.Delivered != 2 || c.Filtered != 1 || c.DeadLettered != 1 {
+		t.Errorf("counters %+v", c)
+	}
+	s.check(t)
 	checkQueue(t, q)
 }
 

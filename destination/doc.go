@@ -45,8 +45,14 @@
 // the lane is marked overflowed; the global scan passes them by (they take no room), and
 // once the lane has drained to half, Queue.ScanVisitor reads the next ones after the last
 // loaded Seq. So a visitor with a long failing backlog cannot fill the window, and its later
-// items never overtake the ones left behind. Items are held without their event JSON (the
-// queue keeps it for dead letters).
+// items never overtake the ones left behind. Items are held without their event JSON once
+// they have requests (the queue keeps it for dead letters).
+//
+// An entry stored without requests (the mapping runs at delivery) is mapped by
+// DispatcherOptions.Map on its first attempt: the requests it returns are kept with the lane
+// for the retries, a filter reason removes the item through the queue's Filter, and a mapping
+// error dead-letters it. Without Map such an entry is dead-lettered, never counted as
+// delivered.
 //
 // An entry with several requests sends them in order from Item.NextRequest; after each
 // success but the last Queue.Progress records it, after the last Queue.Done. A retry sends

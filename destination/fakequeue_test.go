@@ -24,6 +24,7 @@ type fakeQueue struct {
 	appended chan struct{}
 
 	done       []uint64               // Done calls, in order
+	filtered   []uint64               // Filter calls
 	progress   map[uint64][]int       // Progress calls per seq
 	retrying   map[uint64][]time.Time // Retrying calls per seq (first-attempt time passed)
 	violations []string
@@ -144,6 +145,7 @@ func (q *fakeQueue) Filter(seq uint64, reason string) error {
 		return err
 	}
 	delete(q.items, seq)
+	q.filtered = append(q.filtered, seq)
 	q.counters.Filtered++
 	q.counters.Queued--
 	return nil
@@ -156,7 +158,7 @@ func (q *fakeQueue) Progress(seq uint64, n int) error {
 	if err != nil {
 		return err
 	}
-	if n <= it.NextRequest || n >= len(it.Entry.Requests) {
+	if n <= it.NextRequest || (len(it.Entry.Requests) > 0 && n >= len(it.Entry.Requests)) {
 		q.violations = append(q.violations, fmt.Sprintf("Progress(%d, %d) with NextRequest %d of %d requests", seq, n, it.NextRequest, len(it.Entry.Requests)))
 	}
 	it.NextRequest = n

@@ -13,7 +13,7 @@ import (
 // no Registerer is given, so the code paths are the same.
 type metrics struct {
 	attempts     *prometheus.CounterVec // by class and status
-	events       *prometheus.CounterVec // by outcome: delivered, dead_lettered, retry_scheduled
+	events       *prometheus.CounterVec // by outcome: delivered, dead_lettered, filtered, retry_scheduled
 	latency      prometheus.Histogram   // received at ingest -> delivered
 	duration     prometheus.Histogram   // one request
 	inflight     prometheus.Gauge
@@ -35,7 +35,7 @@ func newMetrics(q queue.Queue) *metrics {
 		}, []string{"class", "status"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "events_total",
-			Help: "Events leaving the dispatcher, by outcome: delivered, dead_lettered, or retry_scheduled (one per failed attempt).",
+			Help: "Events leaving the dispatcher, by outcome: delivered, dead_lettered, filtered (by the mapping at delivery), or retry_scheduled (one per failed attempt).",
 		}, []string{"outcome"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "latency_seconds",
