@@ -59,10 +59,10 @@ type Entry struct {
 	MessageID string    // the event's messageId; the dedup key together with Source
 	Visitor   string    // ordering key: events with the same Visitor are delivered in order
 	Received  time.Time // when ingest received the event
-	Event     []byte    // the normalised event JSON, kept for dead letters and re-mapping
+	Event     []byte    // the normalised event JSON; delivery maps it, dead letters keep it
 	Outcome   Outcome
 	Reason    string    // for Filtered and Rejected: "code: message"
-	Requests  []Request // for Deliver: the requests to send, in order
+	Requests  []Request // the requests to send, in order; empty until delivery maps the event
 }
 
 // Item is a stored entry waiting for delivery, as delivery reads it back.
@@ -143,6 +143,9 @@ type Queue interface {
 
 	// Done records that the item was delivered and removes it.
 	Done(seq uint64) error
+	// Filter records that the item was dropped on purpose when delivery mapped it (a filter,
+	// consent) and removes it.
+	Filter(seq uint64, reason string) error
 	// Progress records that the item's first n requests were delivered (items with several
 	// requests resume there after a restart instead of sending those again).
 	Progress(seq uint64, n int) error

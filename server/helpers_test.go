@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/woorelay/woorelay/mapping"
 	"github.com/woorelay/woorelay/queue"
 )
 
@@ -30,6 +31,7 @@ type memStore struct {
 	err     error
 	block   chan struct{} // when not nil, Append waits for it to close
 	entered chan struct{} // when not nil, Append signals it on entry
+	sources []*Source     // what mapped() maps with
 }
 
 func (m *memStore) Append(ctx context.Context, entries []queue.Entry) (queue.AppendResult, error) {
@@ -66,6 +68,24 @@ func (m *memStore) all() []queue.Entry {
 	return append([]queue.Entry(nil), m.entries...)
 }
 
+// mapped returns the entries as delivery sees them: each mapped with its source's program
+// (entries refused at the edge stay as they are).
+func (m *memStore) mapped() []queue.Entry {
+	es := m.all()
+	var res mapping.Result
+	for i := range es {
+		if es[i].Outcome != queue.Deliver {
+			continue
+		}
+		for _, src := range m.sources {
+			if src.Name == es[i].Source {
+				src.Map(&res, &es[i])
+			}
+		}
+	}
+	return es
+}
+
 const (
 	keyWeb     = "wk-website-0123456789"
 	keyBackend = "wk-backend-9876543210"
@@ -98,8 +118,8 @@ func testSources(t testing.TB) []*Source {
 // newTest builds a server over a memStore with the test sources; edit adjusts the options.
 func newTest(t testing.TB, edit func(*Options)) (*Server, *memStore) {
 	t.Helper()
-	st := &memStore{}
-	opts := Options{Sources: testSources(t), Store: st, Now: func() time.Time { return testNow }, NewMessageID: seqIDs(), Registerer: prometheus.NewRegistry()}
+	st := &memStore{sources: testSources(t)}
+	opts := Options{Sources: st.sources, Store: st, Now: func() time.Time { return testNow }, NewMessageID: seqIDs(), Registerer: prometheus.NewRegistry()}
 	if edit != nil {
 		edit(&opts)
 	}

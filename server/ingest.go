@@ -8,10 +8,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unsafe"
 
@@ -19,7 +17,6 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/tidwall/gjson"
 
-	"github.com/woorelay/woorelay/mapping"
 	"github.com/woorelay/woorelay/queue"
 )
 
@@ -32,8 +29,6 @@ type work struct {
 	entries  []queue.Entry
 	rejected []rejection
 	keys     []string
-	res      mapping.Result   // reused by RunInto; requests are copied out
-	results  []mapping.Result // one per goroutine when a batch is mapped in parallel
 }
 
 // rejection is an event of an accepted request that was quarantined (dead-lettered).
@@ -310,8 +305,9 @@ type batchCtx struct {
 	recvJSON              []byte // "2006-01-02T15:04:05.000Z", quoted
 }
 
-// build normalises every event into one new buffer (the entries' Event bytes share it) and
-// maps it, filling w.entries and w.rejected.
+// build normalises every event into one new buffer (the entries' Event bytes share it),
+// filling w.entries and w.rejected. Mapping happens at delivery (Source.Map), so what is
+// stored is the event as received and normalised, and a mapping fix applies to the backlog.
 func (s *Server) build(w *work, rt route, src *Source, recv time.Time, hdrSentAt string) *reqError {
 	p := &w.p
 	bc := batchCtx{recv: recv}
@@ -336,99 +332,20 @@ func (s *Server) build(w *work, rt route, src *Source, recv time.Time, hdrSentAt
 	for i := range p.events {
 		ev := &p.events[i]
 		startOff := len(out)
-		var msgID, code, msg string
-		out, msgID, code, msg = s.normalise(out, w, ev, rt, &bc)
+		var msgID, visitor, code, msg string
+		out, msgID, visitor, code, msg = s.normalise(out, w, ev, rt, &bc)
 		event := out[startOff:len(out):len(out)]
 		if code != "" && !rt.batch {
 			return &reqError{http.StatusBadRequest, code, msg}
 		}
-		e := queue.Entry{Source: src.Name, MessageID: msgID, Received: recv, Event: event}
+		e := queue.Entry{Source: src.Name, MessageID: msgID, Visitor: visitor, Received: recv, Event: event}
 		if code != "" {
 			e.Outcome, e.Reason = queue.Rejected, code+": "+msg
+			w.rejected = append(w.rejected, rejection{i, code, msg})
 		}
 		w.entries = append(w.entries, e)
 	}
-	s.mapEntries(w, src, recv)
-	for i := range w.entries {
-		if e := &w.entries[i]; e.Outcome == queue.Rejected {
-			code, msg, _ := strings.Cut(e.Reason, ": ")
-			w.rejected = append(w.rejected, rejection{i, code, msg})
-		}
-	}
 	return nil
-}
-
-// minPerWorker is the fewest events worth a goroutine of their own when mapping a batch.
-const minPerWorker = 8
-
-// mapEntries maps every entry not already rejected at the edge. A large batch is split
-// across up to GOMAXPROCS goroutines, so one request's latency does not grow with its size on
-// a machine with idle cores; each entry is written by one goroutine only.
-func (s *Server) mapEntries(w *work, src *Source, recv time.Time) {
-	n := len(w.entries)
-	workers := min(runtime.GOMAXPROCS(0), n/minPerWorker)
-	if workers <= 1 {
-		for i := range w.entries {
-			mapEntry(&w.res, src, &w.entries[i], recv)
-		}
-		return
-	}
-	for len(w.results) < workers {
-		w.results = append(w.results, mapping.Result{})
-	}
-	var wg sync.WaitGroup
-	per := (n + workers - 1) / workers
-	for k := 0; k < workers; k++ {
-		lo, hi := k*per, min(n, (k+1)*per)
-		res := &w.results[k]
-		wg.Go(func() {
-			for i := lo; i < hi; i++ {
-				mapEntry(res, src, &w.entries[i], recv)
-			}
-		})
-	}
-	wg.Wait()
-}
-
-// mapEntry runs the source's program on the entry's event and records the outcome: Send
-// becomes Deliver with the visitor key and the requests, Skipped becomes Filtered, Rejected
-// a dead letter with "code: message".
-func mapEntry(res *mapping.Result, src *Source, e *queue.Entry, recv time.Time) {
-	if e.Outcome == queue.Rejected {
-		return // refused at the edge
-	}
-	src.Program.RunInto(res, e.Event, recv)
-	switch res.Outcome {
-	case mapping.Send:
-		if len(res.Requests) == 0 {
-			e.Outcome, e.Reason = queue.Filtered, "the mapping produced no request"
-			return
-		}
-		e.Outcome = queue.Deliver
-		e.Visitor = src.Program.Visitor(res.Requests[0])
-		e.Requests = convertRequests(res.Requests)
-	case mapping.Skipped:
-		e.Outcome, e.Reason = queue.Filtered, res.Reason
-	default:
-		e.Outcome, e.Reason = queue.Rejected, res.Code+": "+res.Error
-	}
-}
-
-func convertRequests(rs []mapping.Request) []queue.Request {
-	out := make([]queue.Request, len(rs))
-	n := 0
-	for _, r := range rs {
-		n += len(r.Headers)
-	}
-	hs := make([]queue.Header, 0, n)
-	for i, r := range rs {
-		lo := len(hs)
-		for _, h := range r.Headers {
-			hs = append(hs, queue.Header{Name: h.Name, Value: h.Value})
-		}
-		out[i] = queue.Request{Method: r.Method, URL: r.URL, Headers: hs[lo:len(hs):len(hs)]}
-	}
-	return out
 }
 
 // present reports whether a raw JSON value counts as an id: anything but null and "".
@@ -447,7 +364,7 @@ func present(raw []byte) bool {
 // kept when the event has both timestamp and originalTimestamp, else corrected for clock skew
 // as receivedAt − (sentAt − originalTimestamp) when both parse, else originalTimestamp, else
 // receivedAt.
-func (s *Server) normalise(out []byte, w *work, ev *object, rt route, bc *batchCtx) ([]byte, string, string, string) {
+func (s *Server) normalise(out []byte, w *work, ev *object, rt route, bc *batchCtx) ([]byte, string, string, string, string) {
 	p := &w.p
 	d := p.data
 	val := func(f field) []byte {
@@ -579,7 +496,28 @@ func (s *Server) normalise(out []byte, w *work, ev *object, rt route, bc *batchC
 		out = append(out, bc.recvJSON...)
 	}
 	out = append(out, '}')
-	return out, msgID, code, msg
+	return out, msgID, visitorKey(val(fUserID), val(fAnonymousID)), code, msg
+}
+
+// visitorKey is the ordering key of an event at the edge: its userId when present, else its
+// anonymousId. Delivery keeps the events of one key in order; it is known before mapping, so
+// the queue can index it when the event is stored.
+func visitorKey(userID, anonymousID []byte) string {
+	switch {
+	case present(userID):
+		return "u:" + idText(userID)
+	case present(anonymousID):
+		return "a:" + idText(anonymousID)
+	}
+	return ""
+}
+
+// idText is an id's text: a JSON string unquoted, any other value (a number, say) as written.
+func idText(raw []byte) string {
+	if raw[0] == '"' {
+		return jsonString(raw)
+	}
+	return string(raw)
 }
 
 // parseTime parses a JSON string holding an RFC 3339 time.

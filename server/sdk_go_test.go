@@ -84,7 +84,7 @@ func TestSegmentGoSDK(t *testing.T) {
 		"go-7": {queue.Deliver, "/track/ce", map[string]string{"event": "signup", "ce_plan": "pro"}},
 		"go-8": {queue.Deliver, "/track/ce", map[string]string{"event": "signup", "cookie": "a-2"}},
 	}
-	es := st.all()
+	es := st.mapped()
 	var got []string
 	for _, e := range es {
 		got = append(got, e.MessageID)

@@ -83,7 +83,7 @@ func TestNodeSDKs(t *testing.T) {
 		wants[sdk.source+" track Account Created"] = acct
 	}
 
-	es := st.all()
+	es := st.mapped()
 	var got []string
 	for _, e := range es {
 		ev := gjson.ParseBytes(e.Event)

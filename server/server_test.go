@@ -51,7 +51,7 @@ func TestRoutes(t *testing.T) {
 			if rec.Code != http.StatusOK {
 				t.Fatalf("got %d %s", rec.Code, rec.Body)
 			}
-			es := st.all()
+			es := st.mapped()
 			if len(es) != 3 || st.appends != 1 {
 				t.Fatalf("stored %d entries in %d appends, want 3 in 1", len(es), st.appends)
 			}

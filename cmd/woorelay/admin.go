@@ -21,7 +21,11 @@ import (
 //	GET  /admin/counters          running totals and whether they reconcile
 //	GET  /admin/dlq?after=&limit= dead letters, oldest first
 //	GET  /admin/dlq/:id           one dead letter, with its event and the failed request
-//	POST /admin/dlq/replay        {"ids":[...]} or {"all":true}, optional "remap":true
+//	POST /admin/dlq/replay        {"ids":[...]} or {"all":true}
+//
+// A replayed event goes back to the end of the delivery queue and is mapped again when it is
+// delivered, with the source's current preset and mappings: replay after fixing Woopra, a
+// setting or a mapping.
 //
 // With an admin token configured every call needs `Authorization: Bearer <token>`; without
 // one the API answers only requests from the loopback interface.
@@ -30,8 +34,6 @@ import (
 type adminAPI struct {
 	q     queue.Queue
 	token string
-	// remap re-runs the current mapping of the entry's source (after a preset or mapping fix).
-	remap func(queue.Entry) (queue.Entry, error)
 }
 
 // countersJSON is the wire form of queue.Counters.
@@ -177,15 +179,14 @@ func (a *adminAPI) show(c echo.Context) error {
 
 // replayRequest is the body of POST /admin/dlq/replay.
 type replayRequest struct {
-	IDs   []uint64 `json:"ids"`
-	All   bool     `json:"all"`
-	Remap bool     `json:"remap"`
+	IDs []uint64 `json:"ids"`
+	All bool     `json:"all"`
 }
 
 func (a *adminAPI) replay(c echo.Context) error {
 	var req replayRequest
 	if err := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 1<<20)).Decode(&req); err != nil {
-		return adminError(c, http.StatusBadRequest, "bad_request", `the body must be JSON: {"ids":[1,2]} or {"all":true}, optionally with "remap":true`)
+		return adminError(c, http.StatusBadRequest, "bad_request", `the body must be JSON: {"ids":[1,2]} or {"all":true}`)
 	}
 	if req.All == (len(req.IDs) > 0) {
 		return adminError(c, http.StatusBadRequest, "bad_request", `give either "ids" or "all":true`)
@@ -207,15 +208,18 @@ func (a *adminAPI) replay(c echo.Context) error {
 			after = page[len(page)-1].ID
 		}
 	}
-	var remap func(queue.Entry) (queue.Entry, error)
-	if req.Remap {
-		remap = a.remap
-	}
-	n, err := a.q.Replay(ids, remap)
+	n, err := a.q.Replay(ids, unmapped)
 	if err != nil {
 		return adminError(c, http.StatusInternalServerError, "store_error", err.Error())
 	}
 	return c.JSON(http.StatusOK, map[string]int{"replayed": n, "asked": len(ids)})
+}
+
+// unmapped clears a dead letter's requests and outcome, so delivery maps its event again
+// with the current configuration.
+func unmapped(e queue.Entry) (queue.Entry, error) {
+	e.Outcome, e.Reason, e.Requests = queue.Deliver, "", nil
+	return e, nil
 }
 
 func uintParam(s string, def uint64) (uint64, error) {

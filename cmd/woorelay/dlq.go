@@ -17,10 +17,10 @@ import (
 const dlqUsage = `usage: woorelay dlq [--server URL] [--admin-token TOKEN] COMMAND
   list                      dead letters, oldest first: id, when, source, status, attempts, reason
   show ID                   one dead letter with its event and the requests that failed
-  replay [--remap] ID...    move dead letters back to the delivery queue
-  replay [--remap] --all    ... all of them
---remap maps the stored event again with the source's current preset and mappings (after a
-mapping fix); without it the stored requests are sent as they are (after a destination fix).
+  replay ID...              move dead letters back to the delivery queue
+  replay --all              ... all of them
+A replayed event is mapped again with its source's current preset and mappings when it is
+delivered: fix Woopra, a setting or a mapping (and restart serve), then replay.
 --server defaults to $WOORELAY_SERVER or http://127.0.0.1:8080; --admin-token to
 $WOORELAY_ADMIN_TOKEN.
 `
@@ -54,12 +54,11 @@ func cmdDlq(args []string, stdout, stderr io.Writer) int {
 	case "replay":
 		rfs := flag.NewFlagSet("dlq replay", flag.ContinueOnError)
 		rfs.SetOutput(stderr)
-		remap := rfs.Bool("remap", false, "map the stored events again with the current mappings")
 		all := rfs.Bool("all", false, "replay every dead letter")
 		if err := rfs.Parse(rest[1:]); err != nil {
 			return 2
 		}
-		req := replayRequest{All: *all, Remap: *remap}
+		req := replayRequest{All: *all}
 		for _, a := range rfs.Args() {
 			id, perr := strconv.ParseUint(a, 10, 64)
 			if perr != nil {

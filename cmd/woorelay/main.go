@@ -38,7 +38,7 @@ Commands:
   emulate   [--listen ADDR] [--projects P,...] [--strict]
             run a Woopra emulator that records requests and builds visitor profiles,
             with faults on command (see emulator/README.md)
-  dlq       [--server URL] list | show ID | replay [--remap] (ID...|--all)
+  dlq       [--server URL] list | show ID | replay (ID...|--all)
             see why events were dead-lettered and replay them after a fix
   presets   list the built-in presets
   docs      print the reference of the mapping language (every key, every function)

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 
 	"github.com/woorelay/woorelay/destination"
 	"github.com/woorelay/woorelay/emulator"
+	"github.com/woorelay/woorelay/mapping"
 	"github.com/woorelay/woorelay/queue"
 	"github.com/woorelay/woorelay/queue/disk"
 	"github.com/woorelay/woorelay/server"
@@ -254,19 +256,10 @@ func startRelay(f serveFlags, log *slog.Logger) (_ *relay, err error) {
 	disp := destination.NewDispatcher(r.q, client, destination.DispatcherOptions{
 		Workers: f.workers, RetryWindow: f.retryWindow, DrainTimeout: f.drainTimeout,
 		Backoff: destination.Backoff{Min: f.retryMin, Max: f.retryMax}, Logger: log, Registerer: r.reg,
+		Map: mapAtDelivery(sources),
 	})
 
-	byName := map[string]*server.Source{}
-	for _, s := range sources {
-		byName[s.Name] = s
-	}
-	admin := &adminAPI{q: r.q, token: f.adminToken, remap: func(e queue.Entry) (queue.Entry, error) {
-		src, ok := byName[e.Source]
-		if !ok {
-			return e, fmt.Errorf("source %q is no longer configured", e.Source)
-		}
-		return src.Remap(e, time.Now()), nil
-	}}
+	admin := &adminAPI{q: r.q, token: f.adminToken}
 	opts := cfg.Options(sources, r.q)
 	opts.Registerer, opts.Gatherer, opts.Logger = r.reg, r.reg, log
 	opts.Timeouts.Write = max(30*time.Second, f.drainTimeout)
@@ -296,6 +289,33 @@ func startRelay(f serveFlags, log *slog.Logger) (_ *relay, err error) {
 	c := r.q.Counters()
 	log.Info("woorelay serving", "listen", ln.Addr().String(), "data", f.data, "sources", len(sources), "queued", c.Queued, "dead_letters", c.DeadLettered)
 	return r, nil
+}
+
+// mapAtDelivery maps stored events with their source's current program, as the dispatcher
+// loads them: a fixed preset or mapping applies to the whole backlog and to replayed dead
+// letters.
+func mapAtDelivery(sources []*server.Source) destination.MapFunc {
+	byName := make(map[string]*server.Source, len(sources))
+	for _, s := range sources {
+		byName[s.Name] = s
+	}
+	scratch := sync.Pool{New: func() any { return new(mapping.Result) }}
+	return func(e queue.Entry) ([]queue.Request, string, error) {
+		src := byName[e.Source]
+		if src == nil {
+			return nil, "", fmt.Errorf("source %q is not configured any more; add it back to the sources file and replay", e.Source)
+		}
+		res := scratch.Get().(*mapping.Result)
+		src.Map(res, &e)
+		scratch.Put(res)
+		switch e.Outcome {
+		case queue.Deliver:
+			return e.Requests, "", nil
+		case queue.Filtered:
+			return nil, e.Reason, nil
+		}
+		return nil, "", errors.New(e.Reason)
+	}
 }
 
 // stop drains the relay: ingest stops taking requests and finishes those in flight, delivery

@@ -173,6 +173,17 @@ func (q *Queue) commitMeta(b *pebble.Batch, change func(m *meta)) error {
 // item that is not pending (already done, or dead) does nothing. A corrupt item is removed
 // too, so an operator can drop it.
 func (q *Queue) Done(seq uint64) error {
+	return q.remove(seq, func(c *queue.Counters) { c.Delivered++ })
+}
+
+// Filter records that delivery's mapping dropped the item on purpose and removes it
+// (Filtered+1, Queued−1). It does nothing for an item that is not pending.
+func (q *Queue) Filter(seq uint64, reason string) error {
+	return q.remove(seq, func(c *queue.Counters) { c.Filtered++ })
+}
+
+// remove deletes a pending item, counting it with count and Queued−1 in the same batch.
+func (q *Queue) remove(seq uint64, count func(*queue.Counters)) error {
 	if err := q.begin(); err != nil {
 		return err
 	}
@@ -191,7 +202,7 @@ func (q *Queue) Done(seq uint64) error {
 	defer b.Close()
 	deleteItem(b, seq, st, visitor, verr == nil, verr == nil)
 	return q.commitMeta(b, func(m *meta) {
-		m.c.Delivered++
+		count(&m.c)
 		m.c.Queued--
 	})
 }

@@ -632,3 +632,32 @@ func TestScanSkipsDeliveredHead(t *testing.T) {
 	}
 	checkStore(t, q)
 }
+
+// TestFilterAtDelivery: an item delivery's mapping drops on purpose leaves the queue and is
+// counted as filtered; filtering it again, or a finished item, changes nothing.
+func TestFilterAtDelivery(t *testing.T) {
+	q := open(t, t.TempDir(), Options{})
+	mustAppend(t, q, entry("web", "f-1", "u:1", queue.Deliver, 100), entry("web", "f-2", "u:1", queue.Deliver, 100))
+	items := scanAll(t, q)
+	if len(items) != 2 {
+		t.Fatalf("scanned %d items, want 2", len(items))
+	}
+	if err := q.Filter(items[0].Seq, "consent: denied"); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Done(items[1].Seq); err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []uint64{items[0].Seq, items[1].Seq} {
+		if err := q.Filter(seq, "again"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := queue.Counters{Received: 2, Delivered: 1, Filtered: 1}
+	if c := checkStore(t, q); c != want {
+		t.Errorf("counters %+v, want %+v", c, want)
+	}
+	if n := len(scanAll(t, q)); n != 0 {
+		t.Errorf("%d items still pending", n)
+	}
+}
