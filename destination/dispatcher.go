@@ -610,11 +610,7 @@ func (d *Dispatcher) deliver(ctx context.Context, j job) result {
 // filter drops an item on purpose through the queue's Filter (counted as filtered). A queue
 // without Filter dead-letters it instead, so the count stays visible.
 func (d *Dispatcher) filter(r result, it queue.Item, reason string) result {
-	fq, ok := d.q.(interface{ Filter(uint64, string) error })
-	if !ok {
-		return d.dead(r, it, queue.Failure{Reason: "filtered at delivery (" + reason + ") but the queue cannot record filtering", Attempts: it.Attempts})
-	}
-	if err := d.write("filter", func() error { return fq.Filter(it.Seq, reason) }); err != nil {
+	if err := d.write("filter", func() error { return d.q.Filter(it.Seq, reason) }); err != nil {
 		r.it, r.out, r.err = it, failed, err
 		return r
 	}
