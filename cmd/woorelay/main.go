@@ -40,6 +40,8 @@ Commands:
             with faults on command (see emulator/README.md)
   dlq       [--server URL] list | show ID | replay (ID...|--all)
             see why events were dead-lettered and replay them after a fix
+  bench     [--stage transform,ingest,e2e,outage|all] [--rounds N] [--conns N] [--duration D] [--json]
+            measure each stage against its ceiling in the same run (see BENCHMARKS.md)
   presets   list the built-in presets
   docs      print the reference of the mapping language (every key, every function)
   help      print this text
@@ -77,6 +79,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdEmulate(args[1:], stdout, stderr)
 	case "dlq":
 		return cmdDlq(args[1:], stdout, stderr)
+	case "bench":
+		return cmdBench(args[1:], stdout, stderr)
 	case "presets":
 		return cmdPresets(stdout)
 	case "docs":

@@ -1,0 +1,350 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/woorelay/woorelay/mapping/corpus"
+)
+
+// benchBatchSize is the number of events in one ingest request.
+const benchBatchSize = 20
+
+// benchWriteKey is the write key the load generator sends (development mode accepts any).
+const benchWriteKey = "bench-write-key"
+
+// markerKey is the property (track, page, screen) or trait (identify) every generated event
+// carries with its messageId, so that the Woopra request shows which event it delivers
+// (ce_bench_mid or cv_bench_mid).
+const markerKey = "bench_mid"
+
+// batchGen makes 20-event Segment batches of corpus events in which every event has a fresh
+// messageId (the relay deduplicates on it) and the marker property holding the same id. The
+// ids are prefix + a sequence number, so the outage stage can tell which arrived.
+type batchGen struct {
+	prefix string
+	tmpl   []batchTemplate
+	next   atomic.Uint64 // sequence number of the next event
+	pick   atomic.Uint64 // next template
+}
+
+// batchTemplate is one batch as literal pieces with an id hole after each but the last;
+// hole i belongs to event owner[i] of the batch.
+type batchTemplate struct {
+	lits  [][]byte
+	owner []int
+}
+
+// newBatchGen builds templates of n batches from corpus seed 1; prefix makes the ids unique
+// to the run.
+func newBatchGen(prefix string, n int) (*batchGen, error) {
+	events := corpus.Generate(1, n*benchBatchSize)
+	g := &batchGen{prefix: prefix}
+	for i := range n {
+		var t batchTemplate
+		lit := []byte(`{"sentAt":"2024-12-31T23:59:59.000Z","batch":[`)
+		for j, ev := range events[i*benchBatchSize : (i+1)*benchBatchSize] {
+			if j > 0 {
+				lit = append(lit, ',')
+			}
+			parts, err := eventTemplate(ev)
+			if err != nil {
+				return nil, fmt.Errorf("corpus event %d: %v", i*benchBatchSize+j, err)
+			}
+			for k, p := range parts {
+				lit = append(lit, p...)
+				if k < len(parts)-1 {
+					t.lits = append(t.lits, lit)
+					t.owner = append(t.owner, j)
+					lit = nil
+				}
+			}
+		}
+		t.lits = append(t.lits, append(lit, `]}`...))
+		g.tmpl = append(g.tmpl, t)
+	}
+	return g, nil
+}
+
+// eventTemplate splits one event into literal parts between which its id goes: the messageId's
+// value and the marker (in properties, or traits for identify, created when absent).
+func eventTemplate(ev []byte) ([][]byte, error) {
+	type edit struct {
+		at, del int
+		pre     string // before the id
+		post    string // after the id
+	}
+	root := gjson.ParseBytes(ev)
+	if !root.IsObject() {
+		return nil, errors.New("not a JSON object")
+	}
+	open := bytes.IndexByte(ev, '{') + 1
+	var edits []edit
+	if mid := root.Get("messageId"); mid.Exists() {
+		edits = append(edits, edit{at: mid.Index, del: len(mid.Raw), pre: `"`, post: `"`})
+	} else {
+		edits = append(edits, edit{at: open, pre: `"messageId":"`, post: `",`})
+	}
+	obj := "properties"
+	if root.Get("type").Str == "identify" {
+		obj = "traits"
+	}
+	switch o := root.Get(obj); {
+	case !o.Exists():
+		edits = append(edits, edit{at: open, pre: `"` + obj + `":{"` + markerKey + `":"`, post: `"},`})
+	case o.IsObject():
+		post := `",`
+		if len(o.Map()) == 0 {
+			post = `"`
+		}
+		edits = append(edits, edit{at: o.Index + 1, pre: `"` + markerKey + `":"`, post: post})
+	default:
+		return nil, fmt.Errorf("%s is not an object", obj)
+	}
+	slices.SortStableFunc(edits, func(a, b edit) int { return a.at - b.at })
+	var parts [][]byte
+	cur := []byte{}
+	pos := 0
+	for _, e := range edits {
+		cur = append(cur, ev[pos:e.at]...)
+		cur = append(cur, e.pre...)
+		parts = append(parts, cur)
+		cur = []byte(e.post)
+		pos = e.at + e.del
+	}
+	parts = append(parts, append(cur, ev[pos:]...))
+	return parts, nil
+}
+
+// build appends the next batch to buf and returns it with the sequence number of its first
+// event (the others follow).
+func (g *batchGen) build(buf []byte) ([]byte, uint64) {
+	t := &g.tmpl[int(g.pick.Add(1)-1)%len(g.tmpl)]
+	first := g.next.Add(benchBatchSize) - benchBatchSize
+	for i, lit := range t.lits {
+		buf = append(buf, lit...)
+		if i < len(t.owner) {
+			buf = g.appendID(buf, first+uint64(t.owner[i]))
+		}
+	}
+	return buf, first
+}
+
+// appendID appends the id of event seq.
+func (g *batchGen) appendID(buf []byte, seq uint64) []byte {
+	buf = append(buf, g.prefix...)
+	return strconv.AppendUint(buf, seq, 10)
+}
+
+// sample returns the events of one batch with the given sequence numbers, for mapping them
+// ahead of time.
+func (g *batchGen) sampleEvents(tmpl int, first uint64) ([][]byte, error) {
+	t := &g.tmpl[tmpl%len(g.tmpl)]
+	var buf []byte
+	for i, lit := range t.lits {
+		buf = append(buf, lit...)
+		if i < len(t.owner) {
+			buf = g.appendID(buf, first+uint64(t.owner[i]))
+		}
+	}
+	var out [][]byte
+	gjson.GetBytes(buf, "batch").ForEach(func(_, v gjson.Result) bool {
+		out = append(out, []byte(v.Raw))
+		return true
+	})
+	if len(out) != benchBatchSize {
+		return nil, fmt.Errorf("a generated batch has %d events, want %d: %.200s", len(out), benchBatchSize, buf)
+	}
+	return out, nil
+}
+
+// benchTransport is a keep-alive transport for conns concurrent clients.
+func benchTransport(conns int) *http.Transport {
+	return &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        2 * conns,
+		MaxIdleConnsPerHost: 2 * conns,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+}
+
+// loadConfig is one run of the load generator.
+type loadConfig struct {
+	conns    int
+	warmup   time.Duration // unmeasured
+	duration time.Duration // measured; 0 with batches set: until batches are sent
+	batches  int           // measured batches to send (0: no limit)
+	rate     int           // batches per second offered (0: back to back)
+	send     func(ctx context.Context, client *http.Client, buf []byte) (buf2 []byte, events int, first uint64, err error)
+}
+
+// loadResult is what the load generator measured.
+type loadResult struct {
+	events   int64           // events acknowledged in the measured window
+	requests int64           // requests acknowledged in the measured window
+	elapsed  time.Duration   // the measured window
+	lat      []time.Duration // latency of every acknowledged request in the window, sorted
+	failed   int64           // requests not acknowledged (any phase)
+	firstErr error
+	acked    []uint64 // first sequence numbers of acknowledged batches (every phase)
+	start    time.Time
+}
+
+// rate is the events acknowledged per second in the window.
+func (r loadResult) rate() float64 {
+	if r.elapsed <= 0 {
+		return 0
+	}
+	return float64(r.events) / r.elapsed.Seconds()
+}
+
+// runLoad drives conns workers, each a keep-alive client sending requests back to back (or
+// paced by cfg.rate), first for cfg.warmup unmeasured, then for cfg.duration (or until
+// cfg.batches were sent) measured.
+func runLoad(cfg loadConfig) loadResult {
+	client := &http.Client{Transport: benchTransport(cfg.conns), Timeout: 60 * time.Second}
+	defer client.Transport.(*http.Transport).CloseIdleConnections()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	var measuring atomic.Bool
+	var budget atomic.Int64
+	budget.Store(int64(cfg.batches))
+	var tokens chan struct{}
+	if cfg.rate > 0 {
+		tokens = make(chan struct{}, cfg.conns)
+		go func() {
+			interval := time.Second / time.Duration(cfg.rate)
+			next := time.Now()
+			for ctx.Err() == nil {
+				next = next.Add(interval)
+				time.Sleep(time.Until(next))
+				select {
+				case tokens <- struct{}{}:
+				default: // the relay is not keeping up: the offer is dropped, not queued
+				}
+			}
+		}()
+	}
+
+	type workerOut struct {
+		events, requests, failed int64
+		lat                      []time.Duration
+		acked                    []uint64
+		err                      error
+	}
+	outs := make([]workerOut, cfg.conns)
+	var wg sync.WaitGroup
+	for w := range cfg.conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out := &outs[w]
+			buf := make([]byte, 0, 64<<10)
+			for ctx.Err() == nil {
+				if tokens != nil {
+					select {
+					case <-tokens:
+					case <-ctx.Done():
+						return
+					}
+				}
+				counted := measuring.Load()
+				if counted && cfg.batches > 0 && budget.Add(-1) < 0 {
+					return
+				}
+				t0 := time.Now()
+				var n int
+				var first uint64
+				var err error
+				buf, n, first, err = cfg.send(ctx, client, buf[:0])
+				d := time.Since(t0)
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					out.failed++
+					if out.err == nil {
+						out.err = err
+					}
+					continue
+				}
+				if n > 0 {
+					out.acked = append(out.acked, first)
+				}
+				if counted && measuring.Load() {
+					out.events += int64(n)
+					out.requests++
+					out.lat = append(out.lat, d)
+				}
+			}
+		}()
+	}
+	time.Sleep(cfg.warmup)
+	start := time.Now()
+	measuring.Store(true)
+	if cfg.batches > 0 {
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		<-done
+	} else {
+		time.Sleep(cfg.duration)
+	}
+	measuring.Store(false)
+	elapsed := time.Since(start)
+	cancel()
+	wg.Wait()
+
+	res := loadResult{elapsed: elapsed, start: start}
+	for _, o := range outs {
+		res.events += o.events
+		res.requests += o.requests
+		res.failed += o.failed
+		res.lat = append(res.lat, o.lat...)
+		res.acked = append(res.acked, o.acked...)
+		if res.firstErr == nil {
+			res.firstErr = o.err
+		}
+	}
+	slices.Sort(res.lat)
+	return res
+}
+
+// postBatches returns a send function posting generated batches to url (an ingest batch
+// route): a batch counts as acknowledged when the answer is 200.
+func postBatches(url string, g *batchGen) func(context.Context, *http.Client, []byte) ([]byte, int, uint64, error) {
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(benchWriteKey+":"))
+	return func(ctx context.Context, client *http.Client, buf []byte) ([]byte, int, uint64, error) {
+		buf, first := g.build(buf)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(buf))
+		if err != nil {
+			return buf, 0, 0, err
+		}
+		req.Header.Set("Authorization", auth)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return buf, 0, 0, err
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return buf, 0, 0, fmt.Errorf("POST %s: %s: %.200s", url, resp.Status, body)
+		}
+		return buf, benchBatchSize, first, nil
+	}
+}

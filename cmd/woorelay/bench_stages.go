@@ -1,0 +1,725 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/woorelay/woorelay/emulator"
+	"github.com/woorelay/woorelay/mapping"
+	"github.com/woorelay/woorelay/mapping/corpus"
+	"github.com/woorelay/woorelay/presets"
+	"github.com/woorelay/woorelay/presets/ceiling"
+)
+
+// transformNow is after every corpus timestamp, so every corpus event is sent.
+var transformNow = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// benchTransform measures the default preset (Program.RunInto, one reused Result) against the
+// hand-written ceiling (ceiling.RunInto) on the corpus, on one core: in each round the two map
+// alternating blocks of 500 events for o.duration in all.
+func benchTransform(o benchOptions) (stageResult, error) {
+	prev := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(prev)
+	prog, err := presets.Load("default", ceiling.Settings())
+	if err != nil {
+		return stageResult{}, fmt.Errorf("load the default preset: %v", err)
+	}
+	ceil := ceiling.New()
+	events := corpus.Generate(1, 10000)
+	var engineRes, ceilRes mapping.Result
+	engine := func(ev []byte) bool {
+		prog.RunInto(&engineRes, ev, transformNow)
+		return engineRes.Outcome == mapping.Send
+	}
+	hand := func(ev []byte) bool { ceil.RunInto(&ceilRes, ev, transformNow); return ceilRes.Outcome == mapping.Send }
+	for _, ev := range events { // warm up: grow the scratch buffers, check every event is sent
+		if !engine(ev) || !hand(ev) {
+			return stageResult{}, fmt.Errorf("a corpus event was not sent: engine %s %s, ceiling %s %s", engineRes.Outcome, engineRes.Error, ceilRes.Outcome, ceilRes.Error)
+		}
+	}
+	r := stageResult{Stage: "transform", Goal: fmt.Sprintf("ratio ≥ %.2f, ≤ %.0f allocs/event", goalTransformRatio, goalTransformAllocs)}
+	const block = 500
+	for round := range o.rounds {
+		var te, tc time.Duration
+		n, i := 0, 0
+		deadline := time.Now().Add(o.duration)
+		for time.Now().Before(deadline) {
+			blk := events[i : i+block]
+			t0 := time.Now()
+			for _, ev := range blk {
+				engine(ev)
+			}
+			t1 := time.Now()
+			for _, ev := range blk {
+				hand(ev)
+			}
+			t2 := time.Now()
+			te += t1.Sub(t0)
+			tc += t2.Sub(t1)
+			n += block
+			i = (i + block) % len(events)
+		}
+		r.OursR = append(r.OursR, float64(n)/te.Seconds())
+		r.CeilR = append(r.CeilR, float64(n)/tc.Seconds())
+		o.progressf("transform round %d: engine %s events/s, ceiling %s events/s", round+1, fmtRate(r.OursR[round]), fmtRate(r.CeilR[round]))
+	}
+	r.AllocsPerEvent = allocsPerEvent(events, engine)
+	r.CeilAllocs = allocsPerEvent(events, hand)
+	r.summarise()
+	r.Pass = r.Ratio >= goalTransformRatio && r.AllocsPerEvent <= goalTransformAllocs
+	return r, nil
+}
+
+// allocsPerEvent counts the heap allocations of mapping every event once, per event.
+func allocsPerEvent(events [][]byte, run func([]byte) bool) float64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	before := ms.Mallocs
+	for _, ev := range events {
+		run(ev)
+	}
+	runtime.ReadMemStats(&ms)
+	return float64(ms.Mallocs-before) / float64(len(events))
+}
+
+// benchLogger is the relay's logger during benchmarks: errors only, to the progress output.
+func benchLogger(o benchOptions) *slog.Logger {
+	w := o.progress
+	if w == nil {
+		w = io.Discard
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+// benchServeFlags are serve's defaults with a loopback listener, the data directory and the
+// Woopra URL given; durable (every acknowledgement waits for the disk sync).
+func benchServeFlags(data, woopraURL string) serveFlags {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	var f serveFlags
+	f.register(fs)
+	_ = fs.Parse(nil)
+	f.listen, f.data, f.woopraURL, f.logLevel = "127.0.0.1:0", data, woopraURL, "error"
+	f.drainTimeout = 5 * time.Second
+	return f
+}
+
+// benchRelay is a relay started for one side of a round, with its emulator and data directory.
+type benchRelay struct {
+	r      *relay
+	em     *emulator.Emulator
+	emURL  string
+	emStop func(context.Context) error
+	dir    string
+}
+
+// startBenchRelay starts an emulator (records off, no profiles) and a durable relay with a new
+// data directory delivering to it. With idle set the emulator holds every request until close,
+// so delivery waits and ingest has the machine to itself.
+func startBenchRelay(o benchOptions, idle bool) (*benchRelay, error) {
+	b := &benchRelay{em: emulator.New(emulator.Options{MaxRecords: -1, NoProfiles: true})}
+	if idle {
+		if err := b.em.SetFaults(emulator.Faults{Always: emulator.StepHang}); err != nil {
+			return nil, err
+		}
+	}
+	var err error
+	if b.emURL, b.emStop, err = b.em.Start("127.0.0.1:0"); err != nil {
+		return nil, fmt.Errorf("start the emulator: %v", err)
+	}
+	if b.dir, err = os.MkdirTemp("", "woorelay-bench-"); err != nil {
+		b.close()
+		return nil, fmt.Errorf("create a data directory (set TMPDIR to a writable disk): %v", err)
+	}
+	if b.r, err = startRelay(benchServeFlags(b.dir, b.emURL), benchLogger(o)); err != nil {
+		b.close()
+		return nil, fmt.Errorf("start the relay: %v", err)
+	}
+	return b, nil
+}
+
+// close stops the relay and the emulator and removes the data directory.
+func (b *benchRelay) close() {
+	b.em.ClearFaults()
+	b.em.Release()
+	if b.r != nil {
+		_ = b.r.stop(5 * time.Second)
+	}
+	if b.emStop != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = b.emStop(ctx)
+		cancel()
+	}
+	if b.dir != "" {
+		os.RemoveAll(b.dir)
+	}
+}
+
+// delivered is the number of requests the emulator answered 200.
+func (b *benchRelay) delivered() uint64 { return b.em.Stats().ByStatus[http.StatusOK] }
+
+// startBareEcho starts the ingest ceiling: an Echo server whose batch route reads the body and
+// answers 200 with the ingest API's success body.
+func startBareEcho() (url string, stop func(), err error) {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.POST("/v1/batch", func(c echo.Context) error {
+		if _, err := io.Copy(io.Discard, c.Request().Body); err != nil {
+			return err
+		}
+		return c.JSONBlob(http.StatusOK, []byte(`{"success":true}`))
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
+}
+
+// benchIngest measures durable ingest (a relay from startRelay with a new data directory,
+// fsync per group commit, delivery idle) against a bare Echo handler, o.conns connections
+// sending 20-event batches back to back. Each round runs the bare side then the relay, each
+// after its own warm-up.
+func benchIngest(o benchOptions) (stageResult, error) {
+	g, err := newBatchGen(fmt.Sprintf("bi%d-", time.Now().UnixNano()), 50)
+	if err != nil {
+		return stageResult{}, err
+	}
+	r := stageResult{Stage: "ingest", Goal: fmt.Sprintf("ratio ≥ %.2f, p99 < %s", goalIngestRatio, goalIngestP99),
+		Note: "durable relay (fsync per group commit), delivery idle (the emulator holds every request); ceiling: bare Echo handler reading the body"}
+	var p50, p99, cp50, cp99 []time.Duration
+	for round := range o.rounds {
+		url, stop, err := startBareEcho()
+		if err != nil {
+			return r, err
+		}
+		bare := runLoad(loadConfig{conns: o.conns, warmup: o.warmup, duration: o.duration, send: postBatches(url+"/v1/batch", g)})
+		stop()
+		if bare.failed > 0 || bare.events == 0 {
+			return r, fmt.Errorf("bare echo: %d requests failed, %d events acknowledged: %v", bare.failed, bare.events, bare.firstErr)
+		}
+		br, err := startBenchRelay(o, true)
+		if err != nil {
+			return r, err
+		}
+		ours := runLoad(loadConfig{conns: o.conns, warmup: o.warmup, duration: o.duration, send: postBatches(br.r.url+"/v1/batch", g)})
+		br.close()
+		if ours.failed > 0 || ours.events == 0 {
+			return r, fmt.Errorf("relay: %d requests failed, %d events acknowledged: %v", ours.failed, ours.events, ours.firstErr)
+		}
+		r.OursR, r.CeilR = append(r.OursR, ours.rate()), append(r.CeilR, bare.rate())
+		p50, p99 = append(p50, percentile(ours.lat, 50)), append(p99, percentile(ours.lat, 99))
+		cp50, cp99 = append(cp50, percentile(bare.lat, 50)), append(cp99, percentile(bare.lat, 99))
+		o.progressf("ingest round %d: relay %s events/s (p50 %s, p99 %s), bare echo %s events/s (p50 %s, p99 %s)", round+1,
+			fmtRate(ours.rate()), fmtMs(p50[round]), fmtMs(p99[round]), fmtRate(bare.rate()), fmtMs(cp50[round]), fmtMs(cp99[round]))
+	}
+	r.summarise()
+	r.P50, r.P99, r.CeilP50, r.CeilP99 = medianDuration(p50), medianDuration(p99), medianDuration(cp50), medianDuration(cp99)
+	r.Pass = r.Ratio >= goalIngestRatio && r.P99 < goalIngestP99
+	return r, nil
+}
+
+// benchGet is one precomputed Woopra request.
+type benchGet struct {
+	url     string
+	headers []mapping.Param
+}
+
+// precomputeGets maps n batches of generated events with the default preset (the relay's
+// development source settings, delivering to baseURL) into the GETs the relay would send.
+func precomputeGets(g *batchGen, n int, baseURL string) ([]benchGet, error) {
+	prog, err := presets.Load("default", map[string]string{"project": sandboxProject, "base_url": baseURL})
+	if err != nil {
+		return nil, fmt.Errorf("load the default preset: %v", err)
+	}
+	var gets []benchGet
+	for i := range n {
+		evs, err := g.sampleEvents(i, uint64(i*benchBatchSize))
+		if err != nil {
+			return nil, err
+		}
+		for _, ev := range evs {
+			res := prog.Run(ev, time.Now())
+			if res.Outcome != mapping.Send {
+				return nil, fmt.Errorf("a generated event was not sent (%s %s %s): %s", res.Outcome, res.Error, res.Reason, ev)
+			}
+			for _, q := range res.Requests {
+				gets = append(gets, benchGet{url: q.URL, headers: q.Headers})
+			}
+		}
+	}
+	return gets, nil
+}
+
+// getLoop returns a send function sending the precomputed GETs in turn, one event each.
+func getLoop(gets []benchGet) func(context.Context, *http.Client, []byte) ([]byte, int, uint64, error) {
+	var next atomic.Uint64
+	return func(ctx context.Context, client *http.Client, buf []byte) ([]byte, int, uint64, error) {
+		q := gets[int(next.Add(1)-1)%len(gets)]
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, q.url, nil)
+		if err != nil {
+			return buf, 0, 0, err
+		}
+		for _, h := range q.headers {
+			req.Header.Set(h.Name, h.Value)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return buf, 0, 0, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return buf, 0, 0, fmt.Errorf("GET %s: %s", q.url, resp.Status)
+		}
+		return buf, 1, 0, nil
+	}
+}
+
+// benchE2E measures events/s from ingest to the emulator's acknowledgement of the Woopra
+// request against a bare Go client sending the same GETs to the same kind of emulator (records
+// off, no profiles). Per round: the bare loop runs o.duration with o.conns workers; then the
+// relay, after a warm-up it fully delivers, gets as many events as the bare loop sent through
+// o.conns ingest connections, timed from the first send until the emulator has acknowledged
+// all of them.
+func benchE2E(o benchOptions) (stageResult, error) {
+	g, err := newBatchGen(fmt.Sprintf("be%d-", time.Now().UnixNano()), 50)
+	if err != nil {
+		return stageResult{}, err
+	}
+	r := stageResult{Stage: "e2e", Goal: fmt.Sprintf("ratio ≥ %.2f", goalE2ERatio),
+		Note: "ingest → durable queue → delivery → emulator 200, vs the same GETs from a bare Go client (same emulator settings)"}
+	for round := range o.rounds {
+		em := emulator.New(emulator.Options{MaxRecords: -1, NoProfiles: true})
+		emURL, emStop, err := em.Start("127.0.0.1:0")
+		if err != nil {
+			return r, err
+		}
+		gets, err := precomputeGets(g, 50, emURL)
+		if err != nil {
+			emStop(context.Background())
+			return r, err
+		}
+		bare := runLoad(loadConfig{conns: o.conns, warmup: o.warmup, duration: o.duration, send: getLoop(gets)})
+		emStop(context.Background())
+		if bare.failed > 0 || bare.events == 0 {
+			return r, fmt.Errorf("bare GET loop: %d requests failed, %d acknowledged: %v", bare.failed, bare.events, bare.firstErr)
+		}
+
+		br, err := startBenchRelay(o, false)
+		if err != nil {
+			return r, err
+		}
+		rate, err := relayEndToEnd(o, br, g, int(bare.events))
+		br.close()
+		if err != nil {
+			return r, err
+		}
+		r.OursR, r.CeilR = append(r.OursR, rate), append(r.CeilR, bare.rate())
+		o.progressf("e2e round %d: relay %s events/s, bare GET loop %s events/s", round+1, fmtRate(rate), fmtRate(bare.rate()))
+	}
+	r.summarise()
+	r.Pass = r.Ratio >= goalE2ERatio
+	return r, nil
+}
+
+// relayEndToEnd warms the relay up (and waits for the warm-up to be delivered), then sends
+// about events events through ingest and returns events/s from the first send until the
+// emulator has acknowledged every one.
+func relayEndToEnd(o benchOptions, br *benchRelay, g *batchGen, events int) (float64, error) {
+	send := postBatches(br.r.url+"/v1/batch", g)
+	if o.warmup > 0 {
+		warm := runLoad(loadConfig{conns: o.conns, duration: o.warmup, send: send})
+		if warm.failed > 0 {
+			return 0, fmt.Errorf("relay warm-up: %d requests failed: %v", warm.failed, warm.firstErr)
+		}
+		if err := waitDelivered(br, uint64(len(warm.acked)*benchBatchSize), 2*time.Minute); err != nil {
+			return 0, fmt.Errorf("relay warm-up: %v", err)
+		}
+	}
+	base := br.delivered()
+	batches := max(1, events/benchBatchSize)
+	res := runLoad(loadConfig{conns: o.conns, batches: batches, send: send})
+	if res.failed > 0 {
+		return 0, fmt.Errorf("relay: %d ingest requests failed: %v", res.failed, res.firstErr)
+	}
+	want := uint64(res.events)
+	if err := waitDelivered(br, base+want, 10*time.Minute); err != nil {
+		return 0, err
+	}
+	return float64(want) / time.Since(res.start).Seconds(), nil
+}
+
+// waitDelivered polls the emulator until it has answered n requests with 200.
+func waitDelivered(br *benchRelay, n uint64, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		got := br.delivered()
+		if got >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			c := br.r.q.Counters()
+			return fmt.Errorf("the emulator acknowledged %d of %d requests after %s (queue: queued %d, delivered %d, dead-lettered %d)", got, n, limit, c.Queued, c.Delivered, c.DeadLettered)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// outageResult is what the outage stage measured.
+type outageResult struct {
+	Outage       string        `json:"outage"`
+	Rate         int           `json:"offered_events_per_s"`
+	Acked        int64         `json:"acknowledged"`
+	Backlog      int64         `json:"backlog_events"`
+	BacklogBytes int64         `json:"backlog_disk_bytes"`
+	RSSMedian    int64         `json:"rss_median_bytes"`
+	RSSPeak      int64         `json:"rss_peak_bytes"`
+	DrainRSSPeak int64         `json:"drain_rss_peak_bytes"`
+	RSSSamples   []int64       `json:"rss_samples_bytes,omitempty"` // one a second during the outage
+	Drain        time.Duration `json:"drain_ns"`
+	DrainRate    float64       `json:"drain_events_per_s"`
+	Drained      bool          `json:"drained"`
+	Delivered    int64         `json:"delivered"`
+	Lost         int64         `json:"lost"`
+	Duplicates   int64         `json:"duplicates"`
+	DeadLettered int64         `json:"dead_lettered"`
+	Reconciles   bool          `json:"reconciles"`
+}
+
+// deliveryTracker wraps the emulator's handler and records the marker id of every request it
+// answers 200.
+type deliveryTracker struct {
+	h      http.Handler
+	prefix string
+	mu     sync.Mutex
+	seen   []uint64 // bitset of sequence numbers
+	dist   int64
+	dups   int64
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(s int) {
+	if w.status == 0 {
+		w.status = s
+	}
+	w.ResponseWriter.WriteHeader(s)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (t *deliveryTracker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sw := &statusWriter{ResponseWriter: w}
+	t.h.ServeHTTP(sw, r)
+	if sw.status != http.StatusOK || !strings.HasPrefix(r.URL.Path, "/track/") {
+		return
+	}
+	q := r.URL.Query()
+	id := q.Get("ce_" + markerKey)
+	if id == "" {
+		id = q.Get("cv_" + markerKey)
+	}
+	seq, err := strconv.ParseUint(strings.TrimPrefix(id, t.prefix), 10, 64)
+	if err != nil || !strings.HasPrefix(id, t.prefix) {
+		return
+	}
+	t.mu.Lock()
+	for uint64(len(t.seen)) <= seq/64 {
+		t.seen = append(t.seen, 0)
+	}
+	if t.seen[seq/64]&(1<<(seq%64)) != 0 {
+		t.dups++
+	} else {
+		t.seen[seq/64] |= 1 << (seq % 64)
+		t.dist++
+	}
+	t.mu.Unlock()
+}
+
+// has reports whether the event of seq was delivered.
+func (t *deliveryTracker) has(seq uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return seq/64 < uint64(len(t.seen)) && t.seen[seq/64]&(1<<(seq%64)) != 0
+}
+
+func (t *deliveryTracker) counts() (distinct, dups int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.dist, t.dups
+}
+
+// benchChildEnv marks the child process of the outage stage (the test binary runs the command
+// when it is set).
+const benchChildEnv = "WOORELAY_BENCH_CHILD"
+
+// benchOutage starts `woorelay serve` (o.exe) as a child process delivering to an emulator
+// that answers 500 to everything, offers o.outageRate events/s for o.outage while sampling
+// the child's resident memory every second, then lets the emulator recover and waits until
+// the queue is empty and every acknowledged event arrived.
+func benchOutage(o benchOptions) (stageResult, error) {
+	r := stageResult{Stage: "outage", Goal: fmt.Sprintf("RSS < %s, drained, nothing lost", fmtBytes(goalOutageRSS))}
+	prefix := fmt.Sprintf("bo%d-", time.Now().UnixNano())
+	g, err := newBatchGen(prefix, 50)
+	if err != nil {
+		return r, err
+	}
+	em := emulator.New(emulator.Options{MaxRecords: -1, NoProfiles: true})
+	if err := em.SetFaults(emulator.Faults{Always: 500}); err != nil {
+		return r, err
+	}
+	tracker := &deliveryTracker{h: em.Handler(), prefix: prefix}
+	emLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return r, err
+	}
+	emSrv := &http.Server{Handler: tracker, ReadHeaderTimeout: 10 * time.Second}
+	go emSrv.Serve(emLn)
+	defer emSrv.Close()
+	emURL := "http://" + emLn.Addr().String()
+
+	dir, err := os.MkdirTemp("", "woorelay-bench-outage-")
+	if err != nil {
+		return r, fmt.Errorf("create a data directory (set TMPDIR to a writable disk): %v", err)
+	}
+	defer os.RemoveAll(dir)
+	addr, err := freeLoopback()
+	if err != nil {
+		return r, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "serve.log"))
+	if err != nil {
+		return r, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(o.exe, "serve", "--listen", addr, "--data", filepath.Join(dir, "data"), "--woopra-url", emURL,
+		"--retry-min", "200ms", "--retry-max", "2s", "--log-level", "warn", "--drain-timeout", "5s")
+	cmd.Env = append(os.Environ(), benchChildEnv+"=1")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return r, fmt.Errorf("start %s serve: %v", o.exe, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stopChild := func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}
+	base := "http://" + addr
+	if err := waitReady(base, exited, 30*time.Second); err != nil {
+		stopChild()
+		log, _ := os.ReadFile(logf.Name())
+		return r, fmt.Errorf("%v\n%s", err, log)
+	}
+	defer stopChild()
+
+	// Resident memory, once a second, tagged by phase (0 outage, 1 drain).
+	var phase atomic.Int32
+	var rssMu sync.Mutex
+	var outRSS, drainRSS []int64
+	samplerDone := make(chan struct{})
+	stopSampler := make(chan struct{})
+	go func() {
+		defer close(samplerDone)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopSampler:
+				return
+			case <-tick.C:
+			}
+			rss, err := readRSS(cmd.Process.Pid)
+			if err != nil {
+				continue
+			}
+			rssMu.Lock()
+			if phase.Load() == 0 {
+				outRSS = append(outRSS, rss)
+			} else {
+				drainRSS = append(drainRSS, rss)
+			}
+			rssMu.Unlock()
+		}
+	}()
+
+	o.progressf("outage: %s at %d events/s offered, emulator answering 500", o.outage, o.outageRate)
+	load := runLoad(loadConfig{conns: o.conns, duration: o.outage, rate: max(1, o.outageRate/benchBatchSize), send: postBatches(base+"/v1/batch", g)})
+	u := &outageResult{Outage: o.outage.String(), Rate: o.outageRate, Acked: int64(len(load.acked) * benchBatchSize)}
+	if c, err := adminCounters(base); err == nil {
+		u.Backlog = c.Queued
+	}
+	u.BacklogBytes = dirSize(filepath.Join(dir, "data"))
+	phase.Store(1)
+	o.progressf("outage over: %d events acknowledged (%d refused), backlog %d events, %s on disk; recovering", u.Acked, load.failed*benchBatchSize, u.Backlog, fmtBytes(u.BacklogBytes))
+
+	em.ClearFaults()
+	recovered := time.Now()
+	deadline := recovered.Add(o.drainLimit)
+	var last countersJSON
+	for {
+		c, err := adminCounters(base)
+		if err == nil {
+			last = c
+			dist, _ := tracker.counts()
+			if c.Queued == 0 && dist >= u.Acked {
+				u.Drained = true
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	u.Drain = time.Since(recovered)
+	close(stopSampler)
+	<-samplerDone
+	if u.Drain > 0 {
+		u.DrainRate = float64(u.Backlog) / u.Drain.Seconds()
+	}
+	u.Delivered, u.Duplicates = tracker.counts()
+	for _, first := range load.acked {
+		for i := range uint64(benchBatchSize) {
+			if !tracker.has(first + i) {
+				u.Lost++
+			}
+		}
+	}
+	u.DeadLettered, u.Reconciles = last.DeadLettered, last.Reconciles
+	u.RSSSamples = outRSS
+	u.RSSMedian = int64(median(int64sToFloats(outRSS)))
+	u.RSSPeak = maxInt64(outRSS)
+	u.DrainRSSPeak = maxInt64(drainRSS)
+	r.Outage = u
+	r.Ours = u.DrainRate
+	r.Pass = u.Drained && u.Lost == 0 && u.DeadLettered == 0 && u.Acked > 0 && max(u.RSSPeak, u.DrainRSSPeak) < goalOutageRSS
+	if !u.Drained {
+		r.Note = fmt.Sprintf("the backlog did not drain within --drain-limit %s (queued %d); raise --drain-limit", o.drainLimit, last.Queued)
+	}
+	return r, nil
+}
+
+// freeLoopback returns a loopback address with a free port.
+func freeLoopback() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// waitReady polls base/readyz until it answers 200, the child exits or limit passes.
+func waitReady(base string, exited <-chan error, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("woorelay serve exited before it was ready: %v", err)
+		default:
+		}
+		if resp, err := http.Get(base + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("woorelay serve was not ready at %s within %s", base, limit)
+}
+
+// adminCounters reads GET /admin/counters.
+func adminCounters(base string) (countersJSON, error) {
+	var c countersJSON
+	resp, err := http.Get(base + "/admin/counters")
+	if err != nil {
+		return c, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return c, fmt.Errorf("GET /admin/counters: %s", resp.Status)
+	}
+	return c, json.NewDecoder(resp.Body).Decode(&c)
+}
+
+// readRSS reads VmRSS of a process from /proc (Linux).
+func readRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no VmRSS in /proc/<pid>/status")
+}
+
+// dirSize is the total size of the files under dir.
+func dirSize(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+func int64sToFloats(xs []int64) []float64 {
+	out := make([]float64, len(xs))
+	for i, x := range xs {
+		out[i] = float64(x)
+	}
+	return out
+}
+
+func maxInt64(xs []int64) int64 {
+	var m int64
+	for _, x := range xs {
+		m = max(m, x)
+	}
+	return m
+}
