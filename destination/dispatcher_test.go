@@ -292,10 +292,9 @@ func TestDispatcherHotVisitorDoesNotBlockOthers(t *testing.T) {
 		s.script(u, resp{status: 503})
 		hot = append(hot, q.add("hot", req(u)))
 	}
-	var others []uint64
 	for i := range 50 {
 		for v := range 10 {
-			others = append(others, q.add("o"+strconv.Itoa(v), req(evURL("o"+strconv.Itoa(v), i))))
+			q.add("o"+strconv.Itoa(v), req(evURL("o"+strconv.Itoa(v), i)))
 		}
 	}
 	opts := fastOpts()

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -227,14 +226,4 @@ func param(t testing.TB, e queue.Entry, name string) string {
 func urlUnescape(s string) (string, error) {
 	r := httptest.NewRequest("GET", "/?x="+s, nil)
 	return r.URL.Query().Get("x"), nil
-}
-
-// readAll reads a response body.
-func readAll(t testing.TB, r io.Reader) string {
-	t.Helper()
-	b, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }

@@ -130,9 +130,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := serveContext()
 	defer stop()
 	if err := serve(ctx, f, log, stdout); err != nil {
-		var ds interface{ Error() string }
-		ds = err
-		fmt.Fprintf(stderr, "woorelay serve: %s\n", ds.Error())
+		fmt.Fprintf(stderr, "woorelay serve: %v\n", err)
 		var cfg configError
 		if errors.As(err, &cfg) {
 			return 2
