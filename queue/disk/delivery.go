@@ -184,6 +184,24 @@ func (q *Queue) Filter(seq uint64, reason string) error {
 
 // remove deletes a pending item, counting it with count and Queued−1 in the same batch.
 func (q *Queue) remove(seq uint64, count func(*queue.Counters)) error {
+	return q.withPending(seq, func(v []byte) error {
+		st, visitor, verr := decodeItemVisitor(v)
+		if verr != nil {
+			q.log.Warn("removing a corrupt item", "seq", seq, "err", verr)
+		}
+		b := q.db.NewBatch()
+		defer b.Close()
+		deleteItem(b, seq, st, visitor, verr == nil, verr == nil)
+		return q.commitMeta(b, func(m *meta) {
+			count(&m.c)
+			m.c.Queued--
+		})
+	})
+}
+
+// withPending runs fn with the stored value of a pending item, under the delivery lock; it
+// does nothing for an item that is not pending.
+func (q *Queue) withPending(seq uint64, fn func(v []byte) error) error {
 	if err := q.begin(); err != nil {
 		return err
 	}
@@ -194,41 +212,23 @@ func (q *Queue) remove(seq uint64, count func(*queue.Counters)) error {
 	if err != nil || !ok {
 		return err
 	}
-	st, visitor, verr := decodeItemVisitor(v)
-	if verr != nil {
-		q.log.Warn("removing a corrupt item", "seq", seq, "err", verr)
-	}
-	b := q.db.NewBatch()
-	defer b.Close()
-	deleteItem(b, seq, st, visitor, verr == nil, verr == nil)
-	return q.commitMeta(b, func(m *meta) {
-		count(&m.c)
-		m.c.Queued--
-	})
+	return fn(v)
 }
 
 // rewriteItem replaces the delivery state of a pending item.
 func (q *Queue) rewriteItem(seq uint64, change func(st *itemState)) error {
-	if err := q.begin(); err != nil {
-		return err
-	}
-	defer q.end()
-	q.dmu.Lock()
-	defer q.dmu.Unlock()
-	v, ok, err := q.getItem(seq)
-	if err != nil || !ok {
-		return err
-	}
-	st, body, err := decodeItemState(v)
-	if err != nil {
-		return corruptItem(seq, err)
-	}
-	change(&st)
-	st.flags |= itemFlagRewritten
-	if err := q.db.Set(itemKey(seq), encodeItem(st, body), pebble.NoSync); err != nil {
-		return fmt.Errorf("queue/disk: write item %d: %w", seq, err)
-	}
-	return nil
+	return q.withPending(seq, func(v []byte) error {
+		st, body, err := decodeItemState(v)
+		if err != nil {
+			return corruptItem(seq, err)
+		}
+		change(&st)
+		st.flags |= itemFlagRewritten
+		if err := q.db.Set(itemKey(seq), encodeItem(st, body), pebble.NoSync); err != nil {
+			return fmt.Errorf("queue/disk: write item %d: %w", seq, err)
+		}
+		return nil
+	})
 }
 
 // quarantine moves a pending item that cannot be decoded to the dead letters, so that delivery
@@ -291,30 +291,22 @@ func (q *Queue) Retrying(seq uint64, attempts int, firstAttempt time.Time) error
 // Dead moves the item to the dead-letter store with the failure and the current time
 // (DeadLettered+1, Queued−1). It does nothing for an item that is not pending.
 func (q *Queue) Dead(seq uint64, f queue.Failure) error {
-	if err := q.begin(); err != nil {
-		return err
-	}
-	defer q.end()
-	q.dmu.Lock()
-	defer q.dmu.Unlock()
-	v, ok, err := q.getItem(seq)
-	if err != nil || !ok {
-		return err
-	}
-	item, err := decodeItem(seq, v)
-	if err != nil {
-		return q.quarantineLocked(seq, v, err)
-	}
-	st, body, _ := decodeItemState(v)
-	value := encodeDeadLetter(q.now(), &f, body)
-	b := q.db.NewBatch()
-	defer b.Close()
-	deleteItem(b, seq, st, item.Entry.Visitor, true, true)
-	return q.commitMeta(b, func(m *meta) {
-		m.lastDead++
-		_ = b.Set(deadKey(m.lastDead), value, nil)
-		m.c.DeadLettered++
-		m.c.Queued--
+	return q.withPending(seq, func(v []byte) error {
+		item, err := decodeItem(seq, v)
+		if err != nil {
+			return q.quarantineLocked(seq, v, err)
+		}
+		st, body, _ := decodeItemState(v)
+		value := encodeDeadLetter(q.now(), &f, body)
+		b := q.db.NewBatch()
+		defer b.Close()
+		deleteItem(b, seq, st, item.Entry.Visitor, true, true)
+		return q.commitMeta(b, func(m *meta) {
+			m.lastDead++
+			_ = b.Set(deadKey(m.lastDead), value, nil)
+			m.c.DeadLettered++
+			m.c.Queued--
+		})
 	})
 }
 
