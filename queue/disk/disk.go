@@ -357,7 +357,7 @@ func (q *Queue) reclaimer(ctx context.Context) {
 type pebbleLogger struct{ l *slog.Logger }
 
 func (p pebbleLogger) Infof(format string, args ...any) {
-	p.l.Info(fmt.Sprintf(format, args...), "source", "pebble")
+	p.l.Debug(fmt.Sprintf(format, args...), "source", "pebble") // the storage engine's routine notes
 }
 
 func (p pebbleLogger) Errorf(format string, args ...any) {
