@@ -47,6 +47,8 @@ type benchOptions struct {
 	outageRate int           // events/s offered during the outage
 	drainLimit time.Duration // how long the outage stage waits for the backlog to drain
 	exe        string        // the woorelay binary the outage stage starts
+	liveIngest bool          // ingest stage: deliver while ingesting instead of holding delivery
+	noSync     bool          // diagnostics: the relay acknowledges before the disk sync
 	progress   io.Writer     // progress lines; nil: none
 }
 
@@ -119,6 +121,8 @@ Measures each stage against its ceiling in the same run (interleaved rounds, med
 	fs.DurationVar(&o.outage, "outage", 10*time.Minute, "how long the emulator refuses in the outage stage")
 	fs.IntVar(&o.outageRate, "outage-rate", 1000, "events per second offered during the outage")
 	fs.DurationVar(&o.drainLimit, "drain-limit", 15*time.Minute, "how long the outage stage waits for the backlog to drain")
+	fs.BoolVar(&o.liveIngest, "ingest-live", false, "ingest stage: let delivery run while ingesting (default: delivery held, ingest measured alone)")
+	fs.BoolVar(&o.noSync, "nosync", false, "diagnostics only: the relay acknowledges before the disk sync (not durable; shows what the sync costs)")
 	jsonOut := fs.Bool("json", false, "print the results as JSON instead of a table")
 	quiet := fs.Bool("q", false, "no progress lines on stderr")
 	if err := fs.Parse(args); err != nil {

@@ -150,7 +150,9 @@ func startBenchRelay(o benchOptions, idle bool) (*benchRelay, error) {
 		b.close()
 		return nil, fmt.Errorf("create a data directory (set TMPDIR to a writable disk): %v", err)
 	}
-	if b.r, err = startRelay(benchServeFlags(b.dir, b.emURL), benchLogger(o)); err != nil {
+	f := benchServeFlags(b.dir, b.emURL)
+	f.noSync = o.noSync
+	if b.r, err = startRelay(f, benchLogger(o)); err != nil {
 		b.close()
 		return nil, fmt.Errorf("start the relay: %v", err)
 	}
@@ -207,7 +209,13 @@ func benchIngest(o benchOptions) (stageResult, error) {
 		return stageResult{}, err
 	}
 	r := stageResult{Stage: "ingest", Goal: fmt.Sprintf("ratio ≥ %.2f, p99 < %s", goalIngestRatio, goalIngestP99),
-		Note: "durable relay (fsync per group commit), delivery idle (the emulator holds every request); ceiling: bare Echo handler reading the body"}
+		Note: "durable relay (fsync per group commit), delivery held (the emulator holds every request); ceiling: bare Echo handler reading the body"}
+	if o.liveIngest {
+		r.Note = "durable relay (fsync per group commit), delivering to the emulator while ingesting; ceiling: bare Echo handler reading the body"
+	}
+	if o.noSync {
+		r.Note = "NOT DURABLE (--nosync, diagnostics only): " + r.Note
+	}
 	var p50, p99, cp50, cp99 []time.Duration
 	for round := range o.rounds {
 		url, stop, err := startBareEcho()
@@ -219,7 +227,7 @@ func benchIngest(o benchOptions) (stageResult, error) {
 		if bare.failed > 0 || bare.events == 0 {
 			return r, fmt.Errorf("bare echo: %d requests failed, %d events acknowledged: %v", bare.failed, bare.events, bare.firstErr)
 		}
-		br, err := startBenchRelay(o, true)
+		br, err := startBenchRelay(o, !o.liveIngest)
 		if err != nil {
 			return r, err
 		}
