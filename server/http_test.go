@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -301,4 +302,45 @@ func serve(s *Server, r *http.Request) *httptest.ResponseRecorder {
 	rec := httptest.NewRecorder()
 	s.Handler().ServeHTTP(rec, r)
 	return rec
+}
+
+// TestSlowClients: a client that dribbles its headers, or its body, is cut off by the server's
+// timeouts instead of holding a connection for ever.
+func TestSlowClients(t *testing.T) {
+	s, _ := newTest(t, func(o *Options) {
+		o.Timeouts = Timeouts{ReadHeader: 200 * time.Millisecond, Read: 400 * time.Millisecond}
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	cases := map[string]string{
+		"headers never finished": "POST /v1/track HTTP/1.1\r\nHost: x\r\n",
+		"body never finished":    "POST /v1/track HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"type\":",
+	}
+	for name, partial := range cases {
+		t.Run(name, func(t *testing.T) {
+			c, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Write([]byte(partial)); err != nil {
+				t.Fatal(err)
+			}
+			// The server must give up on its own; 10 s is far beyond its timeouts.
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			buf := make([]byte, 512)
+			for {
+				if _, err := c.Read(buf); err != nil {
+					if ne, ok := err.(net.Error); ok && ne.Timeout() {
+						t.Fatal("the server kept a slow client's connection open for 10 s")
+					}
+					return // closed by the server (EOF or reset), possibly after an error answer
+				}
+			}
+		})
+	}
 }
