@@ -1,9 +1,12 @@
-// Command woorelay maps Segment and RudderStack events to Woopra's HTTP Tracking API.
+// Command woorelay relays the events of Segment and RudderStack SDKs to Woopra's HTTP
+// Tracking API: `woorelay serve` accepts the SDKs' traffic, queues it durably and delivers it;
+// the other commands map, test, lint and measure the YAML mappings, and run a Woopra emulator.
 //
 // Usage:
 //
-//	woorelay transform [--preset NAME|FILE] [--mappings DIR]... [--set KEY=VALUE]... [FILE|-]
-//	woorelay explain | test | lint | diff | presets | docs
+//	woorelay serve [--config FILE] [--listen ADDR] [--data DIR] [--woopra-url URL]
+//	woorelay dlq list | show ID | replay (ID...|--all)
+//	woorelay emulate | bench | transform | explain | test | lint | diff | corpus | presets | docs
 //
 // Run `woorelay help` for details.
 package main
@@ -14,7 +17,7 @@ import (
 	"os"
 )
 
-const usage = `woorelay maps Segment / RudderStack events to Woopra HTTP Tracking API requests.
+const usage = `woorelay relays Segment and RudderStack SDK events to Woopra's HTTP Tracking API.
 
 Commands:
   transform [--preset NAME|FILE] [--mappings DIR]... [--set KEY=VALUE]... [--now TIME] [FILE|-]
