@@ -344,18 +344,8 @@ func (p *parser) batchArray() bool {
 			return p.fail(http.StatusRequestEntityTooLarge, "event_too_large", "batch[%d] is %d bytes, over the limit of %d bytes per event; trim its properties", i, n, p.maxEventBytes)
 		}
 		p.events = append(p.events, ev)
-		p.ws()
-		if p.pos >= len(p.data) {
-			return p.syntax("want ',' or ']'")
-		}
-		switch p.data[p.pos] {
-		case ',':
-			p.pos++
-		case ']':
-			p.pos++
-			return true
-		default:
-			return p.syntax("want ',' or ']'")
+		if more, ok := p.arrayNext(); !more {
+			return ok
 		}
 	}
 }
@@ -374,20 +364,28 @@ func (p *parser) array(depth int) bool {
 		if !p.value(depth) {
 			return false
 		}
-		p.ws()
-		if p.pos >= len(p.data) {
-			return p.syntax("want ',' or ']'")
-		}
-		switch p.data[p.pos] {
-		case ',':
-			p.pos++
-		case ']':
-			p.pos++
-			return true
-		default:
-			return p.syntax("want ',' or ']'")
+		if more, ok := p.arrayNext(); !more {
+			return ok
 		}
 	}
+}
+
+// arrayNext consumes what follows an array element: a comma (more is true) or the closing
+// bracket (more is false, ok true); anything else is a syntax error (ok false).
+func (p *parser) arrayNext() (more, ok bool) {
+	p.ws()
+	if p.pos >= len(p.data) {
+		return false, p.syntax("want ',' or ']'")
+	}
+	switch p.data[p.pos] {
+	case ',':
+		p.pos++
+		return true, true
+	case ']':
+		p.pos++
+		return false, true
+	}
+	return false, p.syntax("want ',' or ']'")
 }
 
 // strSafe marks the bytes a string may hold without further checks.
