@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -409,5 +411,63 @@ func TestDuplicateMessageIDs(t *testing.T) {
 	}
 	if c.Received != 20 || c.Duplicates != 40 || c.Delivered != 20 {
 		t.Errorf("counters %+v; want 20 received and delivered, 40 duplicates", c)
+	}
+}
+
+// TestTwoWriteKeys: with a sources file, each write key's events go out with its own preset
+// and project, and a key that is not configured is refused with 401.
+func TestTwoWriteKeys(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "woorelay.yaml")
+	os.WriteFile(cfg, []byte(`sources:
+  - name: website
+    write_key: web-key-1
+    preset: default
+    settings: {project: web.example.com, app: web}
+  - name: backend
+    write_key_env: E2E_BACKEND_KEY
+    preset: segment
+    settings: {project: api.example.com}
+`), 0o644)
+	x := newE2E(t, "--config", cfg)
+	p := startWoorelay(t, x.addr, []string{"E2E_BACKEND_KEY=backend-key-2"}, x.args...)
+	post := func(key, user, mid string) int {
+		body := fmt.Sprintf(`{"type":"track","event":"Order Completed","userId":%q,"messageId":%q,"properties":{"mid":%q}}`, user, mid, mid)
+		req, _ := http.NewRequest("POST", p.url+"/v1/track", strings.NewReader(body))
+		req.SetBasicAuth(key, "")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if s := post("web-key-1", "w1", "m-web"); s != 200 {
+		t.Errorf("website key: %d", s)
+	}
+	if s := post("backend-key-2", "b1", "m-backend"); s != 200 {
+		t.Errorf("backend key: %d", s)
+	}
+	if s := post("not-a-key", "n1", "m-none"); s != 401 {
+		t.Errorf("an unconfigured key got %d, want 401", s)
+	}
+	waitFor(t, 30*time.Second, "both events at the emulator", func() bool { d := x.delivered(); return d["m-web"] == 1 && d["m-backend"] == 1 })
+	for _, r := range x.em.Requests() {
+		switch r.Params.Get("ce_mid") {
+		case "m-web": // the default preset renames Order Completed and sends the app
+			if r.Params.Get("project") != "web.example.com" || r.Params.Get("event") != "purchase" || r.Params.Get("ce_app") != "web" {
+				t.Errorf("website event: %v", r.Params.Map())
+			}
+		case "m-backend": // the segment preset keeps the name and names the project as host, as Segment does
+			if r.Params.Get("host") != "api.example.com" || r.Params.Get("event") != "Order Completed" {
+				t.Errorf("backend event: %v", r.Params.Map())
+			}
+		case "m-none":
+			t.Errorf("the refused event reached Woopra")
+		}
+	}
+	c := x.drained(p)
+	if c.Received != 2 || c.Delivered != 2 {
+		t.Errorf("counters %+v; want 2 received and delivered", c)
 	}
 }
