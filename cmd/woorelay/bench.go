@@ -78,6 +78,12 @@ type stageResult struct {
 	AllocsPerEvent float64       `json:"allocs_per_event,omitempty"`
 	CeilAllocs     float64       `json:"ceiling_allocs_per_event,omitempty"`
 	Outage         *outageResult `json:"outage,omitempty"`
+	// Floor is the ingest stage's sync floor (events/s of a bare handler that only appends and
+	// fdatasyncs each body with group commit), FloorRatio its median ratio to the ceiling: no
+	// durable acknowledgement at this concurrency can do better on this disk.
+	Floor      float64   `json:"sync_floor_events_per_s,omitempty"`
+	FloorR     []float64 `json:"sync_floor_rounds,omitempty"`
+	FloorRatio float64   `json:"sync_floor_ratio,omitempty"`
 	Goal           string        `json:"goal"`
 	Pass           bool          `json:"pass"`
 	Note           string        `json:"note,omitempty"`

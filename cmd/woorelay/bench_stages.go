@@ -199,6 +199,74 @@ func startBareEcho() (url string, stop func(), err error) {
 	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
 }
 
+// startSyncFloor starts the durable floor of the ingest stage, with its file in dir (empty:
+// the temporary directory, where the relay of the stage keeps its data): the bare Echo handler plus the
+// least any durable acknowledgement must do, appending each body to one file with group commit
+// (one write and one fdatasync for all the requests waiting) before answering 200. No parsing,
+// no index, no dedup: what it reaches is what the disk's sync allows at this concurrency.
+func startSyncFloor(dir string) (url string, stop func(), err error) {
+	f, err := os.CreateTemp(dir, "sync-floor-*.log")
+	if err != nil {
+		return "", nil, err
+	}
+	type waiter struct {
+		body []byte
+		done chan error
+	}
+	in := make(chan waiter, 4096)
+	go func() {
+		var buf []byte
+		for w := range in {
+			group := []waiter{w}
+			for more := true; more; {
+				select {
+				case x, ok := <-in:
+					if !ok {
+						more = false
+						break
+					}
+					group = append(group, x)
+				default:
+					more = false
+				}
+			}
+			buf = buf[:0]
+			for _, g := range group {
+				buf = append(buf, g.body...)
+			}
+			_, err := f.Write(buf)
+			if err == nil {
+				err = f.Sync()
+			}
+			for _, g := range group {
+				g.done <- err
+			}
+		}
+	}()
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.POST("/v1/batch", func(c echo.Context) error {
+		body, err := io.ReadAll(c.Request().Body)
+		if err != nil {
+			return err
+		}
+		done := make(chan error, 1)
+		in <- waiter{body, done}
+		if err := <-done; err != nil {
+			return err
+		}
+		return c.JSONBlob(http.StatusOK, []byte(`{"success":true}`))
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.Close()
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return "http://" + ln.Addr().String(), func() { srv.Close(); close(in); f.Close(); os.Remove(f.Name()) }, nil
+}
+
 // benchIngest measures durable ingest (a relay from startRelay with a new data directory,
 // fsync per group commit, delivery idle) against a bare Echo handler, o.conns connections
 // sending 20-event batches back to back. Each round runs the bare side then the relay, each
@@ -236,13 +304,28 @@ func benchIngest(o benchOptions) (stageResult, error) {
 		if ours.failed > 0 || ours.events == 0 {
 			return r, fmt.Errorf("relay: %d requests failed, %d events acknowledged: %v", ours.failed, ours.events, ours.firstErr)
 		}
+		floorURL, stopFloor, err := startSyncFloor("")
+		if err != nil {
+			return r, err
+		}
+		floor := runLoad(loadConfig{conns: o.conns, warmup: o.warmup, duration: o.duration, send: postBatches(floorURL+"/v1/batch", g)})
+		stopFloor()
+		r.FloorR = append(r.FloorR, floor.rate())
 		r.OursR, r.CeilR = append(r.OursR, ours.rate()), append(r.CeilR, bare.rate())
 		p50, p99 = append(p50, percentile(ours.lat, 50)), append(p99, percentile(ours.lat, 99))
 		cp50, cp99 = append(cp50, percentile(bare.lat, 50)), append(cp99, percentile(bare.lat, 99))
-		o.progressf("ingest round %d: relay %s events/s (p50 %s, p99 %s), bare echo %s events/s (p50 %s, p99 %s)", round+1,
-			fmtRate(ours.rate()), fmtMs(p50[round]), fmtMs(p99[round]), fmtRate(bare.rate()), fmtMs(cp50[round]), fmtMs(cp99[round]))
+		o.progressf("ingest round %d: relay %s events/s (p50 %s, p99 %s), bare echo %s events/s (p50 %s, p99 %s), sync floor %s events/s", round+1,
+			fmtRate(ours.rate()), fmtMs(p50[round]), fmtMs(p99[round]), fmtRate(bare.rate()), fmtMs(cp50[round]), fmtMs(cp99[round]), fmtRate(floor.rate()))
 	}
 	r.summarise()
+	r.Floor = median(r.FloorR)
+	fr := make([]float64, len(r.FloorR))
+	for i := range fr {
+		fr[i] = r.FloorR[i] / r.CeilR[i]
+	}
+	r.FloorRatio = median(fr)
+	r.Note += fmt.Sprintf("; sync floor (bare handler + group-committed append and fdatasync of the body, nothing else): %s events/s, %.2f of the ceiling",
+		fmtRate(r.Floor), r.FloorRatio)
 	r.P50, r.P99, r.CeilP50, r.CeilP99 = medianDuration(p50), medianDuration(p99), medianDuration(cp50), medianDuration(cp99)
 	r.Pass = r.Ratio >= goalIngestRatio && r.P99 < goalIngestP99
 	return r, nil
