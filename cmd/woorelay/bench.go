@@ -84,9 +84,9 @@ type stageResult struct {
 	Floor      float64   `json:"sync_floor_events_per_s,omitempty"`
 	FloorR     []float64 `json:"sync_floor_rounds,omitempty"`
 	FloorRatio float64   `json:"sync_floor_ratio,omitempty"`
-	Goal           string        `json:"goal"`
-	Pass           bool          `json:"pass"`
-	Note           string        `json:"note,omitempty"`
+	Goal       string    `json:"goal"`
+	Pass       bool      `json:"pass"`
+	Note       string    `json:"note,omitempty"`
 }
 
 // summarise fills the medians and the ratio from the rounds.
