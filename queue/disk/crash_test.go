@@ -22,8 +22,9 @@ const (
 
 // TestHelperProcess is the child of TestCrashKill9, not a test of its own: it appends in a loop
 // from several goroutines and prints "ack <id>" for every entry of every acknowledged Append,
-// while a consumer delivers (Done) or dead-letters (Dead) items and prints "done <id>" or
-// "dead <id>" after each call returns. The parent kills it with SIGKILL.
+// while a consumer delivers (Done) or dead-letters (Dead) items, printing "done <id>" just
+// before each Done (so a reported id may or may not be removed) and "dead <id>" after each
+// Dead. The parent kills it with SIGKILL.
 func TestHelperProcess(t *testing.T) {
 	dir := os.Getenv(helperDirEnv)
 	if dir == "" {
@@ -76,11 +77,13 @@ func TestHelperProcess(t *testing.T) {
 					}
 					say([]string{"dead " + it.Entry.MessageID + "\n"})
 				} else if it.Seq%3 == 0 {
+					// Said before Done: a kill between Done's write and a report after it would
+					// leave a delivered id that looks lost.
+					say([]string{"done " + it.Entry.MessageID + "\n"})
 					if err := q.Done(it.Seq); err != nil {
 						fmt.Fprintln(os.Stderr, "done:", err)
 						os.Exit(3)
 					}
-					say([]string{"done " + it.Entry.MessageID + "\n"})
 				}
 			}
 		}
