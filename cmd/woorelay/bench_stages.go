@@ -264,7 +264,19 @@ func startSyncFloor(dir string) (url string, stop func(), err error) {
 	}
 	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
-	return "http://" + ln.Addr().String(), func() { srv.Close(); close(in); f.Close(); os.Remove(f.Name()) }, nil
+	stop = func() {
+		// Shutdown waits for the handlers, so none sends on in once it is closed.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if srv.Shutdown(ctx) == nil {
+			close(in) // else a handler may still send: leave the committer running
+		} else {
+			srv.Close()
+		}
+		f.Close()
+		os.Remove(f.Name())
+	}
+	return "http://" + ln.Addr().String(), stop, nil
 }
 
 // benchIngest measures durable ingest (a relay from startRelay with a new data directory,
