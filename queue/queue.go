@@ -13,17 +13,19 @@ import (
 	"time"
 )
 
-// Outcome says what the mapping decided for an event at ingest.
+// Outcome says what is to become of an entry: ingest appends Deliver (to be mapped and sent)
+// or Rejected (refused at the edge); delivery's mapping decides the rest.
 type Outcome uint8
 
 const (
-	// Deliver means the event became one or more Woopra requests to send.
+	// Deliver means the event is to be sent: its requests, or the mapping that makes them.
 	Deliver Outcome = iota
 	// Filtered means the event was dropped on purpose (a filter, consent, a skip rule); it is
-	// counted and not stored.
+	// counted and not kept.
 	Filtered
-	// Rejected means the event cannot be sent as it is (no visitor id, a contract breach); it
-	// goes straight to the dead-letter store with its reason, so it can be replayed after a fix.
+	// Rejected means the event cannot be sent as it is (no userId nor anonymousId, no visitor
+	// id, a contract breach); it goes to the dead-letter store with its reason, so it can be
+	// replayed after a fix.
 	Rejected
 )
 
@@ -53,7 +55,8 @@ type Request struct {
 	Headers []Header
 }
 
-// Entry is one event accepted at ingest, already mapped.
+// Entry is one event accepted at ingest. Ingest stores it unmapped (Requests empty); delivery
+// maps it with its source's current program.
 type Entry struct {
 	Source    string    // name of the source (write key's owner) the event came from
 	MessageID string    // the event's messageId; the dedup key together with Source
@@ -158,9 +161,10 @@ type Queue interface {
 	DeadLetters(after uint64, limit int) ([]DeadLetter, error)
 	// DeadLetter returns one dead letter.
 	DeadLetter(id uint64) (DeadLetter, bool, error)
-	// Replay moves dead letters back to the queue (at its end), optionally replacing their
-	// requests (after a mapping fix) through remap; remap may return an error to leave a letter
-	// where it is. It returns how many letters were replayed.
+	// Replay moves dead letters back to the queue (at its end), each entry passed through remap
+	// when it is not nil (woorelay clears the stored requests, so delivery maps the event again
+	// with the current configuration); remap may return an error to leave a letter where it is.
+	// It returns how many letters were replayed.
 	Replay(ids []uint64, remap func(Entry) (Entry, error)) (int, error)
 
 	// Counters returns the running totals.

@@ -48,7 +48,7 @@ var (
 )
 
 // ingestHandler handles one route: authenticate, read and validate the body, normalise and
-// map each event, append the entries, answer.
+// append the entries, answer.
 func (s *Server) ingestHandler(rt route) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := s.now()

@@ -1,8 +1,8 @@
 // Package server is woorelay's HTTP ingest data plane: it accepts what the Segment and
 // RudderStack SDKs send (same paths, auth forms, limits and status codes as the vendors'
 // servers, so each SDK's retry logic does the right thing), normalises every event at the edge
-// (batch context, messageId, receivedAt, clock-skew correction), maps it with its source's
-// preset, and appends the result to a Store. It answers 200 only once the Store has accepted
+// (batch context, messageId, receivedAt, clock-skew correction), and appends the events to a
+// Store with their ordering keys; delivery maps them later with Source.Map. It answers 200 only once the Store has accepted
 // the entries, so a durable Store makes a 200 mean "stored".
 package server
 
@@ -28,7 +28,7 @@ import (
 	"github.com/woorelay/woorelay/queue"
 )
 
-// Store receives the mapped entries of each accepted request. Append must return only once
+// Store receives the entries (normalised, unmapped events) of each accepted request. Append must return only once
 // the entries are stored as promised (durably, for the on-disk queue): the server answers 200
 // only after Append returns nil. queue.ErrFull and queue.ErrClosed become 503 with
 // Retry-After; any other error becomes 500. Append must not keep the entries slice after it
@@ -38,7 +38,8 @@ type Store interface {
 	Append(ctx context.Context, entries []queue.Entry) (queue.AppendResult, error)
 }
 
-// Source is one compiled source: a write key and the program that maps its events.
+// Source is one compiled source: a write key and the program that maps its events (at
+// delivery, through Map).
 type Source struct {
 	// Name labels the source in metrics, logs and queue entries.
 	Name string
@@ -133,7 +134,7 @@ func (t Timeouts) withDefaults() Timeouts {
 type Options struct {
 	// Sources are the compiled sources (Config.Compile). Required.
 	Sources []*Source
-	// Store receives the mapped entries. Required.
+	// Store receives the entries. Required.
 	Store Store
 	// Limits bound requests; zero fields take the defaults.
 	Limits Limits
