@@ -190,13 +190,22 @@ func startBareEcho() (url string, stop func(), err error) {
 		}
 		return c.JSONBlob(http.StatusOK, []byte(`{"success":true}`))
 	})
+	url, srv, err := serveOnLoopback(e)
+	if err != nil {
+		return "", nil, err
+	}
+	return url, func() { srv.Close() }, nil
+}
+
+// serveOnLoopback serves h on a new loopback port.
+func serveOnLoopback(h http.Handler) (string, *http.Server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, err
 	}
-	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
-	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
+	return "http://" + ln.Addr().String(), srv, nil
 }
 
 // startSyncFloor starts the durable floor of the ingest stage, with its file in dir (empty:
@@ -257,13 +266,11 @@ func startSyncFloor(dir string) (url string, stop func(), err error) {
 		}
 		return c.JSONBlob(http.StatusOK, []byte(`{"success":true}`))
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	url, srv, err := serveOnLoopback(e)
 	if err != nil {
 		f.Close()
 		return "", nil, err
 	}
-	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
 	stop = func() {
 		// Shutdown waits for the handlers, so none sends on in once it is closed.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -276,7 +283,7 @@ func startSyncFloor(dir string) (url string, stop func(), err error) {
 		f.Close()
 		os.Remove(f.Name())
 	}
-	return "http://" + ln.Addr().String(), stop, nil
+	return url, stop, nil
 }
 
 // benchIngest measures durable ingest (a relay from startRelay with a new data directory,
@@ -602,14 +609,11 @@ func benchOutage(o benchOptions) (stageResult, error) {
 		return r, err
 	}
 	tracker := &deliveryTracker{h: em.Handler(), prefix: prefix}
-	emLn, err := net.Listen("tcp", "127.0.0.1:0")
+	emURL, emSrv, err := serveOnLoopback(tracker)
 	if err != nil {
 		return r, err
 	}
-	emSrv := &http.Server{Handler: tracker, ReadHeaderTimeout: 10 * time.Second}
-	go emSrv.Serve(emLn)
 	defer emSrv.Close()
-	emURL := "http://" + emLn.Addr().String()
 
 	dir, err := os.MkdirTemp("", "woorelay-bench-outage-")
 	if err != nil {
