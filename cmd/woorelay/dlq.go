@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -30,9 +29,13 @@ func cmdDlq(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dlq", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, dlqUsage) }
-	server := fs.String("server", envOr("WOORELAY_SERVER", "http://127.0.0.1:8080"), "base URL of the running woorelay serve")
-	token := fs.String("admin-token", os.Getenv("WOORELAY_ADMIN_TOKEN"), "admin API token")
+	server := fs.String("server", "http://127.0.0.1:8080", "base URL of the running woorelay serve")
+	token := fs.String("admin-token", "", "admin API token")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := applyEnv(fs); err != nil { // WOORELAY_SERVER, WOORELAY_ADMIN_TOKEN
+		fmt.Fprintf(stderr, "woorelay dlq: %v\n", err)
 		return 2
 	}
 	rest := fs.Args()
@@ -81,14 +84,6 @@ func cmdDlq(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-// envOr returns the environment variable's value, or def when it is unset or empty.
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }
 
 // adminClient calls the admin API of a running server.

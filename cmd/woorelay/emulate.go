@@ -21,15 +21,12 @@ var emulateContext = func() (context.Context, context.CancelFunc) {
 }
 
 // cmdEmulate serves the Woopra emulator: `woorelay emulate [--listen ADDR] [--projects LIST]
-// [--strict] [--max-records N]`. The default address is :8081, or $WOORELAY_LISTEN when set.
+// [--strict] [--max-records N]`, each flag also settable as WOORELAY_<FLAG>. The default
+// address is :8081.
 func cmdEmulate(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("emulate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	defaultListen := ":8081"
-	if v := os.Getenv("WOORELAY_LISTEN"); v != "" {
-		defaultListen = v
-	}
-	listen := fs.String("listen", defaultListen, "address to listen on (default :8081, or $WOORELAY_LISTEN)")
+	listen := fs.String("listen", ":8081", "address to listen on")
 	projects := fs.String("projects", "", "comma-separated registered projects; others get Woopra's \"not registered\" reply (default: any project)")
 	strict := fs.Bool("strict", false, "answer 400 to requests without a project, identifier or event instead of Woopra's lenient 200")
 	maxRecords := fs.Int("max-records", 0, fmt.Sprintf("requests kept for GET /emulator/requests (0: %d; negative: none)", emulator.DefaultMaxRecords))
@@ -41,6 +38,10 @@ func cmdEmulate(args []string, stdout, stderr io.Writer) int {
 		if err == flag.ErrHelp {
 			return 0
 		}
+		return 2
+	}
+	if err := applyEnv(fs); err != nil { // WOORELAY_LISTEN and the other flags
+		fmt.Fprintf(stderr, "woorelay emulate: %v\n", err)
 		return 2
 	}
 	if fs.NArg() > 0 {
