@@ -14,18 +14,22 @@ import (
 
 // appendReq is one Append call waiting for the committer.
 type appendReq struct {
-	ctx     context.Context
-	entries []queue.Entry
-	values  [][]byte // encoded item or dead-letter value per entry; nil for Filtered
-	size    int64    // bytes of values
-	at      time.Time
+	// Everything the committer needs is copied out of the caller's entries before the request
+	// is handed over: a caller whose ctx ends returns at once and may reuse its entries while
+	// the committer still works on the request.
+	ctx      context.Context
+	outcomes []queue.Outcome
+	visitors []string
+	values   [][]byte // encoded item or dead-letter value per entry; nil for Filtered
+	dkeys    [][]byte // dedup key per entry; nil when it has no MessageID (the committer clears duplicates')
+	size     int64    // bytes of values
+	at       time.Time
 
 	// set by the committer
-	dkeys [][]byte // dedup key per entry; nil when it has no MessageID or is a duplicate
-	dup   []bool
-	res   queue.AppendResult
-	err   error
-	done  chan struct{}
+	dup  []bool
+	res  queue.AppendResult
+	err  error
+	done chan struct{}
 }
 
 // Append stores the entries durably and atomically (all or none) and returns once the
@@ -40,7 +44,7 @@ type appendReq struct {
 // It returns queue.ErrFull when the disk budget is reached and queue.ErrClosed after Close;
 // in both cases nothing of the call was stored. If ctx ends while the call waits, Append
 // returns ctx.Err() but the entries may still be committed: delivery is at least once, and the
-// client's retry is caught as a duplicate.
+// client's retry is caught as a duplicate. Append does not use entries after it returns.
 func (q *Queue) Append(ctx context.Context, entries []queue.Entry) (queue.AppendResult, error) {
 	if err := ctx.Err(); err != nil {
 		return queue.AppendResult{}, err
@@ -52,10 +56,17 @@ func (q *Queue) Append(ctx context.Context, entries []queue.Entry) (queue.Append
 		q.end()
 		return queue.AppendResult{}, nil
 	}
-	r := &appendReq{ctx: ctx, entries: entries, at: q.now(), done: make(chan struct{})}
+	r := &appendReq{ctx: ctx, at: q.now(), done: make(chan struct{})}
 	r.values = make([][]byte, len(entries))
+	r.outcomes = make([]queue.Outcome, len(entries))
+	r.visitors = make([]string, len(entries))
+	r.dkeys = make([][]byte, len(entries))
 	for i := range entries {
 		e := &entries[i]
+		r.outcomes[i], r.visitors[i] = e.Outcome, e.Visitor
+		if e.MessageID != "" {
+			r.dkeys[i] = dedupSuffix(e.Source, e.MessageID)
+		}
 		switch e.Outcome {
 		case queue.Deliver:
 			r.values[i] = appendEntry(appendItemHeader(make([]byte, 0, 16+entrySize(e)), itemState{}), e)
@@ -219,14 +230,15 @@ func (q *Queue) commitGroup(group []*appendReq) {
 			r.err = err // the caller has gone; store nothing of it
 			continue
 		}
-		r.dkeys = make([][]byte, len(r.entries))
-		r.dup = make([]bool, len(r.entries))
-		for i := range r.entries {
-			if e := &r.entries[i]; e.MessageID != "" {
-				r.dkeys[i] = dedupSuffix(e.Source, e.MessageID)
-				lookups = append(lookups, r.dkeys[i])
+		r.dup = make([]bool, len(r.outcomes))
+		for _, dk := range r.dkeys {
+			if dk != nil {
+				lookups = append(lookups, dk)
 			}
 		}
+	}
+	if h := q.testHookCommit.Load(); h != nil {
+		(*h)()
 	}
 	slices.SortFunc(lookups, bytes.Compare)
 	lookups = slices.CompactFunc(lookups, bytes.Equal)
@@ -290,17 +302,16 @@ func (q *Queue) commitGroup(group []*appendReq) {
 			continue
 		}
 		var res queue.AppendResult
-		for i := range r.entries {
-			e := &r.entries[i]
+		for i, outcome := range r.outcomes {
 			if r.dup[i] {
 				res.Duplicates++
 				continue
 			}
-			switch e.Outcome {
+			switch outcome {
 			case queue.Deliver:
 				m.lastSeq++
 				_ = batch.Set(itemKey(m.lastSeq), r.values[i], nil)
-				_ = batch.Set(visitorKey(e.Visitor, m.lastSeq), nil, nil)
+				_ = batch.Set(visitorKey(r.visitors[i], m.lastSeq), nil, nil)
 				res.Queued++
 			case queue.Filtered:
 				res.Filtered++

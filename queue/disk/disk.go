@@ -112,6 +112,9 @@ type Queue struct {
 	// testHookGroup, when set, runs in the committer after it has taken a group's first call
 	// and before it collects the rest.
 	testHookGroup atomic.Pointer[func()]
+	// testHookCommit, when set, runs in the committer after it has checked the group's
+	// contexts and before it writes the group.
+	testHookCommit atomic.Pointer[func()]
 
 	// replayMu serialises Replay calls, so a letter is never replayed twice.
 	replayMu sync.Mutex

@@ -481,6 +481,51 @@ func TestAppendContext(t *testing.T) {
 	checkStore(t, q)
 }
 
+// TestAppendCallerGoneMidCommit: a caller whose context ends after the committer took its
+// call returns at once and may reuse its entries (ingest pools them); what is committed is what
+// the caller passed, not what it wrote afterwards.
+func TestAppendCallerGoneMidCommit(t *testing.T) {
+	q := open(t, t.TempDir(), Options{})
+	release, entered := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hook := func() { once.Do(func() { close(entered); <-release }) }
+	q.testHookCommit.Store(&hook)
+	cctx, cancel := context.WithCancel(ctx)
+	entries := []queue.Entry{entry("web", "kept", "alice", queue.Deliver, 10), entry("web", "gone", "bob", queue.Filtered, 10)}
+	errc := make(chan error)
+	go func() {
+		_, err := q.Append(cctx, entries)
+		errc <- err
+	}()
+	<-entered // the committer has checked the context and holds the call
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Append canceled mid-commit = %v", err)
+	}
+	for i := range entries { // the caller reuses its entries
+		entries[i] = entry("other", "reused", "mallory", queue.Rejected, 10)
+	}
+	close(release)
+	res, err := q.Append(ctx, []queue.Entry{entry("web", "kept", "alice", queue.Deliver, 10), entry("web", "reused", "mallory", queue.Deliver, 10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Duplicates != 1 || res.Queued != 1 {
+		t.Errorf("after the commit: %+v, want kept a duplicate and reused queued", res)
+	}
+	items, err := q.ScanVisitor("alice", 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 1 || items[0].Entry.MessageID != "kept" {
+		t.Fatalf("alice's items = %+v, want the committed \"kept\"", items)
+	}
+	if c := q.Counters(); c.Filtered != 1 || c.DeadLettered != 0 || c.Queued != 2 {
+		t.Errorf("counters %+v: want the call's own outcomes (1 filtered, no dead letter) and 2 queued", c)
+	}
+	checkStore(t, q)
+}
+
 // TestCloseUnderLoad closes the queue while appenders run: every Append returns (nil or
 // ErrClosed), and what was acknowledged is exactly what the reopened store holds.
 func TestCloseUnderLoad(t *testing.T) {
