@@ -214,7 +214,8 @@ func (r loadResult) rate() float64 {
 
 // runLoad drives conns workers, each a keep-alive client sending requests back to back (or
 // paced by cfg.rate), first for cfg.warmup unmeasured, then for cfg.duration (or until
-// cfg.batches were sent) measured.
+// cfg.batches were sent) measured. A timed window lasts at least until the first
+// acknowledgement.
 func runLoad(cfg loadConfig) loadResult {
 	client := &http.Client{Transport: benchTransport(cfg.conns), Timeout: 60 * time.Second}
 	defer client.Transport.(*http.Transport).CloseIdleConnections()
@@ -222,6 +223,7 @@ func runLoad(cfg loadConfig) loadResult {
 	defer cancel()
 
 	var measuring atomic.Bool
+	var countedAcks atomic.Int64 // acknowledged requests in the measured window
 	var budget atomic.Int64
 	budget.Store(int64(cfg.batches))
 	var tokens chan struct{}
@@ -287,6 +289,7 @@ func runLoad(cfg loadConfig) loadResult {
 					out.acked = append(out.acked, first)
 				}
 				if counted && measuring.Load() {
+					countedAcks.Add(1)
 					out.events += int64(n)
 					out.requests++
 					out.lat = append(out.lat, d)
@@ -303,6 +306,11 @@ func runLoad(cfg loadConfig) loadResult {
 		<-done
 	} else {
 		time.Sleep(cfg.duration)
+		// A window shorter than one answer measures nothing: on a loaded machine (a short
+		// smoke run, the race detector) it is extended until the first acknowledgement.
+		for limit := time.Now().Add(time.Minute); countedAcks.Load() == 0 && time.Now().Before(limit); {
+			time.Sleep(time.Millisecond)
+		}
 	}
 	measuring.Store(false)
 	elapsed := time.Since(start)

@@ -655,10 +655,24 @@ func benchOutage(o benchOptions) (stageResult, error) {
 	}
 	defer stopChild()
 
-	// Resident memory, once a second, tagged by phase (0 outage, 1 drain).
+	// Resident memory, once a second and at the end of each phase, tagged by phase (0
+	// outage, 1 drain).
 	var phase atomic.Int32
 	var rssMu sync.Mutex
 	var outRSS, drainRSS []int64
+	sampleRSS := func() {
+		rss, err := readRSS(cmd.Process.Pid)
+		if err != nil {
+			return
+		}
+		rssMu.Lock()
+		if phase.Load() == 0 {
+			outRSS = append(outRSS, rss)
+		} else {
+			drainRSS = append(drainRSS, rss)
+		}
+		rssMu.Unlock()
+	}
 	samplerDone := make(chan struct{})
 	stopSampler := make(chan struct{})
 	go func() {
@@ -671,22 +685,13 @@ func benchOutage(o benchOptions) (stageResult, error) {
 				return
 			case <-tick.C:
 			}
-			rss, err := readRSS(cmd.Process.Pid)
-			if err != nil {
-				continue
-			}
-			rssMu.Lock()
-			if phase.Load() == 0 {
-				outRSS = append(outRSS, rss)
-			} else {
-				drainRSS = append(drainRSS, rss)
-			}
-			rssMu.Unlock()
+			sampleRSS()
 		}
 	}()
 
 	o.progressf("outage: %s at %d events/s offered, emulator answering 500", o.outage, o.outageRate)
 	load := runLoad(loadConfig{conns: o.conns, duration: o.outage, rate: max(1, o.outageRate/benchBatchSize), send: postBatches(base+"/v1/batch", g)})
+	sampleRSS()
 	u := &outageResult{Outage: o.outage.String(), Rate: o.outageRate, Acked: int64(len(load.acked) * benchBatchSize)}
 	if c, err := adminCounters(base); err == nil {
 		u.Backlog = c.Queued
@@ -717,6 +722,7 @@ func benchOutage(o benchOptions) (stageResult, error) {
 	u.Drain = time.Since(recovered)
 	close(stopSampler)
 	<-samplerDone
+	sampleRSS()
 	if u.Drain > 0 {
 		u.DrainRate = float64(u.Backlog) / u.Drain.Seconds()
 	}
