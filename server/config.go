@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -39,8 +40,6 @@ type Config struct {
 	AllowedOrigins []string
 	// Sources are the configured sources, in file order.
 	Sources []SourceConfig
-	// Dev is true for DevConfig: one source that accepts any write key.
-	Dev bool
 }
 
 // SourceConfig is one configured source.
@@ -71,7 +70,7 @@ type SourceConfig struct {
 // write key and maps events with the default preset. It has no settings, so the caller must
 // supply at least the Woopra project through Compile's adjust function.
 func DevConfig() *Config {
-	return &Config{Dev: true, Sources: []SourceConfig{{Name: "dev", AnyKey: true, Preset: "default", Settings: map[string]string{}, where: "development source"}}}
+	return &Config{Sources: []SourceConfig{{Name: "dev", AnyKey: true, Preset: "default", Settings: map[string]string{}, where: "development source"}}}
 }
 
 // LoadConfig reads a YAML configuration file. Every problem is reported as
@@ -201,7 +200,7 @@ func (l *loader) members(n *yaml.Node, known []string, fn func(k, v *yaml.Node))
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		if !contains(known, k.Value) {
+		if !slices.Contains(known, k.Value) {
 			hint := "known keys: " + strings.Join(known, ", ")
 			if s := closest(k.Value, known); s != "" {
 				hint = fmt.Sprintf("did you mean %q?", s)
@@ -216,15 +215,6 @@ func (l *loader) members(n *yaml.Node, known []string, fn func(k, v *yaml.Node))
 		seen[k.Value] = true
 		fn(k, v)
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // closest returns the known key within edit distance 2 of s, if any.

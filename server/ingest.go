@@ -13,7 +13,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 	"github.com/tidwall/gjson"
 
@@ -293,8 +292,6 @@ func jsonString(raw []byte) string {
 // bstr views b as a string without copying; b must not change while the string is used.
 func bstr(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
-func newUUID() string { return uuid.NewString() }
-
 const tsLayout = "2006-01-02T15:04:05.000Z07:00"
 
 // batchCtx is what the wrapper contributes to each event.
@@ -375,8 +372,9 @@ func (s *Server) normalise(out []byte, w *work, ev *object, rt route, bc *batchC
 	}
 	typ, msgRaw := val(fType), val(fMessageID)
 	ts, ots, sent := val(fTimestamp), val(fOriginalTimestamp), val(fSentAt)
+	userID, anonymousID := val(fUserID), val(fAnonymousID)
 	var code, msg string
-	if !present(val(fUserID)) && !present(val(fAnonymousID)) {
+	if !present(userID) && !present(anonymousID) {
 		code, msg = "missing_id", "the event has neither userId nor anonymousId; set anonymousId (or userId once the user is known)"
 	}
 	if rt.typ == "" && (len(typ) < 2 || typ[0] != '"') && code == "" {
@@ -496,7 +494,7 @@ func (s *Server) normalise(out []byte, w *work, ev *object, rt route, bc *batchC
 		out = append(out, bc.recvJSON...)
 	}
 	out = append(out, '}')
-	return out, msgID, visitorKey(val(fUserID), val(fAnonymousID)), code, msg
+	return out, msgID, visitorKey(userID, anonymousID), code, msg
 }
 
 // visitorKey is the ordering key of an event at the edge: its userId when present, else its

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -208,7 +209,7 @@ func New(opts Options) (*Server, error) {
 		s.now = time.Now
 	}
 	if s.newID == nil {
-		s.newID = newUUID
+		s.newID = uuid.NewString
 	}
 	names := map[string]bool{}
 	for _, src := range opts.Sources {
@@ -244,14 +245,10 @@ func New(opts Options) (*Server, error) {
 	s.retryHdr = fmt.Sprint(int((ra + time.Second - 1) / time.Second))
 	s.cors = newCORS(opts.AllowedOrigins, opts.Sources)
 	reg := opts.Registerer
-	gat := opts.Gatherer
 	if reg == nil {
-		r := prometheus.NewRegistry()
-		reg = r
-		if gat == nil {
-			gat = r
-		}
+		reg = prometheus.NewRegistry()
 	}
+	gat := opts.Gatherer
 	if gat == nil {
 		if r, ok := reg.(*prometheus.Registry); ok {
 			gat = r
