@@ -23,7 +23,6 @@ type appendReq struct {
 	values   [][]byte // encoded item or dead-letter value per entry; nil for Filtered
 	dkeys    [][]byte // dedup key per entry; nil when it has no MessageID (the committer clears duplicates')
 	size     int64    // bytes of values
-	at       time.Time
 
 	// set by the committer
 	dup  []bool
@@ -56,7 +55,8 @@ func (q *Queue) Append(ctx context.Context, entries []queue.Entry) (queue.Append
 		q.end()
 		return queue.AppendResult{}, nil
 	}
-	r := &appendReq{ctx: ctx, at: q.now(), done: make(chan struct{})}
+	at := q.now()
+	r := &appendReq{ctx: ctx, done: make(chan struct{})}
 	r.values = make([][]byte, len(entries))
 	r.outcomes = make([]queue.Outcome, len(entries))
 	r.visitors = make([]string, len(entries))
@@ -71,7 +71,7 @@ func (q *Queue) Append(ctx context.Context, entries []queue.Entry) (queue.Append
 		case queue.Deliver:
 			r.values[i] = appendEntry(appendItemHeader(make([]byte, 0, 16+entrySize(e)), itemState{}), e)
 		case queue.Rejected:
-			r.values[i] = encodeDeadLetter(r.at, &queue.Failure{Reason: e.Reason}, encodeEntryBody(e))
+			r.values[i] = encodeDeadLetter(at, &queue.Failure{Reason: e.Reason}, encodeEntryBody(e))
 		case queue.Filtered:
 		default:
 			return queue.AppendResult{}, fmt.Errorf("queue/disk: entry %d has unknown outcome %d; use queue.Deliver, Filtered or Rejected", i, e.Outcome)
@@ -269,11 +269,9 @@ func (q *Queue) commitGroup(group []*appendReq) {
 			}
 			stored += int64(len(r.values[i]))
 		}
-		if r.err == nil && q.opts.DiskBudget > 0 && usage+stored > q.opts.DiskBudget {
+		if q.opts.DiskBudget > 0 && usage+stored > q.opts.DiskBudget {
 			r.err = queue.ErrFull
 			q.requestReclaim(now)
-		}
-		if r.err != nil {
 			for _, s := range tentative {
 				delete(seen, s)
 			}

@@ -158,13 +158,18 @@ type meta struct {
 	c        queue.Counters
 }
 
+// counterFields lists the counters in their stored order; encodeMeta and decodeMeta share it.
+func counterFields(c *queue.Counters) []*int64 {
+	return []*int64{&c.Received, &c.Delivered, &c.DeadLettered, &c.Filtered, &c.Queued, &c.Duplicates, &c.Replayed}
+}
+
 func encodeMeta(m *meta) []byte {
 	b := make([]byte, 0, 2+10*9)
 	b = append(b, kindMeta, metaVersion)
 	b = putUvarint(b, m.lastSeq)
 	b = putUvarint(b, m.lastDead)
-	for _, v := range []int64{m.c.Received, m.c.Delivered, m.c.DeadLettered, m.c.Filtered, m.c.Queued, m.c.Duplicates, m.c.Replayed} {
-		b = putVarint(b, v)
+	for _, p := range counterFields(&m.c) {
+		b = putVarint(b, *p)
 	}
 	return b
 }
@@ -423,7 +428,7 @@ func decodeMeta(b []byte) (meta, error) {
 	var m meta
 	m.lastSeq = d.uvarint("last_seq")
 	m.lastDead = d.uvarint("last_dead")
-	for _, p := range []*int64{&m.c.Received, &m.c.Delivered, &m.c.DeadLettered, &m.c.Filtered, &m.c.Queued, &m.c.Duplicates, &m.c.Replayed} {
+	for _, p := range counterFields(&m.c) {
 		*p = d.varint("counters")
 	}
 	d.end()

@@ -359,10 +359,12 @@ func (q *Queue) reclaimer(ctx context.Context) {
 // pebbleLogger sends pebble's messages to slog.
 type pebbleLogger struct{ l *slog.Logger }
 
+// Infof logs pebble's routine notes at debug level.
 func (p pebbleLogger) Infof(format string, args ...any) {
-	p.l.Debug(fmt.Sprintf(format, args...), "source", "pebble") // the storage engine's routine notes
+	p.l.Debug(fmt.Sprintf(format, args...), "source", "pebble")
 }
 
+// Errorf logs pebble's errors.
 func (p pebbleLogger) Errorf(format string, args ...any) {
 	p.l.Error(fmt.Sprintf(format, args...), "source", "pebble")
 }
