@@ -45,7 +45,7 @@ func (c Class) String() string {
 
 // Attempt is the outcome of one request to the destination.
 type Attempt struct {
-	Class      Class
+	Class      Class         // Done, Retry or Dead
 	Status     int           // HTTP status of the final response; 0 when no response arrived
 	RetryAfter time.Duration // from the Retry-After header (seconds or HTTP-date); 0 when absent
 	Body       string        // the start of the response body (at most ClientOptions.MaxBody bytes)

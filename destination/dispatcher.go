@@ -177,7 +177,6 @@ type lane struct {
 	items    []queue.Item
 	state    laneState
 	nextAt   time.Time
-	heapIdx  int
 	lastSeq  uint64 // highest Seq loaded into the lane
 	overflow bool   // items of the visitor past lastSeq were left in the queue
 	reload   bool   // in d.reloads
@@ -368,7 +367,7 @@ func (d *Dispatcher) admit(it queue.Item) {
 	}
 	l := d.lanes[key]
 	if l == nil {
-		l = &lane{key: key, visitor: it.Entry.Visitor, heapIdx: -1}
+		l = &lane{key: key, visitor: it.Entry.Visitor}
 		d.lanes[key] = l
 	} else {
 		switch {
@@ -607,8 +606,7 @@ func (d *Dispatcher) deliver(ctx context.Context, j job) result {
 	return r
 }
 
-// filter drops an item on purpose through the queue's Filter (counted as filtered). A queue
-// without Filter dead-letters it instead, so the count stays visible.
+// filter drops an item on purpose through the queue's Filter (counted as filtered).
 func (d *Dispatcher) filter(r result, it queue.Item, reason string) result {
 	if err := d.write("filter", func() error { return d.q.Filter(it.Seq, reason) }); err != nil {
 		r.it, r.out, r.err = it, failed, err
@@ -670,22 +668,13 @@ type laneHeap []*lane
 
 func (h laneHeap) Len() int           { return len(h) }
 func (h laneHeap) Less(i, j int) bool { return h[i].nextAt.Before(h[j].nextAt) }
-func (h laneHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].heapIdx = i
-	h[j].heapIdx = j
-}
-func (h *laneHeap) Push(x any) {
-	l := x.(*lane)
-	l.heapIdx = len(*h)
-	*h = append(*h, l)
-}
+func (h laneHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *laneHeap) Push(x any)        { *h = append(*h, x.(*lane)) }
 func (h *laneHeap) Pop() any {
 	old := *h
 	n := len(old)
 	l := old[n-1]
 	old[n-1] = nil
-	l.heapIdx = -1
 	*h = old[:n-1]
 	return l
 }
