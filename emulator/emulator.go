@@ -271,9 +271,10 @@ func (e *Emulator) serveTrack(w http.ResponseWriter, r *http.Request, endpoint, 
 	if endpoint == "push" {
 		for i := range p.items {
 			it := &p.items[i]
-			it.Visitor = visitorKey(rawIDs(it.Params))
+			itemIDs := rawIDs(it.Params)
+			it.Visitor = visitorKey(itemIDs)
 			if visitorKey(ids) == "" {
-				ids = rawIDs(it.Params)
+				ids = itemIDs
 			}
 			if rec.Project == "" {
 				rec.Project = resolveProject(it.Params, tp)

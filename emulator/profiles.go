@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"cmp"
 	"maps"
 	"slices"
 	"sort"
@@ -271,13 +272,7 @@ func compareActions(a, b Action) int {
 	if c := a.Time.Compare(b.Time); c != 0 {
 		return c
 	}
-	switch {
-	case a.Seq < b.Seq:
-		return -1
-	case a.Seq > b.Seq:
-		return 1
-	}
-	return 0
+	return cmp.Compare(a.Seq, b.Seq)
 }
 
 func (ps *profileStore) trim(t *profile) {
@@ -393,15 +388,8 @@ func (p *profile) view(project string) Visitor {
 func (ps *profileStore) visitors(project string) []Visitor {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	names := make([]string, 0, len(ps.projects))
-	for name := range ps.projects {
-		if project == "" || name == project {
-			names = append(names, name)
-		}
-	}
-	sort.Strings(names)
 	out := []Visitor{}
-	for _, name := range names {
+	for _, name := range ps.projectNames(project) {
 		pp := ps.projects[name]
 		list := make([]*profile, 0, len(pp.live))
 		for p := range pp.live {
@@ -420,14 +408,7 @@ func (ps *profileStore) visitors(project string) []Visitor {
 func (ps *profileStore) find(project, key string) (Visitor, bool) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	names := make([]string, 0, len(ps.projects))
-	for name := range ps.projects {
-		if project == "" || name == project {
-			names = append(names, name)
-		}
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range ps.projectNames(project) {
 		pp := ps.projects[name]
 		for _, m := range []map[string]*profile{pp.byID, pp.byEmail, pp.byCookie} {
 			if p := m[key]; p != nil {
@@ -436,6 +417,19 @@ func (ps *profileStore) find(project, key string) (Visitor, bool) {
 		}
 	}
 	return Visitor{}, false
+}
+
+// projectNames returns the names of the projects held that match project (all when it is ""),
+// sorted; the caller holds ps.mu.
+func (ps *profileStore) projectNames(project string) []string {
+	names := make([]string, 0, len(ps.projects))
+	for name := range ps.projects {
+		if project == "" || name == project {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names
 }
 
 func (ps *profileStore) count() int {

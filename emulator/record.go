@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -194,15 +195,7 @@ func (rc *recorder) snapshot(keep func(*Record) bool) []Record {
 		}
 	}
 	rc.mu.Unlock()
-	slices.SortStableFunc(out, func(a, b Record) int {
-		switch {
-		case a.Seq < b.Seq:
-			return -1
-		case a.Seq > b.Seq:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(out, func(a, b Record) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out
 }
 
