@@ -70,7 +70,7 @@ const (
 type cfield struct {
 	doc       *fieldDoc
 	header    bool
-	file      string
+	at        SourceRef // where the field is declared
 	name      string
 	src       sourceKind
 	slot      int
@@ -452,7 +452,7 @@ func (c *compiler) path(path string, at *yaml.Node) int {
 
 func (c *compiler) field(fd *fieldDoc) *cfield {
 	r := c.r
-	f := &cfield{doc: fd, file: c.r.fileOf(fd.node), name: fd.Name, present: fd.Present, def: fd.Default, as: fd.As, required: fd.Required, dropOnErr: fd.DropOnError, slot: -1}
+	f := &cfield{doc: fd, at: c.ref(fd.node), name: fd.Name, present: fd.Present, def: fd.Default, as: fd.As, required: fd.Required, dropOnErr: fd.DropOnError, slot: -1}
 	switch fd.Source {
 	case "path":
 		f.src = srcPath

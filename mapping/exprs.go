@@ -85,7 +85,9 @@ func (c *exprCompiler) compile(src string, asBool bool) (*program, error) {
 		return nil, g.err
 	}
 	out := &program{vm: prog}
-	c.native(src, out, asBool)
+	if len(lets) == 0 {
+		c.native(tree.Node, out, asBool)
+	}
 	return out, nil
 }
 

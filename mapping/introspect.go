@@ -1,9 +1,6 @@
 package mapping
 
-import (
-	"sort"
-	"strings"
-)
+import "sort"
 
 // The methods in this file describe a compiled program for tools (lint, explain, docs): what it
 // reads, what it writes and where each piece is declared.
@@ -41,11 +38,7 @@ func (p *Program) Fields() []FieldRef {
 	for _, m := range p.mappings {
 		for _, group := range [][]*cfield{m.fields, m.headers} {
 			for _, f := range group {
-				ref := FieldRef{Mapping: m.name, Name: f.name, Header: f.header, SourceRef: SourceRef{File: f.file}}
-				if f.doc.node != nil {
-					ref.Line, ref.Col = f.doc.node.Line, f.doc.node.Column
-				}
-				out = append(out, ref)
+				out = append(out, FieldRef{SourceRef: f.at, Mapping: m.name, Name: f.name, Header: f.header})
 			}
 		}
 	}
@@ -81,11 +74,8 @@ func (p *Program) TableRows() []RowRef {
 	for _, n := range names {
 		t := p.tables[n]
 		for _, k := range t.Order {
-			key := k
-			if t.Fold {
-				key = strings.ToLower(k)
-			}
-			ref := RowRef{Table: n, Key: k, Value: t.Rows[key]}
+			v, _ := t.find(k)
+			ref := RowRef{Table: n, Key: k, Value: v}
 			if node := t.rowNodes[k]; node != nil {
 				ref.SourceRef = SourceRef{File: t.file, Line: node.Line, Col: node.Column}
 			}
@@ -109,10 +99,8 @@ func (p *Program) MappingNames() []string {
 // as "name=value". Delivery keeps each visitor's requests in order by this key. It returns ""
 // when the request carries none of them.
 func (p *Program) Visitor(r Request) string {
-	for _, name := range p.identity.Order {
-		if j := indexOf(r.Params, name); j >= 0 && r.Params[j].Value != "" {
-			return name + "=" + r.Params[j].Value
-		}
+	if i, j := p.identity.first(r.Params); i >= 0 {
+		return p.identity.Order[i] + "=" + r.Params[j].Value
 	}
 	return ""
 }

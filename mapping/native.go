@@ -5,7 +5,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/expr-lang/expr/ast"
-	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 	"github.com/tidwall/gjson"
 )
@@ -27,21 +26,13 @@ type program struct {
 	strOps []strOp // what strFn applies, innermost first, for state.applyStrOps
 }
 
-// native fills in the native evaluators for src where its shape allows.
-func (c *exprCompiler) native(src string, prog *program, asBool bool) {
-	tree, err := parser.Parse(src)
-	if err != nil {
-		return
-	}
-	lets := map[string]bool{}
-	ast.Walk(&tree.Node, letCollector(lets))
-	if len(lets) > 0 {
-		return
-	}
+// native fills in the native evaluators for the parsed expression n (which declares no
+// variables) where its shape allows.
+func (c *exprCompiler) native(n ast.Node, prog *program, asBool bool) {
 	if asBool {
-		prog.boolFn = c.nativeBool(tree.Node)
+		prog.boolFn = c.nativeBool(n)
 	} else {
-		if ops, ok := nativeString(tree.Node); ok {
+		if ops, ok := nativeString(n); ok {
 			prog.strOps = ops
 			prog.strFn = func(s string) string { return applyStrOps(ops, s) }
 		}

@@ -395,18 +395,23 @@ func indexOf(params []Param, name string) int {
 	return -1
 }
 
+// first returns the rank in Order of the highest identifier params carries with a value, and
+// its index in params; -1, -1 when there is none.
+func (id *IdentityPolicy) first(params []Param) (rank, index int) {
+	for i, name := range id.Order {
+		if j := indexOf(params, name); j >= 0 && params[j].Value != "" {
+			return i, j
+		}
+	}
+	return -1, -1
+}
+
 func (p *Program) checkIdentity(params []Param, tr *Trace) ([]Param, *Result) {
 	id := p.identity
 	if len(id.Order) == 0 {
 		return params, nil
 	}
-	best := -1
-	for i, name := range id.Order {
-		if j := indexOf(params, name); j >= 0 && params[j].Value != "" {
-			best = i
-			break
-		}
-	}
+	best, _ := id.first(params)
 	if best < 0 {
 		if tr != nil {
 			tr.identity(fmt.Sprintf("order %s: none present; when_none: %s", strings.Join(id.Order, " > "), id.WhenNone))

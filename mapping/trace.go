@@ -68,10 +68,7 @@ func (t *Trace) identity(s string) {
 }
 
 func (t *Trace) field(f *cfield) *FieldTrace {
-	ft := &FieldTrace{Name: f.name, File: f.file, Header: f.header}
-	if f.doc.node != nil {
-		ft.Line, ft.Col = f.doc.node.Line, f.doc.node.Column
-	}
+	ft := &FieldTrace{Name: f.name, Header: f.header, File: f.at.File, Line: f.at.Line, Col: f.at.Col}
 	t.Fields = append(t.Fields, ft)
 	return ft
 }

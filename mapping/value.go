@@ -137,7 +137,7 @@ func compactJSON(raw string) string {
 	if !needsCompact(raw) {
 		return raw
 	}
-	return string(gjsonUgly(raw))
+	return string(appendCompact(nil, raw))
 }
 
 func needsCompact(raw string) bool {
@@ -161,8 +161,6 @@ func needsCompact(raw string) bool {
 	}
 	return false
 }
-
-func gjsonUgly(raw string) []byte { return []byte(gjson.Get(raw, "@ugly").Raw) }
 
 // appendCompact appends raw JSON without its insignificant whitespace, as @ugly does: bytes up to
 // and including space are dropped outside strings, strings are copied as they are.

@@ -105,7 +105,7 @@ func misspeltPaths(p *mapping.Program, samples [][]byte) mapping.Diagnostics {
 				continue
 			}
 			if s := closest(prefix, candidates); s != "" {
-				suggestion := s + strings.TrimPrefix(ref.Path, strings.Join(escaped[:depth], "."))
+				suggestion := s + strings.TrimPrefix(ref.Path, prefix)
 				for _, r := range ref.Refs {
 					out = append(out, at(r, CodeMisspeltPath,
 						fmt.Sprintf("path %q never occurs in the %d sample events", ref.Path, len(samples)),

@@ -20,7 +20,6 @@ func Run(t *testing.T, opts Options, files ...string) {
 			t.Errorf("%s has no test cases", f)
 		}
 		for _, r := range results {
-			r := r
 			t.Run(r.Name, func(t *testing.T) {
 				for _, fail := range r.Failures {
 					t.Errorf("%s:%d: %s", r.File, r.Line, fail)

@@ -59,7 +59,7 @@ var (
 )
 
 // Browser returns the browser name and full version ua-parser-js 1.x reports for the
-// User-Agent string ua, or "", "" when it is empty, a bot, a non-browser client or a browser
+// User-Agent string s, or "", "" when it is empty, a bot, a non-browser client or a browser
 // this package does not name. Either both results are set or neither is.
 func Browser(s string) (name, version string) {
 	if strings.TrimSpace(s) == "" {
