@@ -149,10 +149,7 @@ func (a *adminAPI) list(c echo.Context) error {
 	if err != nil {
 		return adminError(c, http.StatusInternalServerError, "store_error", err.Error())
 	}
-	out := struct {
-		DeadLetters []deadLetterJSON `json:"dead_letters"`
-		Next        uint64           `json:"next,omitempty"`
-	}{DeadLetters: []deadLetterJSON{}}
+	out := deadLetterPage{DeadLetters: []deadLetterJSON{}}
 	for _, d := range letters {
 		out.DeadLetters = append(out.DeadLetters, deadLetterToJSON(d, false))
 	}
@@ -175,6 +172,13 @@ func (a *adminAPI) show(c echo.Context) error {
 		return adminError(c, http.StatusNotFound, "not_found", "no dead letter "+strconv.FormatUint(id, 10)+" (it may have been replayed); list them with GET /admin/dlq")
 	}
 	return c.JSON(http.StatusOK, deadLetterToJSON(d, true))
+}
+
+// deadLetterPage is the answer of GET /admin/dlq; Next, when not 0, is the after parameter of
+// the following page.
+type deadLetterPage struct {
+	DeadLetters []deadLetterJSON `json:"dead_letters"`
+	Next        uint64           `json:"next,omitempty"`
 }
 
 // replayRequest is the body of POST /admin/dlq/replay.

@@ -134,32 +134,25 @@ func eventTemplate(ev []byte) ([][]byte, error) {
 func (g *batchGen) build(buf []byte) ([]byte, uint64) {
 	t := &g.tmpl[int(g.pick.Add(1)-1)%len(g.tmpl)]
 	first := g.next.Add(benchBatchSize) - benchBatchSize
+	return g.fill(buf, t, first), first
+}
+
+// fill appends batch template t with the ids of the events from sequence number first on.
+func (g *batchGen) fill(buf []byte, t *batchTemplate, first uint64) []byte {
 	for i, lit := range t.lits {
 		buf = append(buf, lit...)
 		if i < len(t.owner) {
-			buf = g.appendID(buf, first+uint64(t.owner[i]))
+			buf = append(buf, g.prefix...)
+			buf = strconv.AppendUint(buf, first+uint64(t.owner[i]), 10)
 		}
 	}
-	return buf, first
+	return buf
 }
 
-// appendID appends the id of event seq.
-func (g *batchGen) appendID(buf []byte, seq uint64) []byte {
-	buf = append(buf, g.prefix...)
-	return strconv.AppendUint(buf, seq, 10)
-}
-
-// sample returns the events of one batch with the given sequence numbers, for mapping them
-// ahead of time.
+// sampleEvents returns the events of batch template tmpl with the sequence numbers from first
+// on, for mapping them ahead of time.
 func (g *batchGen) sampleEvents(tmpl int, first uint64) ([][]byte, error) {
-	t := &g.tmpl[tmpl%len(g.tmpl)]
-	var buf []byte
-	for i, lit := range t.lits {
-		buf = append(buf, lit...)
-		if i < len(t.owner) {
-			buf = g.appendID(buf, first+uint64(t.owner[i]))
-		}
-	}
+	buf := g.fill(nil, &g.tmpl[tmpl%len(g.tmpl)], first)
 	var out [][]byte
 	gjson.GetBytes(buf, "batch").ForEach(func(_, v gjson.Result) bool {
 		out = append(out, []byte(v.Raw))
@@ -195,7 +188,6 @@ type loadConfig struct {
 // loadResult is what the load generator measured.
 type loadResult struct {
 	events   int64           // events acknowledged in the measured window
-	requests int64           // requests acknowledged in the measured window
 	elapsed  time.Duration   // the measured window
 	lat      []time.Duration // latency of every acknowledged request in the window, sorted
 	failed   int64           // requests not acknowledged (any phase)
@@ -244,10 +236,10 @@ func runLoad(cfg loadConfig) loadResult {
 	}
 
 	type workerOut struct {
-		events, requests, failed int64
-		lat                      []time.Duration
-		acked                    []uint64
-		err                      error
+		events, failed int64
+		lat            []time.Duration
+		acked          []uint64
+		err            error
 	}
 	outs := make([]workerOut, cfg.conns)
 	var wg sync.WaitGroup
@@ -291,7 +283,6 @@ func runLoad(cfg loadConfig) loadResult {
 				if counted && measuring.Load() {
 					countedAcks.Add(1)
 					out.events += int64(n)
-					out.requests++
 					out.lat = append(out.lat, d)
 				}
 			}
@@ -301,9 +292,7 @@ func runLoad(cfg loadConfig) loadResult {
 	start := time.Now()
 	measuring.Store(true)
 	if cfg.batches > 0 {
-		done := make(chan struct{})
-		go func() { wg.Wait(); close(done) }()
-		<-done
+		wg.Wait() // every worker returns once the budget is spent
 	} else {
 		time.Sleep(cfg.duration)
 		// A window shorter than one answer measures nothing: on a loaded machine (a short
@@ -320,7 +309,6 @@ func runLoad(cfg loadConfig) loadResult {
 	res := loadResult{elapsed: elapsed, start: start}
 	for _, o := range outs {
 		res.events += o.events
-		res.requests += o.requests
 		res.failed += o.failed
 		res.lat = append(res.lat, o.lat...)
 		res.acked = append(res.acked, o.acked...)

@@ -127,7 +127,6 @@ func benchServeFlags(data, woopraURL string) serveFlags {
 type benchRelay struct {
 	r      *relay
 	em     *emulator.Emulator
-	emURL  string
 	emStop func(context.Context) error
 	dir    string
 }
@@ -142,15 +141,16 @@ func startBenchRelay(o benchOptions, idle bool) (*benchRelay, error) {
 			return nil, err
 		}
 	}
-	var err error
-	if b.emURL, b.emStop, err = b.em.Start("127.0.0.1:0"); err != nil {
+	emURL, emStop, err := b.em.Start("127.0.0.1:0")
+	if err != nil {
 		return nil, fmt.Errorf("start the emulator: %v", err)
 	}
+	b.emStop = emStop
 	if b.dir, err = os.MkdirTemp("", "woorelay-bench-"); err != nil {
 		b.close()
 		return nil, fmt.Errorf("create a data directory (set TMPDIR to a writable disk): %v", err)
 	}
-	f := benchServeFlags(b.dir, b.emURL)
+	f := benchServeFlags(b.dir, emURL)
 	f.noSync = o.noSync
 	if b.r, err = startRelay(f, benchLogger(o)); err != nil {
 		b.close()
@@ -208,13 +208,13 @@ func serveOnLoopback(h http.Handler) (string, *http.Server, error) {
 	return "http://" + ln.Addr().String(), srv, nil
 }
 
-// startSyncFloor starts the durable floor of the ingest stage, with its file in dir (empty:
-// the temporary directory, where the relay of the stage keeps its data): the bare Echo handler plus the
+// startSyncFloor starts the durable floor of the ingest stage, with its file in the temporary
+// directory (where the relay of the stage keeps its data): the bare Echo handler plus the
 // least any durable acknowledgement must do, appending each body to one file with group commit
 // (one write and one fdatasync for all the requests waiting) before answering 200. No parsing,
 // no index, no dedup: what it reaches is what the disk's sync allows at this concurrency.
-func startSyncFloor(dir string) (url string, stop func(), err error) {
-	f, err := os.CreateTemp(dir, "sync-floor-*.log")
+func startSyncFloor() (url string, stop func(), err error) {
+	f, err := os.CreateTemp("", "sync-floor-*.log")
 	if err != nil {
 		return "", nil, err
 	}
@@ -323,7 +323,7 @@ func benchIngest(o benchOptions) (stageResult, error) {
 		if ours.failed > 0 || ours.events == 0 {
 			return r, fmt.Errorf("relay: %d requests failed, %d events acknowledged: %v", ours.failed, ours.events, ours.firstErr)
 		}
-		floorURL, stopFloor, err := startSyncFloor("")
+		floorURL, stopFloor, err := startSyncFloor()
 		if err != nil {
 			return r, err
 		}
@@ -636,8 +636,8 @@ func benchOutage(o benchOptions) (stageResult, error) {
 	if err := cmd.Start(); err != nil {
 		return r, fmt.Errorf("start %s serve: %v", o.exe, err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
 	stopChild := func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -758,13 +758,14 @@ func freeLoopback() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// waitReady polls base/readyz until it answers 200, the child exits or limit passes.
-func waitReady(base string, exited <-chan error, limit time.Duration) error {
+// waitReady polls base/readyz until it answers 200, exited is closed (the process ended) or
+// limit passes.
+func waitReady(base string, exited <-chan struct{}, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		select {
-		case err := <-exited:
-			return fmt.Errorf("woorelay serve exited before it was ready: %v", err)
+		case <-exited:
+			return errors.New("woorelay serve exited before it was ready")
 		default:
 		}
 		if resp, err := http.Get(base + "/readyz"); err == nil {

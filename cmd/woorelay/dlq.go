@@ -127,10 +127,7 @@ func (a adminClient) list(w io.Writer) error {
 	fmt.Fprintln(tw, "ID\tAT\tSOURCE\tSTATUS\tATTEMPTS\tREASON")
 	var after uint64
 	for {
-		var page struct {
-			DeadLetters []deadLetterJSON `json:"dead_letters"`
-			Next        uint64           `json:"next"`
-		}
+		var page deadLetterPage
 		if err := a.do("GET", fmt.Sprintf("/admin/dlq?after=%d&limit=1000", after), nil, &page); err != nil {
 			return err
 		}

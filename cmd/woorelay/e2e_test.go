@@ -21,12 +21,11 @@ import (
 
 // e2e is one test's emulator, data directory and listen address.
 type e2e struct {
-	t     *testing.T
-	em    *emulator.Emulator
-	emURL string
-	data  string
-	addr  string
-	args  []string
+	t    *testing.T
+	em   *emulator.Emulator
+	data string
+	addr string
+	args []string
 }
 
 func newE2E(t *testing.T, extra ...string) *e2e {
@@ -40,7 +39,11 @@ func newE2E(t *testing.T, extra ...string) *e2e {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { em.Release(); stop(context.Background()) })
-	x := &e2e{t: t, em: em, emURL: url, data: t.TempDir(), addr: freeAddr(t)}
+	addr, err := freeLoopback()
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := &e2e{t: t, em: em, data: t.TempDir(), addr: addr}
 	x.args = append([]string{"serve", "--listen", x.addr, "--data", x.data, "--woopra-url", url,
 		"--retry-min", "5ms", "--retry-max", "100ms", "--woopra-timeout", "2s", "--log-level", "warn"}, extra...)
 	return x
@@ -90,8 +93,11 @@ func (x *e2e) waitDelivered(l *ledger, timeout time.Duration) int {
 
 // counters reads the running server's counters.
 func (x *e2e) counters(p *proc) countersJSON {
-	var c countersJSON
-	getJSON(x.t, p.url+"/admin/counters", &c)
+	x.t.Helper()
+	c, err := adminCounters(p.url)
+	if err != nil {
+		x.t.Fatal(err)
+	}
 	return c
 }
 

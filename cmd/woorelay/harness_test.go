@@ -3,11 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,18 +42,6 @@ func woorelayBinary(t *testing.T) string {
 		t.Fatal(binErr)
 	}
 	return binPath
-}
-
-// freeAddr returns a loopback address with a port nobody listens on right now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 // syncBuffer is a bytes.Buffer safe for a process writing and a test reading.
@@ -100,25 +84,10 @@ func startWoorelay(t *testing.T, addr string, env []string, args ...string) *pro
 	p := &proc{t: t, cmd: cmd, url: "http://" + addr, output: out, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() { p.kill() })
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(p.url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return p
-			}
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("woorelay %s exited before it was ready:\n%s", strings.Join(args, " "), out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("woorelay %s not ready after 30 s:\n%s", strings.Join(args, " "), out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := waitReady(p.url, p.done, 30*time.Second); err != nil {
+		t.Fatalf("woorelay %s: %v:\n%s", strings.Join(args, " "), err, out.String())
 	}
+	return p
 }
 
 // kill sends SIGKILL and waits for the process to end.
@@ -144,23 +113,6 @@ func (p *proc) term() error {
 	case <-time.After(time.Minute):
 		p.kill()
 		return fmt.Errorf("no exit within a minute of SIGTERM:\n%s", p.output.String())
-	}
-}
-
-// getJSON decodes the JSON answer of GET url into v.
-func getJSON(t *testing.T, url string, v any) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, body)
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		t.Fatalf("GET %s: %v in %s", url, err, body)
 	}
 }
 

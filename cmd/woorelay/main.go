@@ -27,9 +27,10 @@ Commands:
             print, per event, how every field was decided
   test      [-update] [-v] [PATH]...
             run the *.test.yaml files under PATH (default .)
-  lint      [--preset ...] [--mappings DIR]... [--samples FILE]... [--tests PATH]...
+  lint      [--preset NAME|FILE] [--set KEY=VALUE]... [--mappings DIR]... [--samples FILE]...
+            [--tests PATH]...
             report misspelt paths, spread conflicts and untested rows and fields
-  diff      [--set KEY=VALUE]... [--mappings DIR]... OLD_PRESET NEW_PRESET [FILE|-]
+  diff      [--set KEY=VALUE]... [--mappings DIR]... [--now TIME] OLD_PRESET NEW_PRESET [FILE|-]
             run two presets (NEW with the --mappings folders) over the same events and
             summarise per field what changed
   corpus    [-n N] [-seed S]
@@ -38,10 +39,10 @@ Commands:
             accept Segment and RudderStack SDK traffic, queue it durably and deliver it to
             Woopra (or, with no project configured, to an in-process emulator); every flag
             can also be set as WOORELAY_<FLAG>; see woorelay serve -h
-  emulate   [--listen ADDR] [--projects P,...] [--strict]
+  emulate   [--listen ADDR] [--projects P,...] [--strict] [--max-records N]
             run a Woopra emulator that records requests and builds visitor profiles,
             with faults on command (see emulator/README.md)
-  dlq       [--server URL] list | show ID | replay (ID...|--all)
+  dlq       [--server URL] [--admin-token TOKEN] list | show ID | replay (ID...|--all)
             see why events were dead-lettered and replay them after a fix
   bench     [--stage transform,ingest,e2e,outage|all] [--rounds N] [--conns N] [--duration D] [--json]
             measure each stage against its ceiling in the same run (see BENCHMARKS.md)

@@ -175,7 +175,6 @@ type relay struct {
 	q          *disk.Queue
 	em         *emulator.Emulator
 	emStop     func(context.Context) error
-	reg        *prometheus.Registry
 	dispCancel context.CancelFunc
 	dispDone   chan error
 	serveDone  chan error
@@ -246,20 +245,20 @@ func startRelay(f serveFlags, log *slog.Logger) (_ *relay, err error) {
 		return nil, err
 	}
 
-	r.reg = prometheus.NewRegistry()
-	r.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	r.reg.MustRegister(newCountersCollector(r.q))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(newCountersCollector(r.q))
 
 	client := destination.NewClient(destination.ClientOptions{Timeout: f.woopraTimeout, Conns: f.workers})
 	disp := destination.NewDispatcher(r.q, client, destination.DispatcherOptions{
 		Workers: f.workers, RetryWindow: f.retryWindow, DrainTimeout: f.drainTimeout,
-		Backoff: destination.Backoff{Min: f.retryMin, Max: f.retryMax}, Logger: log, Registerer: r.reg,
+		Backoff: destination.Backoff{Min: f.retryMin, Max: f.retryMax}, Logger: log, Registerer: reg,
 		Map: mapAtDelivery(sources),
 	})
 
 	admin := &adminAPI{q: r.q, token: f.adminToken}
 	opts := cfg.Options(sources, r.q)
-	opts.Registerer, opts.Gatherer, opts.Logger = r.reg, r.reg, log
+	opts.Registerer, opts.Gatherer, opts.Logger = reg, reg, log
 	opts.Timeouts.Write = max(30*time.Second, f.drainTimeout)
 	opts.Mount = func(e *echo.Echo) {
 		admin.mount(e)

@@ -194,7 +194,7 @@ func cmdDiff(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() < 2 || fs.NArg() > 3 {
-		fmt.Fprintln(stderr, "usage: woorelay diff [--set KEY=VALUE]... [--mappings DIR]... OLD_PRESET NEW_PRESET [EVENTS|-]")
+		fmt.Fprintln(stderr, "usage: woorelay diff [--set KEY=VALUE]... [--mappings DIR]... [--now TIME] OLD_PRESET NEW_PRESET [EVENTS|-]")
 		return 2
 	}
 	now, err := pf.clock()
