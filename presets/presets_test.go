@@ -69,7 +69,7 @@ func TestExampleMappingFolder(t *testing.T) {
 // the added mapping) and every other event gives exactly the same result.
 func TestMappingFolderChangesOnlyItsEvent(t *testing.T) {
 	base := loadDefault(t)
-	overlays, err := maptest.LoadMappingDir("../testdata/mappings_example")
+	overlays, err := mapping.LoadDir("../testdata/mappings_example")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/woorelay/woorelay/mapping"
-	"github.com/woorelay/woorelay/mapping/maptest"
 	"github.com/woorelay/woorelay/presets"
 )
 
@@ -317,7 +316,7 @@ func (l *loader) source(n *yaml.Node) (SourceConfig, *yaml.Node, bool) {
 					l.errAt(n, "bad_mappings_folder", "give a folder of *.yaml mapping files, relative to the configuration file", "mapping folder %q (%s) does not exist or is not a folder", dir, full)
 					continue
 				}
-				ov, err := maptest.LoadMappingDir(full)
+				ov, err := mapping.LoadDir(full)
 				if err != nil {
 					l.errAt(n, "bad_mappings_folder", "make the folder and its *.yaml files readable", "%v", err)
 					continue

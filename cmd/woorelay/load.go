@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/woorelay/woorelay/mapping"
-	"github.com/woorelay/woorelay/mapping/maptest"
 	"github.com/woorelay/woorelay/presets"
 )
 
@@ -69,7 +68,7 @@ func (pf *programFlags) clock() (time.Time, error) {
 func (pf *programFlags) compile(preset string, overlays []string, allowUnset bool) (*mapping.Program, error) {
 	var srcs []mapping.Source
 	for _, dir := range overlays {
-		ov, err := maptest.LoadMappingDir(dir)
+		ov, err := mapping.LoadDir(dir)
 		if err != nil {
 			return nil, mapping.Diagnostic{File: dir, Code: "bad_mappings_folder", Msg: err.Error(), Hint: "--mappings takes a folder of *.yaml mapping files"}
 		}

@@ -184,7 +184,7 @@ func compile(tf *testFile, settings map[string]string, opts Options) (*mapping.P
 	}
 	var overlays []mapping.Source
 	for _, dir := range tf.mappings {
-		ov, err := LoadMappingDir(filepath.Join(filepath.Dir(tf.path), dir))
+		ov, err := mapping.LoadDir(filepath.Join(filepath.Dir(tf.path), dir))
 		if err != nil {
 			return nil, err
 		}
@@ -202,28 +202,6 @@ func presetSource(tf *testFile, opts Options) (mapping.Source, error) {
 		return opts.Resolve(strings.TrimSuffix(tf.preset, ".yaml"))
 	}
 	return mapping.Source{}, fmt.Errorf("%s: preset %q is neither a file beside the test nor a built-in preset", tf.path, tf.preset)
-}
-
-// LoadMappingDir reads every *.yaml mapping file of a folder, in name order; test files
-// (*.test.yaml) are left out.
-func LoadMappingDir(dir string) ([]mapping.Source, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("reading mapping folder: %w", err)
-	}
-	var out []mapping.Source
-	for _, e := range entries {
-		n := e.Name()
-		if e.IsDir() || !(strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) || strings.HasSuffix(n, ".test.yaml") {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join(dir, n))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, mapping.Source{File: filepath.Join(dir, n), Data: data})
-	}
-	return out, nil
 }
 
 // check compares a result with a case's expectations.
