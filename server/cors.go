@@ -73,12 +73,13 @@ func (s *Server) corsMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 		allowed := false
 		if origin != "" {
 			h.Add("Vary", "Origin")
+			cors := &s.keys.Load().cors
 			switch {
-			case s.cors.preflight[origin]:
+			case cors.preflight[origin]:
 				h.Set("Access-Control-Allow-Origin", origin)
 				h.Set("Access-Control-Allow-Credentials", "true")
 				allowed = true
-			case s.cors.any:
+			case cors.any:
 				h.Set("Access-Control-Allow-Origin", "*")
 				allowed = true
 			}

@@ -197,7 +197,7 @@ func TestOutcomes(t *testing.T) {
 	}
 	// Delivery maps them with the source's program.
 	var src *Source
-	for _, x := range s.sources {
+	for _, x := range s.keys.Load().sources {
 		if x.Name == "website" {
 			src = x
 		}

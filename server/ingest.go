@@ -123,7 +123,7 @@ func (s *Server) ingestHandler(rt route) echo.HandlerFunc {
 			}
 			srcName = src.Name
 		}
-		if s.cors.refuse(r.Header.Get("Origin"), src) {
+		if s.keys.Load().cors.refuse(r.Header.Get("Origin"), src) {
 			return fail(errOrigin)
 		}
 

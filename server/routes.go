@@ -150,7 +150,7 @@ func (s *Server) segmentSettings(c echo.Context) error {
 	if src == nil {
 		return writeError(c, errUnknownKey)
 	}
-	if refused := s.cors.refuse(c.Request().Header.Get("Origin"), src); refused {
+	if refused := s.keys.Load().cors.refuse(c.Request().Header.Get("Origin"), src); refused {
 		return writeError(c, errOrigin)
 	}
 	host, proto := s.apiHost(c.Request())
@@ -198,7 +198,7 @@ func (s *Server) rudderSourceConfig(c echo.Context) error {
 	if src == nil {
 		return writeError(c, errUnknownKey)
 	}
-	if refused := s.cors.refuse(r.Header.Get("Origin"), src); refused {
+	if refused := s.keys.Load().cors.refuse(r.Header.Get("Origin"), src); refused {
 		return writeError(c, errOrigin)
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")

@@ -174,15 +174,13 @@ type Options struct {
 type Server struct {
 	opts     Options
 	limits   Limits
-	sources  []*Source
-	anyKey   *Source
+	keys     atomic.Pointer[sourceSet]
 	echo     *echo.Echo
 	store    Store
 	log      *slog.Logger
 	now      func() time.Time
 	newID    func() string
 	metrics  *metrics
-	cors     corsPolicy
 	sem      chan struct{}
 	retryHdr string
 	ready    atomic.Bool
@@ -198,9 +196,6 @@ func New(opts Options) (*Server, error) {
 	if opts.Store == nil {
 		return nil, errors.New("server: Options.Store is nil; give the queue (or another Store) the server appends to")
 	}
-	if len(opts.Sources) == 0 {
-		return nil, errors.New("server: no sources; configure at least one write key (or use the development configuration)")
-	}
 	s := &Server{opts: opts, limits: opts.Limits.withDefaults(), store: opts.Store, log: opts.Logger, now: opts.Now, newID: opts.NewMessageID}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -211,28 +206,11 @@ func New(opts Options) (*Server, error) {
 	if s.newID == nil {
 		s.newID = uuid.NewString
 	}
-	names := map[string]bool{}
-	for _, src := range opts.Sources {
-		switch {
-		case src.Program == nil:
-			return nil, fmt.Errorf("server: source %q has no program; build sources with Config.Compile", src.Name)
-		case src.Name == "":
-			return nil, errors.New("server: a source has no name")
-		case names[src.Name]:
-			return nil, fmt.Errorf("server: two sources are named %q; names must be unique", src.Name)
-		case src.AnyKey && len(opts.Sources) > 1:
-			return nil, errors.New("server: a source that accepts any write key must be the only source")
-		case !src.AnyKey && src.WriteKey == "":
-			return nil, fmt.Errorf("server: source %q has an empty write key", src.Name)
-		}
-		names[src.Name] = true
-		src.digest = sha256.Sum256([]byte(src.WriteKey))
-		if src.AnyKey {
-			s.anyKey = src
-			s.log.Warn("DEVELOPMENT MODE: accepting events with ANY write key for source " + src.Name + "; give a configuration file (--config) to accept only configured keys")
-		}
+	set, err := newSourceSet(opts.Sources, opts.AllowedOrigins, opts.PublicURL, s.log)
+	if err != nil {
+		return nil, err
 	}
-	s.sources = opts.Sources
+	s.keys.Store(set)
 	inFlight := opts.MaxInFlight
 	if inFlight <= 0 {
 		inFlight = DefaultMaxInFlight
@@ -243,7 +221,6 @@ func New(opts Options) (*Server, error) {
 		ra = DefaultRetryAfter
 	}
 	s.retryHdr = fmt.Sprint(int((ra + time.Second - 1) / time.Second))
-	s.cors = newCORS(opts.AllowedOrigins, opts.Sources)
 	reg := opts.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -270,18 +247,73 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
+// sourceSet is what a reload may change: the sources with their write-key digests, the CORS
+// policy they imply and the public URL. The server reads it through one atomic pointer, so a
+// request sees either the old set or the new one, never a mix.
+type sourceSet struct {
+	sources   []*Source
+	anyKey    *Source
+	cors      corsPolicy
+	publicURL string
+}
+
+// newSourceSet checks the sources and computes their digests. It logs a loud warning when a
+// source accepts any write key.
+func newSourceSet(sources []*Source, allowedOrigins []string, publicURL string, log *slog.Logger) (*sourceSet, error) {
+	if len(sources) == 0 {
+		return nil, errors.New("server: no sources; configure at least one write key (or use the development configuration)")
+	}
+	set := &sourceSet{sources: sources, publicURL: publicURL}
+	names := map[string]bool{}
+	for _, src := range sources {
+		switch {
+		case src.Program == nil:
+			return nil, fmt.Errorf("server: source %q has no program; build sources with Config.Compile", src.Name)
+		case src.Name == "":
+			return nil, errors.New("server: a source has no name")
+		case names[src.Name]:
+			return nil, fmt.Errorf("server: two sources are named %q; names must be unique", src.Name)
+		case src.AnyKey && len(sources) > 1:
+			return nil, errors.New("server: a source that accepts any write key must be the only source")
+		case !src.AnyKey && src.WriteKey == "":
+			return nil, fmt.Errorf("server: source %q has an empty write key", src.Name)
+		}
+		names[src.Name] = true
+		src.digest = sha256.Sum256([]byte(src.WriteKey))
+		if src.AnyKey {
+			set.anyKey = src
+			log.Warn("DEVELOPMENT MODE: accepting events with ANY write key for source " + src.Name + "; give a configuration file (--config) to accept only configured keys")
+		}
+	}
+	set.cors = newCORS(allowedOrigins, sources)
+	return set, nil
+}
+
+// SetSources replaces the sources, the CORS allow list and the public URL at once (a reload):
+// the next request is authenticated against the new write keys. It checks them as New does
+// and keeps the running set when they are wrong.
+func (s *Server) SetSources(sources []*Source, allowedOrigins []string, publicURL string) error {
+	set, err := newSourceSet(sources, allowedOrigins, publicURL, s.log)
+	if err != nil {
+		return err
+	}
+	s.keys.Store(set)
+	return nil
+}
+
 // lookup finds the source of a write key, comparing SHA-256 digests in constant time so
 // neither the key's length nor its prefix leaks through timing.
 func (s *Server) lookup(key string) *Source {
 	if key == "" {
 		return nil
 	}
-	if s.anyKey != nil {
-		return s.anyKey
+	set := s.keys.Load()
+	if set.anyKey != nil {
+		return set.anyKey
 	}
 	d := sha256.Sum256([]byte(key))
 	var found *Source
-	for _, src := range s.sources {
+	for _, src := range set.sources {
 		if subtle.ConstantTimeCompare(d[:], src.digest[:]) == 1 {
 			found = src
 		}
@@ -341,7 +373,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // apiHost returns the host-and-path (no scheme) and the protocol browser SDKs should send to.
 func (s *Server) apiHost(r *http.Request) (host, protocol string) {
-	if u := strings.TrimSuffix(s.opts.PublicURL, "/"); u != "" {
+	if u := strings.TrimSuffix(s.keys.Load().publicURL, "/"); u != "" {
 		proto, rest, ok := strings.Cut(u, "://")
 		if !ok {
 			return u, "https"

@@ -1,16 +1,16 @@
 package main
 
 import (
-	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/woorelay/woorelay/admin"
 )
 
 const dlqUsage = `usage: woorelay dlq [--server URL] [--admin-token TOKEN] COMMAND
@@ -43,17 +43,17 @@ func cmdDlq(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	cl := adminClient{base: strings.TrimRight(*server, "/"), token: *token, http: &http.Client{Timeout: 30 * time.Second}}
+	cl := admin.NewClient(*server, *token, nil)
 	var err error
 	switch rest[0] {
 	case "list":
-		err = cl.list(stdout)
+		err = dlqList(cl, stdout)
 	case "show":
 		if len(rest) != 2 {
 			fmt.Fprint(stderr, dlqUsage)
 			return 2
 		}
-		err = cl.show(rest[1], stdout)
+		err = dlqShow(cl, rest[1], stdout)
 	case "replay":
 		rfs := flag.NewFlagSet("dlq replay", flag.ContinueOnError)
 		rfs.SetOutput(stderr)
@@ -61,7 +61,7 @@ func cmdDlq(args []string, stdout, stderr io.Writer) int {
 		if err := rfs.Parse(rest[1:]); err != nil {
 			return 2
 		}
-		req := replayRequest{All: *all}
+		req := admin.ReplayRequest{All: *all}
 		for _, a := range rfs.Args() {
 			id, perr := strconv.ParseUint(a, 10, 64)
 			if perr != nil {
@@ -74,7 +74,7 @@ func cmdDlq(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprint(stderr, "woorelay dlq replay: give dead-letter ids or --all\n")
 			return 2
 		}
-		err = cl.replay(req, stdout)
+		err = dlqReplay(cl, req, stdout)
 	default:
 		fmt.Fprintf(stderr, "woorelay dlq: unknown command %q\n%s", rest[0], dlqUsage)
 		return 2
@@ -86,49 +86,14 @@ func cmdDlq(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// adminClient calls the admin API of a running server.
-type adminClient struct {
-	base  string
-	token string
-	http  *http.Client
-}
-
-func (a adminClient) do(method, path string, body any, into any) error {
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, a.base+path, rd)
-	if err != nil {
-		return err
-	}
-	if a.token != "" {
-		req.Header.Set("Authorization", "Bearer "+a.token)
-	}
-	resp, err := a.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("%v (is `woorelay serve` running there? set --server)", err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if resp.StatusCode != http.StatusOK {
-		var e struct{ Code, Message string }
-		if json.Unmarshal(data, &e) == nil && e.Message != "" {
-			return fmt.Errorf("%s %s: %d %s: %s", method, path, resp.StatusCode, e.Code, e.Message)
-		}
-		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
-	}
-	return json.Unmarshal(data, into)
-}
-
-func (a adminClient) list(w io.Writer) error {
+// dlqList prints every dead letter, a line each.
+func dlqList(cl *admin.Client, w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tAT\tSOURCE\tSTATUS\tATTEMPTS\tREASON")
 	var after uint64
 	for {
-		var page deadLetterPage
-		if err := a.do("GET", fmt.Sprintf("/admin/dlq?after=%d&limit=1000", after), nil, &page); err != nil {
+		page, err := cl.DeadLetters(context.Background(), after, 1000)
+		if err != nil {
 			return err
 		}
 		for _, d := range page.DeadLetters {
@@ -146,24 +111,28 @@ func (a adminClient) list(w io.Writer) error {
 	return tw.Flush()
 }
 
-func (a adminClient) show(id string, w io.Writer) error {
-	if _, err := strconv.ParseUint(id, 10, 64); err != nil {
+// dlqShow prints one dead letter as indented JSON.
+func dlqShow(cl *admin.Client, id string, w io.Writer) error {
+	n, err := strconv.ParseUint(id, 10, 64)
+	if err != nil {
 		return fmt.Errorf("%q is not a dead-letter id; `woorelay dlq list` shows them", id)
 	}
-	var d json.RawMessage
-	if err := a.do("GET", "/admin/dlq/"+id, nil, &d); err != nil {
+	d, err := cl.DeadLetter(context.Background(), n)
+	if err != nil {
 		return err
 	}
-	var out bytes.Buffer
-	json.Indent(&out, d, "", "  ")
-	out.WriteByte('\n')
-	_, err := w.Write(out.Bytes())
+	out, err := json.MarshalIndent(d, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(out, '\n'))
 	return err
 }
 
-func (a adminClient) replay(req replayRequest, w io.Writer) error {
-	var res struct{ Replayed, Asked int }
-	if err := a.do("POST", "/admin/dlq/replay", req, &res); err != nil {
+// dlqReplay replays dead letters and says how many.
+func dlqReplay(cl *admin.Client, req admin.ReplayRequest, w io.Writer) error {
+	res, err := cl.Replay(context.Background(), req)
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "replayed %d of %d dead letters\n", res.Replayed, res.Asked)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/woorelay/woorelay/admin"
+	"github.com/woorelay/woorelay/bench"
 	"github.com/woorelay/woorelay/emulator"
 )
 
@@ -39,7 +41,7 @@ func newE2E(t *testing.T, extra ...string) *e2e {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { em.Release(); stop(context.Background()) })
-	addr, err := freeLoopback()
+	addr, err := bench.FreeLoopback()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,9 +94,9 @@ func (x *e2e) waitDelivered(l *ledger, timeout time.Duration) int {
 }
 
 // counters reads the running server's counters.
-func (x *e2e) counters(p *proc) countersJSON {
+func (x *e2e) counters(p *proc) admin.Counters {
 	x.t.Helper()
-	c, err := adminCounters(p.url)
+	c, err := admin.NewClient(p.url, "", nil).Counters(context.Background())
 	if err != nil {
 		x.t.Fatal(err)
 	}
@@ -102,9 +104,9 @@ func (x *e2e) counters(p *proc) countersJSON {
 }
 
 // drained waits until nothing is queued and checks that the counters reconcile.
-func (x *e2e) drained(p *proc) countersJSON {
+func (x *e2e) drained(p *proc) admin.Counters {
 	x.t.Helper()
-	var c countersJSON
+	var c admin.Counters
 	waitFor(x.t, time.Minute, "an empty queue", func() bool { c = x.counters(p); return c.Queued == 0 })
 	if !c.Reconciles || c.Received != c.Delivered+c.DeadLettered+c.Filtered+c.Queued {
 		x.t.Errorf("counters do not reconcile: %+v", c)

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/woorelay/woorelay/bench"
 )
 
 // This file runs woorelay as a real process: the end-to-end tests build the binary once, start
@@ -84,7 +86,7 @@ func startWoorelay(t *testing.T, addr string, env []string, args ...string) *pro
 	p := &proc{t: t, cmd: cmd, url: "http://" + addr, output: out, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() { p.kill() })
-	if err := waitReady(p.url, p.done, 30*time.Second); err != nil {
+	if err := bench.WaitReady(p.url, p.done, 30*time.Second); err != nil {
 		t.Fatalf("woorelay %s: %v:\n%s", strings.Join(args, " "), err, out.String())
 	}
 	return p

@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/woorelay/woorelay/bench"
 )
 
 // ledger is the end-to-end tests' oracle: it mints message ids, and an id becomes an
@@ -88,26 +92,26 @@ func (l *ledger) ackedIDs() map[string]bool {
 	return out
 }
 
-// load runs workers goroutines sending batches of size events until stop is closed.
+// load runs the bench load generator with workers connections, each sending batches of size
+// events through the ledger until stop is closed; the WaitGroup is done when the load is.
 func (l *ledger) load(url, writeKey string, workers, size, visitors int, stop <-chan struct{}) *sync.WaitGroup {
 	var wg sync.WaitGroup
-	client := &http.Client{Timeout: 10 * time.Second}
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		bench.RunLoad(bench.LoadConfig{Conns: workers, Stop: stop, Timeout: 10 * time.Second,
+			Send: func(_ context.Context, client *http.Client, buf []byte) ([]byte, int, uint64, error) {
 				body, ids := l.batch(size, visitors)
-				if l.send(client, url, writeKey, body, ids) == 0 {
+				switch status := l.send(client, url, writeKey, body, ids); status {
+				case http.StatusOK:
+					return buf, size, 0, nil
+				case 0:
 					time.Sleep(10 * time.Millisecond) // server down: back off a little, as SDKs do
+					return buf, 0, 0, errors.New("woorelay is not answering")
+				default:
+					return buf, 0, 0, fmt.Errorf("woorelay answered %d", status)
 				}
-			}
-		}()
-	}
+			}})
+	}()
 	return &wg
 }

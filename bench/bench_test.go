@@ -1,24 +1,33 @@
-package main
+package bench
 
 import (
 	"bytes"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/tidwall/gjson"
 )
 
-// TestMain lets the test binary stand in for woorelay when the outage stage starts it as a
-// child process (benchChildEnv set): it runs the command line instead of the tests.
-func TestMain(m *testing.M) {
-	if os.Getenv(benchChildEnv) != "" && len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-test.") {
-		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+// woorelayBinary builds the woorelay command once per test run, for the outage stage's child
+// process.
+var woorelayBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "woorelay-bench-test-")
+	if err != nil {
+		return "", err
 	}
-	os.Exit(m.Run())
-}
+	exe := filepath.Join(dir, "woorelay")
+	if out, err := exec.Command("go", "build", "-o", exe, "github.com/woorelay/woorelay/cmd/woorelay").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/woorelay: %v\n%s", err, out)
+	}
+	return exe, nil
+})
 
 func TestMedian(t *testing.T) {
 	tests := []struct {
@@ -70,7 +79,7 @@ func TestPercentile(t *testing.T) {
 }
 
 func TestStageResultRatioIsMedianOfRounds(t *testing.T) {
-	r := stageResult{OursR: []float64{50, 90, 70}, CeilR: []float64{100, 100, 200}}
+	r := Result{OursR: []float64{50, 90, 70}, CeilR: []float64{100, 100, 200}}
 	r.summarise()
 	if r.Ours != 70 || r.Ceiling != 100 || r.Ratio != 0.5 {
 		t.Errorf("summarise: ours %v ceiling %v ratio %v, want 70, 100, 0.5 (median of 0.5, 0.9, 0.35)", r.Ours, r.Ceiling, r.Ratio)
@@ -78,14 +87,14 @@ func TestStageResultRatioIsMedianOfRounds(t *testing.T) {
 }
 
 func TestParseStages(t *testing.T) {
-	got, err := parseStages("outage, all")
+	got, err := ParseStages("outage, all")
 	if err != nil || strings.Join(got, ",") != "transform,ingest,e2e,outage" {
-		t.Errorf("parseStages(outage, all) = %v, %v", got, err)
+		t.Errorf("ParseStages(outage, all) = %v, %v", got, err)
 	}
-	if got, _ := parseStages("all"); strings.Join(got, ",") != "transform,ingest,e2e" {
+	if got, _ := ParseStages("all"); strings.Join(got, ",") != "transform,ingest,e2e" {
 		t.Errorf("all = %v, want the outage stage left out", got)
 	}
-	if _, err := parseStages("transfrom"); err == nil || !strings.Contains(err.Error(), "use transform") {
+	if _, err := ParseStages("transfrom"); err == nil || !strings.Contains(err.Error(), "use transform") {
 		t.Errorf("a misspelt stage: %v", err)
 	}
 }
@@ -93,7 +102,7 @@ func TestParseStages(t *testing.T) {
 // TestBatchGen checks the generated batches: valid JSON, 20 events each, every event with a
 // fresh messageId and the marker holding the same id in properties (traits for identify).
 func TestBatchGen(t *testing.T) {
-	g, err := newBatchGen("t-", 10)
+	g, err := NewBatchGen("t-", 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,14 +111,14 @@ func TestBatchGen(t *testing.T) {
 	for b := range 12 {
 		var first uint64
 		buf, first = g.build(buf[:0])
-		if first != uint64(b*benchBatchSize) {
-			t.Errorf("batch %d starts at %d, want %d", b, first, b*benchBatchSize)
+		if first != uint64(b*BatchSize) {
+			t.Errorf("batch %d starts at %d, want %d", b, first, b*BatchSize)
 		}
 		if !gjson.ValidBytes(buf) {
 			t.Fatalf("batch %d is not valid JSON: %.300s", b, buf)
 		}
 		evs := gjson.GetBytes(buf, "batch").Array()
-		if len(evs) != benchBatchSize {
+		if len(evs) != BatchSize {
 			t.Fatalf("batch %d has %d events", b, len(evs))
 		}
 		for _, ev := range evs {
@@ -118,7 +127,7 @@ func TestBatchGen(t *testing.T) {
 			if ev.Get("type").Str == "identify" {
 				obj = "traits"
 			}
-			if m := ev.Get(obj + "." + markerKey).Str; m != id || !strings.HasPrefix(id, "t-") {
+			if m := ev.Get(obj + "." + MarkerKey).Str; m != id || !strings.HasPrefix(id, "t-") {
 				t.Fatalf("messageId %q, marker %q in %s: %s", id, m, obj, ev.Raw)
 			}
 			if seen[id] {
@@ -150,13 +159,13 @@ func TestEventTemplateWithoutMessageIDOrProperties(t *testing.T) {
 
 // smokeOptions are tiny stage settings for the smoke tests: they check that each stage runs
 // and measures something, not how fast.
-func smokeOptions(t testing.TB) benchOptions {
-	exe, err := os.Executable()
+func smokeOptions(t testing.TB) Options {
+	exe, err := woorelayBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return benchOptions{rounds: 1, conns: 4, duration: 100 * time.Millisecond, warmup: 20 * time.Millisecond,
-		outage: 500 * time.Millisecond, outageRate: 400, drainLimit: time.Minute, exe: exe}
+	return Options{Rounds: 1, Conns: 4, Duration: 100 * time.Millisecond, Warmup: 20 * time.Millisecond,
+		Outage: 500 * time.Millisecond, OutageRate: 400, DrainLimit: time.Minute, Exe: exe}
 }
 
 func TestBenchStagesSmoke(t *testing.T) {
@@ -212,9 +221,9 @@ func TestBenchStagesSmoke(t *testing.T) {
 //
 //	go test ./cmd/woorelay -run '^$' -bench Stage -benchtime 3x
 
-func benchStage(b *testing.B, o benchOptions, stage func(benchOptions) (stageResult, error)) stageResult {
-	o.rounds = 1
-	var all stageResult
+func benchStage(b *testing.B, o Options, stage func(Options) (Result, error)) Result {
+	o.Rounds = 1
+	var all Result
 	for i := 0; i < b.N; i++ {
 		r, err := stage(o)
 		if err != nil {
@@ -236,9 +245,9 @@ func benchStage(b *testing.B, o benchOptions, stage func(benchOptions) (stageRes
 	return all
 }
 
-func benchDefaults(b *testing.B) benchOptions {
+func benchDefaults(b *testing.B) Options {
 	o := smokeOptions(b)
-	o.conns, o.duration, o.warmup = 32, 2*time.Second, 500*time.Millisecond
+	o.Conns, o.Duration, o.Warmup = 32, 2*time.Second, 500*time.Millisecond
 	return o
 }
 
@@ -267,7 +276,7 @@ func BenchmarkEndToEndStage(b *testing.B) {
 // child process and the drain afterwards (goal: RSS < 256 MB, nothing lost).
 func BenchmarkOutageStage(b *testing.B) {
 	o := benchDefaults(b)
-	o.outage = 10 * time.Second
+	o.Outage = 10 * time.Second
 	r := benchStage(b, o, benchOutage)
 	u := r.Outage
 	b.ReportMetric(float64(u.RSSPeak)/(1<<20), "rss-peak-MB")

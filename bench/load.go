@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -20,21 +20,21 @@ import (
 	"github.com/woorelay/woorelay/mapping/corpus"
 )
 
-// benchBatchSize is the number of events in one ingest request.
-const benchBatchSize = 20
+// BatchSize is the number of events in one ingest request.
+const BatchSize = 20
 
-// benchWriteKey is the write key the load generator sends (development mode accepts any).
-const benchWriteKey = "bench-write-key"
+// WriteKey is the write key the load generator sends (development mode accepts any).
+const WriteKey = "bench-write-key"
 
-// markerKey is the property (track, page, screen) or trait (identify) every generated event
+// MarkerKey is the property (track, page, screen) or trait (identify) every generated event
 // carries with its messageId, so that the Woopra request shows which event it delivers
 // (ce_bench_mid or cv_bench_mid).
-const markerKey = "bench_mid"
+const MarkerKey = "bench_mid"
 
-// batchGen makes 20-event Segment batches of corpus events in which every event has a fresh
+// BatchGen makes 20-event Segment batches of corpus events in which every event has a fresh
 // messageId (the relay deduplicates on it) and the marker property holding the same id. The
 // ids are prefix + a sequence number, so the outage stage can tell which arrived.
-type batchGen struct {
+type BatchGen struct {
 	prefix string
 	tmpl   []batchTemplate
 	next   atomic.Uint64 // sequence number of the next event
@@ -48,21 +48,21 @@ type batchTemplate struct {
 	owner []int
 }
 
-// newBatchGen builds templates of n batches from corpus seed 1; prefix makes the ids unique
+// NewBatchGen builds templates of n batches from corpus seed 1; prefix makes the ids unique
 // to the run.
-func newBatchGen(prefix string, n int) (*batchGen, error) {
-	events := corpus.Generate(1, n*benchBatchSize)
-	g := &batchGen{prefix: prefix}
+func NewBatchGen(prefix string, n int) (*BatchGen, error) {
+	events := corpus.Generate(1, n*BatchSize)
+	g := &BatchGen{prefix: prefix}
 	for i := range n {
 		var t batchTemplate
 		lit := []byte(`{"sentAt":"2024-12-31T23:59:59.000Z","batch":[`)
-		for j, ev := range events[i*benchBatchSize : (i+1)*benchBatchSize] {
+		for j, ev := range events[i*BatchSize : (i+1)*BatchSize] {
 			if j > 0 {
 				lit = append(lit, ',')
 			}
 			parts, err := eventTemplate(ev)
 			if err != nil {
-				return nil, fmt.Errorf("corpus event %d: %v", i*benchBatchSize+j, err)
+				return nil, fmt.Errorf("corpus event %d: %v", i*BatchSize+j, err)
 			}
 			for k, p := range parts {
 				lit = append(lit, p...)
@@ -104,13 +104,13 @@ func eventTemplate(ev []byte) ([][]byte, error) {
 	}
 	switch o := root.Get(obj); {
 	case !o.Exists():
-		edits = append(edits, edit{at: open, pre: `"` + obj + `":{"` + markerKey + `":"`, post: `"},`})
+		edits = append(edits, edit{at: open, pre: `"` + obj + `":{"` + MarkerKey + `":"`, post: `"},`})
 	case o.IsObject():
 		post := `",`
 		if len(o.Map()) == 0 {
 			post = `"`
 		}
-		edits = append(edits, edit{at: o.Index + 1, pre: `"` + markerKey + `":"`, post: post})
+		edits = append(edits, edit{at: o.Index + 1, pre: `"` + MarkerKey + `":"`, post: post})
 	default:
 		return nil, fmt.Errorf("%s is not an object", obj)
 	}
@@ -131,14 +131,14 @@ func eventTemplate(ev []byte) ([][]byte, error) {
 
 // build appends the next batch to buf and returns it with the sequence number of its first
 // event (the others follow).
-func (g *batchGen) build(buf []byte) ([]byte, uint64) {
+func (g *BatchGen) build(buf []byte) ([]byte, uint64) {
 	t := &g.tmpl[int(g.pick.Add(1)-1)%len(g.tmpl)]
-	first := g.next.Add(benchBatchSize) - benchBatchSize
+	first := g.next.Add(BatchSize) - BatchSize
 	return g.fill(buf, t, first), first
 }
 
 // fill appends batch template t with the ids of the events from sequence number first on.
-func (g *batchGen) fill(buf []byte, t *batchTemplate, first uint64) []byte {
+func (g *BatchGen) fill(buf []byte, t *batchTemplate, first uint64) []byte {
 	for i, lit := range t.lits {
 		buf = append(buf, lit...)
 		if i < len(t.owner) {
@@ -151,15 +151,15 @@ func (g *batchGen) fill(buf []byte, t *batchTemplate, first uint64) []byte {
 
 // sampleEvents returns the events of batch template tmpl with the sequence numbers from first
 // on, for mapping them ahead of time.
-func (g *batchGen) sampleEvents(tmpl int, first uint64) ([][]byte, error) {
+func (g *BatchGen) sampleEvents(tmpl int, first uint64) ([][]byte, error) {
 	buf := g.fill(nil, &g.tmpl[tmpl%len(g.tmpl)], first)
 	var out [][]byte
 	gjson.GetBytes(buf, "batch").ForEach(func(_, v gjson.Result) bool {
 		out = append(out, []byte(v.Raw))
 		return true
 	})
-	if len(out) != benchBatchSize {
-		return nil, fmt.Errorf("a generated batch has %d events, want %d: %.200s", len(out), benchBatchSize, buf)
+	if len(out) != BatchSize {
+		return nil, fmt.Errorf("a generated batch has %d events, want %d: %.200s", len(out), BatchSize, buf)
 	}
 	return out, nil
 }
@@ -175,41 +175,53 @@ func benchTransport(conns int) *http.Transport {
 	}
 }
 
-// loadConfig is one run of the load generator.
-type loadConfig struct {
-	conns    int
-	warmup   time.Duration // unmeasured
-	duration time.Duration // measured; 0 with batches set: until batches are sent
-	batches  int           // measured batches to send (0: no limit)
-	rate     int           // batches per second offered (0: back to back)
-	send     func(ctx context.Context, client *http.Client, buf []byte) (buf2 []byte, events int, first uint64, err error)
+// SendFunc sends one request with client, reusing buf for its body, and returns buf, the
+// events the answer acknowledged (0 for none), the sequence number of the first of them, and
+// an error when the request was not acknowledged.
+type SendFunc func(ctx context.Context, client *http.Client, buf []byte) (buf2 []byte, events int, first uint64, err error)
+
+// LoadConfig is one run of the load generator.
+type LoadConfig struct {
+	Conns    int             // concurrent workers, each with a keep-alive connection
+	Warmup   time.Duration   // unmeasured load first
+	Duration time.Duration   // measured; 0 with Batches or Stop set: until they end it
+	Batches  int             // measured requests to send (0: no limit)
+	Rate     int             // requests per second offered (0: back to back)
+	Stop     <-chan struct{} // when not nil (and Batches 0), the measured window lasts until it is closed
+	Timeout  time.Duration   // time limit of one request (default 60 s)
+	Send     SendFunc
 }
 
-// loadResult is what the load generator measured.
-type loadResult struct {
-	events   int64           // events acknowledged in the measured window
-	elapsed  time.Duration   // the measured window
-	lat      []time.Duration // latency of every acknowledged request in the window, sorted
-	failed   int64           // requests not acknowledged (any phase)
-	firstErr error
-	acked    []uint64 // first sequence numbers of acknowledged batches (every phase)
-	start    time.Time
+// LoadResult is what the load generator measured.
+type LoadResult struct {
+	Events    int64           // events acknowledged in the measured window
+	Elapsed   time.Duration   // the measured window
+	Latencies []time.Duration // latency of every acknowledged request in the window, sorted
+	Failed    int64           // requests not acknowledged (any phase)
+	FirstErr  error
+	Acked     []uint64 // first sequence numbers of acknowledged batches (every phase)
+	Start     time.Time
 }
 
-// rate is the events acknowledged per second in the window.
-func (r loadResult) rate() float64 {
-	if r.elapsed <= 0 {
+// Rate is the events acknowledged per second in the window.
+func (r LoadResult) Rate() float64 {
+	if r.Elapsed <= 0 {
 		return 0
 	}
-	return float64(r.events) / r.elapsed.Seconds()
+	return float64(r.Events) / r.Elapsed.Seconds()
 }
 
-// runLoad drives conns workers, each a keep-alive client sending requests back to back (or
-// paced by cfg.rate), first for cfg.warmup unmeasured, then for cfg.duration (or until
-// cfg.batches were sent) measured. A timed window lasts at least until the first
-// acknowledgement.
-func runLoad(cfg loadConfig) loadResult {
-	client := &http.Client{Transport: benchTransport(cfg.conns), Timeout: 60 * time.Second}
+// RunLoad drives cfg.Conns workers, each a keep-alive client sending requests back to back
+// (or paced by cfg.Rate), first for cfg.Warmup unmeasured, then measured for cfg.Duration, or
+// until cfg.Batches were sent, or until cfg.Stop is closed. A timed window lasts at least
+// until the first acknowledgement. When it ends, the context cfg.Send gets is cancelled; a
+// Send that must see every answer (a ledger of acknowledged events) leaves it unused.
+func RunLoad(cfg LoadConfig) LoadResult {
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = 60 * time.Second
+	}
+	client := &http.Client{Transport: benchTransport(cfg.Conns), Timeout: timeout}
 	defer client.Transport.(*http.Transport).CloseIdleConnections()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -217,12 +229,12 @@ func runLoad(cfg loadConfig) loadResult {
 	var measuring atomic.Bool
 	var countedAcks atomic.Int64 // acknowledged requests in the measured window
 	var budget atomic.Int64
-	budget.Store(int64(cfg.batches))
+	budget.Store(int64(cfg.Batches))
 	var tokens chan struct{}
-	if cfg.rate > 0 {
-		tokens = make(chan struct{}, cfg.conns)
+	if cfg.Rate > 0 {
+		tokens = make(chan struct{}, cfg.Conns)
 		go func() {
-			interval := time.Second / time.Duration(cfg.rate)
+			interval := time.Second / time.Duration(cfg.Rate)
 			next := time.Now()
 			for ctx.Err() == nil {
 				next = next.Add(interval)
@@ -241,9 +253,9 @@ func runLoad(cfg loadConfig) loadResult {
 		acked          []uint64
 		err            error
 	}
-	outs := make([]workerOut, cfg.conns)
+	outs := make([]workerOut, cfg.Conns)
 	var wg sync.WaitGroup
-	for w := range cfg.conns {
+	for w := range cfg.Conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -258,14 +270,14 @@ func runLoad(cfg loadConfig) loadResult {
 					}
 				}
 				counted := measuring.Load()
-				if counted && cfg.batches > 0 && budget.Add(-1) < 0 {
+				if counted && cfg.Batches > 0 && budget.Add(-1) < 0 {
 					return
 				}
 				t0 := time.Now()
 				var n int
 				var first uint64
 				var err error
-				buf, n, first, err = cfg.send(ctx, client, buf[:0])
+				buf, n, first, err = cfg.Send(ctx, client, buf[:0])
 				d := time.Since(t0)
 				if err != nil {
 					if ctx.Err() != nil {
@@ -288,13 +300,16 @@ func runLoad(cfg loadConfig) loadResult {
 			}
 		}()
 	}
-	time.Sleep(cfg.warmup)
+	time.Sleep(cfg.Warmup)
 	start := time.Now()
 	measuring.Store(true)
-	if cfg.batches > 0 {
+	switch {
+	case cfg.Batches > 0:
 		wg.Wait() // every worker returns once the budget is spent
-	} else {
-		time.Sleep(cfg.duration)
+	case cfg.Stop != nil:
+		<-cfg.Stop
+	default:
+		time.Sleep(cfg.Duration)
 		// A window shorter than one answer measures nothing: on a loaded machine (a short
 		// smoke run, the race detector) it is extended until the first acknowledgement.
 		for limit := time.Now().Add(time.Minute); countedAcks.Load() == 0 && time.Now().Before(limit); {
@@ -306,24 +321,24 @@ func runLoad(cfg loadConfig) loadResult {
 	cancel()
 	wg.Wait()
 
-	res := loadResult{elapsed: elapsed, start: start}
+	res := LoadResult{Elapsed: elapsed, Start: start}
 	for _, o := range outs {
-		res.events += o.events
-		res.failed += o.failed
-		res.lat = append(res.lat, o.lat...)
-		res.acked = append(res.acked, o.acked...)
-		if res.firstErr == nil {
-			res.firstErr = o.err
+		res.Events += o.events
+		res.Failed += o.failed
+		res.Latencies = append(res.Latencies, o.lat...)
+		res.Acked = append(res.Acked, o.acked...)
+		if res.FirstErr == nil {
+			res.FirstErr = o.err
 		}
 	}
-	slices.Sort(res.lat)
+	slices.Sort(res.Latencies)
 	return res
 }
 
-// postBatches returns a send function posting generated batches to url (an ingest batch
+// PostBatches returns a send function posting generated batches to url (an ingest batch
 // route): a batch counts as acknowledged when the answer is 200.
-func postBatches(url string, g *batchGen) func(context.Context, *http.Client, []byte) ([]byte, int, uint64, error) {
-	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(benchWriteKey+":"))
+func PostBatches(url string, g *BatchGen) SendFunc {
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(WriteKey+":"))
 	return func(ctx context.Context, client *http.Client, buf []byte) ([]byte, int, uint64, error) {
 		buf, first := g.build(buf)
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(buf))
@@ -341,6 +356,6 @@ func postBatches(url string, g *batchGen) func(context.Context, *http.Client, []
 		if resp.StatusCode != http.StatusOK {
 			return buf, 0, 0, fmt.Errorf("POST %s: %s: %.200s", url, resp.Status, body)
 		}
-		return buf, benchBatchSize, first, nil
+		return buf, BatchSize, first, nil
 	}
 }

@@ -1,10 +1,8 @@
-package main
+package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -24,11 +22,13 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/woorelay/woorelay/admin"
 	"github.com/woorelay/woorelay/emulator"
 	"github.com/woorelay/woorelay/mapping"
 	"github.com/woorelay/woorelay/mapping/corpus"
 	"github.com/woorelay/woorelay/presets"
 	"github.com/woorelay/woorelay/presets/ceiling"
+	"github.com/woorelay/woorelay/relay"
 )
 
 // transformNow is after every corpus timestamp, so every corpus event is sent.
@@ -36,13 +36,13 @@ var transformNow = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // benchTransform measures the default preset (Program.RunInto, one reused Result) against the
 // hand-written ceiling (ceiling.RunInto) on the corpus, on one core: in each round the two map
-// alternating blocks of 500 events for o.duration in all.
-func benchTransform(o benchOptions) (stageResult, error) {
+// alternating blocks of 500 events for o.Duration in all.
+func benchTransform(o Options) (Result, error) {
 	prev := runtime.GOMAXPROCS(1)
 	defer runtime.GOMAXPROCS(prev)
 	prog, err := presets.Load("default", ceiling.Settings())
 	if err != nil {
-		return stageResult{}, fmt.Errorf("load the default preset: %v", err)
+		return Result{}, fmt.Errorf("load the default preset: %v", err)
 	}
 	ceil := ceiling.New()
 	events := corpus.Generate(1, 10000)
@@ -54,15 +54,15 @@ func benchTransform(o benchOptions) (stageResult, error) {
 	hand := func(ev []byte) bool { ceil.RunInto(&ceilRes, ev, transformNow); return ceilRes.Outcome == mapping.Send }
 	for _, ev := range events { // warm up: grow the scratch buffers, check every event is sent
 		if !engine(ev) || !hand(ev) {
-			return stageResult{}, fmt.Errorf("a corpus event was not sent: engine %s %s, ceiling %s %s", engineRes.Outcome, engineRes.Error, ceilRes.Outcome, ceilRes.Error)
+			return Result{}, fmt.Errorf("a corpus event was not sent: engine %s %s, ceiling %s %s", engineRes.Outcome, engineRes.Error, ceilRes.Outcome, ceilRes.Error)
 		}
 	}
-	r := stageResult{Stage: "transform", Goal: fmt.Sprintf("ratio ≥ %.2f, ≤ %.0f allocs/event", goalTransformRatio, goalTransformAllocs)}
+	r := Result{Stage: "transform", Goal: fmt.Sprintf("ratio ≥ %.2f, ≤ %.0f allocs/event", goalTransformRatio, goalTransformAllocs)}
 	const block = 500
-	for round := range o.rounds {
+	for round := range o.Rounds {
 		var te, tc time.Duration
 		n, i := 0, 0
-		deadline := time.Now().Add(o.duration)
+		deadline := time.Now().Add(o.Duration)
 		for time.Now().Before(deadline) {
 			blk := events[i : i+block]
 			t0 := time.Now()
@@ -81,7 +81,7 @@ func benchTransform(o benchOptions) (stageResult, error) {
 		}
 		r.OursR = append(r.OursR, float64(n)/te.Seconds())
 		r.CeilR = append(r.CeilR, float64(n)/tc.Seconds())
-		o.progressf("transform round %d: engine %s events/s, ceiling %s events/s", round+1, fmtRate(r.OursR[round]), fmtRate(r.CeilR[round]))
+		o.progressf("transform round %d: engine %s events/s, ceiling %s events/s", round+1, FormatRate(r.OursR[round]), FormatRate(r.CeilR[round]))
 	}
 	r.AllocsPerEvent = allocsPerEvent(events, engine)
 	r.CeilAllocs = allocsPerEvent(events, hand)
@@ -103,29 +103,17 @@ func allocsPerEvent(events [][]byte, run func([]byte) bool) float64 {
 }
 
 // benchLogger is the relay's logger during benchmarks: errors only, to the progress output.
-func benchLogger(o benchOptions) *slog.Logger {
-	w := o.progress
+func benchLogger(o Options) *slog.Logger {
+	w := o.Progress
 	if w == nil {
 		w = io.Discard
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelError}))
 }
 
-// benchServeFlags are serve's defaults with a loopback listener, the data directory and the
-// Woopra URL given; durable (every acknowledgement waits for the disk sync).
-func benchServeFlags(data, woopraURL string) serveFlags {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	var f serveFlags
-	f.register(fs)
-	_ = fs.Parse(nil)
-	f.listen, f.data, f.woopraURL, f.logLevel = "127.0.0.1:0", data, woopraURL, "error"
-	f.drainTimeout = 5 * time.Second
-	return f
-}
-
 // benchRelay is a relay started for one side of a round, with its emulator and data directory.
 type benchRelay struct {
-	r      *relay
+	r      *relay.Relay
 	em     *emulator.Emulator
 	emStop func(context.Context) error
 	dir    string
@@ -134,7 +122,7 @@ type benchRelay struct {
 // startBenchRelay starts an emulator (records off, no profiles) and a durable relay with a new
 // data directory delivering to it. With idle set the emulator holds every request until close,
 // so delivery waits and ingest has the machine to itself.
-func startBenchRelay(o benchOptions, idle bool) (*benchRelay, error) {
+func startBenchRelay(o Options, idle bool) (*benchRelay, error) {
 	b := &benchRelay{em: emulator.New(emulator.Options{MaxRecords: -1, NoProfiles: true})}
 	if idle {
 		if err := b.em.SetFaults(emulator.Faults{Always: emulator.StepHang}); err != nil {
@@ -150,9 +138,14 @@ func startBenchRelay(o benchOptions, idle bool) (*benchRelay, error) {
 		b.close()
 		return nil, fmt.Errorf("create a data directory (set TMPDIR to a writable disk): %v", err)
 	}
-	f := benchServeFlags(b.dir, emURL)
-	f.noSync = o.noSync
-	if b.r, err = startRelay(f, benchLogger(o)); err != nil {
+	cfg := relay.Config{Listen: "127.0.0.1:0", DataDir: b.dir, WoopraURL: emURL, DrainTimeout: 5 * time.Second, NoSync: o.NoSync, Logger: benchLogger(o)}
+	if b.r, err = relay.New(cfg); err == nil {
+		if err = b.r.Start(); err != nil {
+			b.r.Stop(time.Second)
+		}
+	}
+	if err != nil {
+		b.r = nil
 		b.close()
 		return nil, fmt.Errorf("start the relay: %v", err)
 	}
@@ -164,7 +157,7 @@ func (b *benchRelay) close() {
 	b.em.ClearFaults()
 	b.em.Release()
 	if b.r != nil {
-		_ = b.r.stop(5 * time.Second)
+		_ = b.r.Stop(5 * time.Second)
 	}
 	if b.emStop != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -287,54 +280,54 @@ func startSyncFloor() (url string, stop func(), err error) {
 }
 
 // benchIngest measures durable ingest (a relay from startRelay with a new data directory,
-// fsync per group commit, delivery idle) against a bare Echo handler, o.conns connections
+// fsync per group commit, delivery idle) against a bare Echo handler, o.Conns connections
 // sending 20-event batches back to back. Each round runs the bare side then the relay, each
 // after its own warm-up.
-func benchIngest(o benchOptions) (stageResult, error) {
-	g, err := newBatchGen(fmt.Sprintf("bi%d-", time.Now().UnixNano()), 50)
+func benchIngest(o Options) (Result, error) {
+	g, err := NewBatchGen(fmt.Sprintf("bi%d-", time.Now().UnixNano()), 50)
 	if err != nil {
-		return stageResult{}, err
+		return Result{}, err
 	}
-	r := stageResult{Stage: "ingest", Goal: fmt.Sprintf("ratio ≥ %.2f, p99 < %s", goalIngestRatio, goalIngestP99),
+	r := Result{Stage: "ingest", Goal: fmt.Sprintf("ratio ≥ %.2f, p99 < %s", goalIngestRatio, goalIngestP99),
 		Note: "durable relay (fsync per group commit), delivery held (the emulator holds every request); ceiling: bare Echo handler reading the body"}
-	if o.liveIngest {
+	if o.LiveIngest {
 		r.Note = "durable relay (fsync per group commit), delivering to the emulator while ingesting; ceiling: bare Echo handler reading the body"
 	}
-	if o.noSync {
+	if o.NoSync {
 		r.Note = "NOT DURABLE (--nosync, diagnostics only): " + r.Note
 	}
 	var p50, p99, cp50, cp99 []time.Duration
-	for round := range o.rounds {
+	for round := range o.Rounds {
 		url, stop, err := startBareEcho()
 		if err != nil {
 			return r, err
 		}
-		bare := runLoad(loadConfig{conns: o.conns, warmup: o.warmup, duration: o.duration, send: postBatches(url+"/v1/batch", g)})
+		bare := RunLoad(LoadConfig{Conns: o.Conns, Warmup: o.Warmup, Duration: o.Duration, Send: PostBatches(url+"/v1/batch", g)})
 		stop()
-		if bare.failed > 0 || bare.events == 0 {
-			return r, fmt.Errorf("bare echo: %d requests failed, %d events acknowledged: %v", bare.failed, bare.events, bare.firstErr)
+		if bare.Failed > 0 || bare.Events == 0 {
+			return r, fmt.Errorf("bare echo: %d requests failed, %d events acknowledged: %v", bare.Failed, bare.Events, bare.FirstErr)
 		}
-		br, err := startBenchRelay(o, !o.liveIngest)
+		br, err := startBenchRelay(o, !o.LiveIngest)
 		if err != nil {
 			return r, err
 		}
-		ours := runLoad(loadConfig{conns: o.conns, warmup: o.warmup, duration: o.duration, send: postBatches(br.r.url+"/v1/batch", g)})
+		ours := RunLoad(LoadConfig{Conns: o.Conns, Warmup: o.Warmup, Duration: o.Duration, Send: PostBatches(br.r.URL()+"/v1/batch", g)})
 		br.close()
-		if ours.failed > 0 || ours.events == 0 {
-			return r, fmt.Errorf("relay: %d requests failed, %d events acknowledged: %v", ours.failed, ours.events, ours.firstErr)
+		if ours.Failed > 0 || ours.Events == 0 {
+			return r, fmt.Errorf("relay: %d requests failed, %d events acknowledged: %v", ours.Failed, ours.Events, ours.FirstErr)
 		}
 		floorURL, stopFloor, err := startSyncFloor()
 		if err != nil {
 			return r, err
 		}
-		floor := runLoad(loadConfig{conns: o.conns, warmup: o.warmup, duration: o.duration, send: postBatches(floorURL+"/v1/batch", g)})
+		floor := RunLoad(LoadConfig{Conns: o.Conns, Warmup: o.Warmup, Duration: o.Duration, Send: PostBatches(floorURL+"/v1/batch", g)})
 		stopFloor()
-		r.FloorR = append(r.FloorR, floor.rate())
-		r.OursR, r.CeilR = append(r.OursR, ours.rate()), append(r.CeilR, bare.rate())
-		p50, p99 = append(p50, percentile(ours.lat, 50)), append(p99, percentile(ours.lat, 99))
-		cp50, cp99 = append(cp50, percentile(bare.lat, 50)), append(cp99, percentile(bare.lat, 99))
+		r.FloorR = append(r.FloorR, floor.Rate())
+		r.OursR, r.CeilR = append(r.OursR, ours.Rate()), append(r.CeilR, bare.Rate())
+		p50, p99 = append(p50, percentile(ours.Latencies, 50)), append(p99, percentile(ours.Latencies, 99))
+		cp50, cp99 = append(cp50, percentile(bare.Latencies, 50)), append(cp99, percentile(bare.Latencies, 99))
 		o.progressf("ingest round %d: relay %s events/s (p50 %s, p99 %s), bare echo %s events/s (p50 %s, p99 %s), sync floor %s events/s", round+1,
-			fmtRate(ours.rate()), fmtMs(p50[round]), fmtMs(p99[round]), fmtRate(bare.rate()), fmtMs(cp50[round]), fmtMs(cp99[round]), fmtRate(floor.rate()))
+			FormatRate(ours.Rate()), FormatMs(p50[round]), FormatMs(p99[round]), FormatRate(bare.Rate()), FormatMs(cp50[round]), FormatMs(cp99[round]), FormatRate(floor.Rate()))
 	}
 	r.summarise()
 	r.Floor = median(r.FloorR)
@@ -344,7 +337,7 @@ func benchIngest(o benchOptions) (stageResult, error) {
 	}
 	r.FloorRatio = median(fr)
 	r.Note += fmt.Sprintf("; sync floor (bare handler + group-committed append and fdatasync of the body, nothing else): %s events/s, %.2f of the ceiling",
-		fmtRate(r.Floor), r.FloorRatio)
+		FormatRate(r.Floor), r.FloorRatio)
 	r.P50, r.P99, r.CeilP50, r.CeilP99 = medianDuration(p50), medianDuration(p99), medianDuration(cp50), medianDuration(cp99)
 	r.Pass = r.Ratio >= goalIngestRatio && r.P99 < goalIngestP99
 	return r, nil
@@ -358,14 +351,14 @@ type benchGet struct {
 
 // precomputeGets maps n batches of generated events with the default preset (the relay's
 // development source settings, delivering to baseURL) into the GETs the relay would send.
-func precomputeGets(g *batchGen, n int, baseURL string) ([]benchGet, error) {
-	prog, err := presets.Load("default", map[string]string{"project": sandboxProject, "base_url": baseURL})
+func precomputeGets(g *BatchGen, n int, baseURL string) ([]benchGet, error) {
+	prog, err := presets.Load("default", map[string]string{"project": relay.SandboxProject, "base_url": baseURL})
 	if err != nil {
 		return nil, fmt.Errorf("load the default preset: %v", err)
 	}
 	var gets []benchGet
 	for i := range n {
-		evs, err := g.sampleEvents(i, uint64(i*benchBatchSize))
+		evs, err := g.sampleEvents(i, uint64(i*BatchSize))
 		if err != nil {
 			return nil, err
 		}
@@ -383,7 +376,7 @@ func precomputeGets(g *batchGen, n int, baseURL string) ([]benchGet, error) {
 }
 
 // getLoop returns a send function sending the precomputed GETs in turn, one event each.
-func getLoop(gets []benchGet) func(context.Context, *http.Client, []byte) ([]byte, int, uint64, error) {
+func getLoop(gets []benchGet) SendFunc {
 	var next atomic.Uint64
 	return func(ctx context.Context, client *http.Client, buf []byte) ([]byte, int, uint64, error) {
 		q := gets[int(next.Add(1)-1)%len(gets)]
@@ -409,18 +402,18 @@ func getLoop(gets []benchGet) func(context.Context, *http.Client, []byte) ([]byt
 
 // benchE2E measures events/s from ingest to the emulator's acknowledgement of the Woopra
 // request against a bare Go client sending the same GETs to the same kind of emulator (records
-// off, no profiles). Per round: the bare loop runs o.duration with o.conns workers; then the
+// off, no profiles). Per round: the bare loop runs o.Duration with o.Conns workers; then the
 // relay, after a warm-up it fully delivers, gets as many events as the bare loop sent through
-// o.conns ingest connections, timed from the first send until the emulator has acknowledged
+// o.Conns ingest connections, timed from the first send until the emulator has acknowledged
 // all of them.
-func benchE2E(o benchOptions) (stageResult, error) {
-	g, err := newBatchGen(fmt.Sprintf("be%d-", time.Now().UnixNano()), 50)
+func benchE2E(o Options) (Result, error) {
+	g, err := NewBatchGen(fmt.Sprintf("be%d-", time.Now().UnixNano()), 50)
 	if err != nil {
-		return stageResult{}, err
+		return Result{}, err
 	}
-	r := stageResult{Stage: "e2e", Goal: fmt.Sprintf("ratio ≥ %.2f", goalE2ERatio),
+	r := Result{Stage: "e2e", Goal: fmt.Sprintf("ratio ≥ %.2f", goalE2ERatio),
 		Note: "ingest → durable queue → delivery → emulator 200, vs the same GETs from a bare Go client (same emulator settings)"}
-	for round := range o.rounds {
+	for round := range o.Rounds {
 		em := emulator.New(emulator.Options{MaxRecords: -1, NoProfiles: true})
 		emURL, emStop, err := em.Start("127.0.0.1:0")
 		if err != nil {
@@ -431,23 +424,23 @@ func benchE2E(o benchOptions) (stageResult, error) {
 			emStop(context.Background())
 			return r, err
 		}
-		bare := runLoad(loadConfig{conns: o.conns, warmup: o.warmup, duration: o.duration, send: getLoop(gets)})
+		bare := RunLoad(LoadConfig{Conns: o.Conns, Warmup: o.Warmup, Duration: o.Duration, Send: getLoop(gets)})
 		emStop(context.Background())
-		if bare.failed > 0 || bare.events == 0 {
-			return r, fmt.Errorf("bare GET loop: %d requests failed, %d acknowledged: %v", bare.failed, bare.events, bare.firstErr)
+		if bare.Failed > 0 || bare.Events == 0 {
+			return r, fmt.Errorf("bare GET loop: %d requests failed, %d acknowledged: %v", bare.Failed, bare.Events, bare.FirstErr)
 		}
 
 		br, err := startBenchRelay(o, false)
 		if err != nil {
 			return r, err
 		}
-		rate, err := relayEndToEnd(o, br, g, int(bare.events))
+		rate, err := relayEndToEnd(o, br, g, int(bare.Events))
 		br.close()
 		if err != nil {
 			return r, err
 		}
-		r.OursR, r.CeilR = append(r.OursR, rate), append(r.CeilR, bare.rate())
-		o.progressf("e2e round %d: relay %s events/s, bare GET loop %s events/s", round+1, fmtRate(rate), fmtRate(bare.rate()))
+		r.OursR, r.CeilR = append(r.OursR, rate), append(r.CeilR, bare.Rate())
+		o.progressf("e2e round %d: relay %s events/s, bare GET loop %s events/s", round+1, FormatRate(rate), FormatRate(bare.Rate()))
 	}
 	r.summarise()
 	r.Pass = r.Ratio >= goalE2ERatio
@@ -457,28 +450,28 @@ func benchE2E(o benchOptions) (stageResult, error) {
 // relayEndToEnd warms the relay up (and waits for the warm-up to be delivered), then sends
 // about events events through ingest and returns events/s from the first send until the
 // emulator has acknowledged every one.
-func relayEndToEnd(o benchOptions, br *benchRelay, g *batchGen, events int) (float64, error) {
-	send := postBatches(br.r.url+"/v1/batch", g)
-	if o.warmup > 0 {
-		warm := runLoad(loadConfig{conns: o.conns, duration: o.warmup, send: send})
-		if warm.failed > 0 {
-			return 0, fmt.Errorf("relay warm-up: %d requests failed: %v", warm.failed, warm.firstErr)
+func relayEndToEnd(o Options, br *benchRelay, g *BatchGen, events int) (float64, error) {
+	send := PostBatches(br.r.URL()+"/v1/batch", g)
+	if o.Warmup > 0 {
+		warm := RunLoad(LoadConfig{Conns: o.Conns, Duration: o.Warmup, Send: send})
+		if warm.Failed > 0 {
+			return 0, fmt.Errorf("relay warm-up: %d requests failed: %v", warm.Failed, warm.FirstErr)
 		}
-		if err := waitDelivered(br, uint64(len(warm.acked)*benchBatchSize), 2*time.Minute); err != nil {
+		if err := waitDelivered(br, uint64(len(warm.Acked)*BatchSize), 2*time.Minute); err != nil {
 			return 0, fmt.Errorf("relay warm-up: %v", err)
 		}
 	}
 	base := br.delivered()
-	batches := max(1, events/benchBatchSize)
-	res := runLoad(loadConfig{conns: o.conns, batches: batches, send: send})
-	if res.failed > 0 {
-		return 0, fmt.Errorf("relay: %d ingest requests failed: %v", res.failed, res.firstErr)
+	batches := max(1, events/BatchSize)
+	res := RunLoad(LoadConfig{Conns: o.Conns, Batches: batches, Send: send})
+	if res.Failed > 0 {
+		return 0, fmt.Errorf("relay: %d ingest requests failed: %v", res.Failed, res.FirstErr)
 	}
-	want := uint64(res.events)
+	want := uint64(res.Events)
 	if err := waitDelivered(br, base+want, 10*time.Minute); err != nil {
 		return 0, err
 	}
-	return float64(want) / time.Since(res.start).Seconds(), nil
+	return float64(want) / time.Since(res.Start).Seconds(), nil
 }
 
 // waitDelivered polls the emulator until it has answered n requests with 200.
@@ -490,15 +483,15 @@ func waitDelivered(br *benchRelay, n uint64, limit time.Duration) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			c := br.r.q.Counters()
+			c := br.r.Queue().Counters()
 			return fmt.Errorf("the emulator acknowledged %d of %d requests after %s (queue: queued %d, delivered %d, dead-lettered %d)", got, n, limit, c.Queued, c.Delivered, c.DeadLettered)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
 }
 
-// outageResult is what the outage stage measured.
-type outageResult struct {
+// OutageResult is what the outage stage measured.
+type OutageResult struct {
 	Outage       string        `json:"outage"`
 	Rate         int           `json:"offered_events_per_s"`
 	Acked        int64         `json:"acknowledged"`
@@ -555,9 +548,9 @@ func (t *deliveryTracker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	id := q.Get("ce_" + markerKey)
+	id := q.Get("ce_" + MarkerKey)
 	if id == "" {
-		id = q.Get("cv_" + markerKey)
+		id = q.Get("cv_" + MarkerKey)
 	}
 	seq, err := strconv.ParseUint(strings.TrimPrefix(id, t.prefix), 10, 64)
 	if err != nil || !strings.HasPrefix(id, t.prefix) {
@@ -589,18 +582,14 @@ func (t *deliveryTracker) counts() (distinct, dups int64) {
 	return t.dist, t.dups
 }
 
-// benchChildEnv marks the child process of the outage stage (the test binary runs the command
-// when it is set).
-const benchChildEnv = "WOORELAY_BENCH_CHILD"
-
 // benchOutage starts `woorelay serve` (o.exe) as a child process delivering to an emulator
 // that answers 500 to everything, offers o.outageRate events/s for o.outage while sampling
 // the child's resident memory every second, then lets the emulator recover and waits until
 // the queue is empty and every acknowledged event arrived.
-func benchOutage(o benchOptions) (stageResult, error) {
-	r := stageResult{Stage: "outage", Goal: fmt.Sprintf("RSS < %s, drained, nothing lost", fmtBytes(goalOutageRSS))}
+func benchOutage(o Options) (Result, error) {
+	r := Result{Stage: "outage", Goal: fmt.Sprintf("RSS < %s, drained, nothing lost", FormatMB(goalOutageRSS))}
 	prefix := fmt.Sprintf("bo%d-", time.Now().UnixNano())
-	g, err := newBatchGen(prefix, 50)
+	g, err := NewBatchGen(prefix, 50)
 	if err != nil {
 		return r, err
 	}
@@ -620,7 +609,7 @@ func benchOutage(o benchOptions) (stageResult, error) {
 		return r, fmt.Errorf("create a data directory (set TMPDIR to a writable disk): %v", err)
 	}
 	defer os.RemoveAll(dir)
-	addr, err := freeLoopback()
+	addr, err := FreeLoopback()
 	if err != nil {
 		return r, err
 	}
@@ -629,12 +618,11 @@ func benchOutage(o benchOptions) (stageResult, error) {
 		return r, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(o.exe, "serve", "--listen", addr, "--data", filepath.Join(dir, "data"), "--woopra-url", emURL,
+	cmd := exec.Command(o.Exe, "serve", "--listen", addr, "--data", filepath.Join(dir, "data"), "--woopra-url", emURL,
 		"--retry-min", "200ms", "--retry-max", "2s", "--log-level", "warn", "--drain-timeout", "5s")
-	cmd.Env = append(os.Environ(), benchChildEnv+"=1")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		return r, fmt.Errorf("start %s serve: %v", o.exe, err)
+		return r, fmt.Errorf("start %s serve: %v", o.Exe, err)
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
@@ -648,7 +636,8 @@ func benchOutage(o benchOptions) (stageResult, error) {
 		}
 	}
 	base := "http://" + addr
-	if err := waitReady(base, exited, 30*time.Second); err != nil {
+	counters := admin.NewClient(base, "", nil)
+	if err := WaitReady(base, exited, 30*time.Second); err != nil {
 		stopChild()
 		log, _ := os.ReadFile(logf.Name())
 		return r, fmt.Errorf("%v\n%s", err, log)
@@ -661,7 +650,7 @@ func benchOutage(o benchOptions) (stageResult, error) {
 	var rssMu sync.Mutex
 	var outRSS, drainRSS []int64
 	sampleRSS := func() {
-		rss, err := readRSS(cmd.Process.Pid)
+		rss, err := ReadRSS(cmd.Process.Pid)
 		if err != nil {
 			return
 		}
@@ -689,23 +678,23 @@ func benchOutage(o benchOptions) (stageResult, error) {
 		}
 	}()
 
-	o.progressf("outage: %s at %d events/s offered, emulator answering 500", o.outage, o.outageRate)
-	load := runLoad(loadConfig{conns: o.conns, duration: o.outage, rate: max(1, o.outageRate/benchBatchSize), send: postBatches(base+"/v1/batch", g)})
+	o.progressf("outage: %s at %d events/s offered, emulator answering 500", o.Outage, o.OutageRate)
+	load := RunLoad(LoadConfig{Conns: o.Conns, Duration: o.Outage, Rate: max(1, o.OutageRate/BatchSize), Send: PostBatches(base+"/v1/batch", g)})
 	sampleRSS()
-	u := &outageResult{Outage: o.outage.String(), Rate: o.outageRate, Acked: int64(len(load.acked) * benchBatchSize)}
-	if c, err := adminCounters(base); err == nil {
+	u := &OutageResult{Outage: o.Outage.String(), Rate: o.OutageRate, Acked: int64(len(load.Acked) * BatchSize)}
+	if c, err := counters.Counters(context.Background()); err == nil {
 		u.Backlog = c.Queued
 	}
-	u.BacklogBytes = dirSize(filepath.Join(dir, "data"))
+	u.BacklogBytes = DirSize(filepath.Join(dir, "data"))
 	phase.Store(1)
-	o.progressf("outage over: %d events acknowledged (%d refused), backlog %d events, %s on disk; recovering", u.Acked, load.failed*benchBatchSize, u.Backlog, fmtBytes(u.BacklogBytes))
+	o.progressf("outage over: %d events acknowledged (%d refused), backlog %d events, %s on disk; recovering", u.Acked, load.Failed*BatchSize, u.Backlog, FormatMB(u.BacklogBytes))
 
 	em.ClearFaults()
 	recovered := time.Now()
-	deadline := recovered.Add(o.drainLimit)
-	var last countersJSON
+	deadline := recovered.Add(o.DrainLimit)
+	var last admin.Counters
 	for {
-		c, err := adminCounters(base)
+		c, err := counters.Counters(context.Background())
 		if err == nil {
 			last = c
 			dist, _ := tracker.counts()
@@ -727,8 +716,8 @@ func benchOutage(o benchOptions) (stageResult, error) {
 		u.DrainRate = float64(u.Backlog) / u.Drain.Seconds()
 	}
 	u.Delivered, u.Duplicates = tracker.counts()
-	for _, first := range load.acked {
-		for i := range uint64(benchBatchSize) {
+	for _, first := range load.Acked {
+		for i := range uint64(BatchSize) {
 			if !tracker.has(first + i) {
 				u.Lost++
 			}
@@ -743,13 +732,13 @@ func benchOutage(o benchOptions) (stageResult, error) {
 	r.Ours = u.DrainRate
 	r.Pass = u.Drained && u.Lost == 0 && u.DeadLettered == 0 && u.Acked > 0 && max(u.RSSPeak, u.DrainRSSPeak) < goalOutageRSS
 	if !u.Drained {
-		r.Note = fmt.Sprintf("the backlog did not drain within --drain-limit %s (queued %d); raise --drain-limit", o.drainLimit, last.Queued)
+		r.Note = fmt.Sprintf("the backlog did not drain within --drain-limit %s (queued %d); raise --drain-limit", o.DrainLimit, last.Queued)
 	}
 	return r, nil
 }
 
-// freeLoopback returns a loopback address with a free port.
-func freeLoopback() (string, error) {
+// FreeLoopback returns a loopback address with a free port.
+func FreeLoopback() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
@@ -758,9 +747,9 @@ func freeLoopback() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// waitReady polls base/readyz until it answers 200, exited is closed (the process ended) or
+// WaitReady polls base/readyz until it answers 200, exited is closed (the process ended) or
 // limit passes.
-func waitReady(base string, exited <-chan struct{}, limit time.Duration) error {
+func WaitReady(base string, exited <-chan struct{}, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		select {
@@ -779,22 +768,8 @@ func waitReady(base string, exited <-chan struct{}, limit time.Duration) error {
 	return fmt.Errorf("woorelay serve was not ready at %s within %s", base, limit)
 }
 
-// adminCounters reads GET /admin/counters.
-func adminCounters(base string) (countersJSON, error) {
-	var c countersJSON
-	resp, err := http.Get(base + "/admin/counters")
-	if err != nil {
-		return c, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return c, fmt.Errorf("GET /admin/counters: %s", resp.Status)
-	}
-	return c, json.NewDecoder(resp.Body).Decode(&c)
-}
-
-// readRSS reads VmRSS of a process from /proc (Linux).
-func readRSS(pid int) (int64, error) {
+// ReadRSS reads VmRSS of a process from /proc (Linux).
+func ReadRSS(pid int) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
@@ -808,8 +783,8 @@ func readRSS(pid int) (int64, error) {
 	return 0, errors.New("no VmRSS in /proc/<pid>/status")
 }
 
-// dirSize is the total size of the files under dir.
-func dirSize(dir string) int64 {
+// DirSize is the total size of the files under dir.
+func DirSize(dir string) int64 {
 	var n int64
 	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {

@@ -1,0 +1,145 @@
+package admin
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/woorelay/woorelay/queue"
+)
+
+// API serves the admin routes over a queue.
+type API struct {
+	// Queue is the relay's queue.
+	Queue queue.Queue
+	// Token, when set, is the bearer token every call needs; empty admits loopback callers only.
+	Token string
+}
+
+// Mount adds the admin routes under /admin to e.
+func (a *API) Mount(e *echo.Echo) {
+	g := e.Group("/admin", a.Guard)
+	g.GET("/counters", func(c echo.Context) error {
+		return c.JSON(http.StatusOK, CountersOf(a.Queue.Counters()))
+	})
+	g.GET("/dlq", a.list)
+	g.GET("/dlq/:id", a.show)
+	g.POST("/dlq/replay", a.replay)
+}
+
+// fail answers with the JSON error shape the ingest API uses.
+func fail(c echo.Context, status int, code, msg string) error {
+	return c.JSON(status, Error{Code: code, Message: msg})
+}
+
+// Guard is the admin API's access rule as middleware, for other routes that must follow it:
+// the bearer token when one is set (compared as SHA-256 digests in constant time), else a
+// caller on the loopback interface.
+func (a *API) Guard(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if a.Token != "" {
+			got, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
+			want := sha256.Sum256([]byte(a.Token))
+			have := sha256.Sum256([]byte(got))
+			if !ok || subtle.ConstantTimeCompare(want[:], have[:]) != 1 {
+				return fail(c, http.StatusUnauthorized, "unauthorized", "the admin API needs Authorization: Bearer <admin token> (set with --admin-token or WOORELAY_ADMIN_TOKEN)")
+			}
+			return next(c)
+		}
+		host, _, err := net.SplitHostPort(c.Request().RemoteAddr)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			return fail(c, http.StatusForbidden, "forbidden", "the admin API answers only loopback callers unless an admin token is set (--admin-token or WOORELAY_ADMIN_TOKEN)")
+		}
+		return next(c)
+	}
+}
+
+func (a *API) list(c echo.Context) error {
+	after, err := uintParam(c.QueryParam("after"), 0)
+	if err != nil {
+		return fail(c, http.StatusBadRequest, "bad_request", "after must be a dead-letter id (a whole number)")
+	}
+	limit, err := uintParam(c.QueryParam("limit"), 100)
+	if err != nil || limit == 0 || limit > 10000 {
+		return fail(c, http.StatusBadRequest, "bad_request", "limit must be a whole number from 1 to 10000")
+	}
+	letters, err := a.Queue.DeadLetters(after, int(limit))
+	if err != nil {
+		return fail(c, http.StatusInternalServerError, "store_error", err.Error())
+	}
+	out := DeadLetterPage{DeadLetters: []DeadLetter{}}
+	for _, d := range letters {
+		out.DeadLetters = append(out.DeadLetters, DeadLetterOf(d, false))
+	}
+	if len(letters) == int(limit) {
+		out.Next = letters[len(letters)-1].ID
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (a *API) show(c echo.Context) error {
+	id, err := uintParam(c.Param("id"), 0)
+	if err != nil {
+		return fail(c, http.StatusBadRequest, "bad_request", "the dead-letter id must be a whole number")
+	}
+	d, ok, err := a.Queue.DeadLetter(id)
+	if err != nil {
+		return fail(c, http.StatusInternalServerError, "store_error", err.Error())
+	}
+	if !ok {
+		return fail(c, http.StatusNotFound, "not_found", "no dead letter "+strconv.FormatUint(id, 10)+" (it may have been replayed); list them with GET /admin/dlq")
+	}
+	return c.JSON(http.StatusOK, DeadLetterOf(d, true))
+}
+
+func (a *API) replay(c echo.Context) error {
+	var req ReplayRequest
+	if err := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 1<<20)).Decode(&req); err != nil {
+		return fail(c, http.StatusBadRequest, "bad_request", `the body must be JSON: {"ids":[1,2]} or {"all":true}`)
+	}
+	if req.All == (len(req.IDs) > 0) {
+		return fail(c, http.StatusBadRequest, "bad_request", `give either "ids" or "all":true`)
+	}
+	ids := req.IDs
+	if req.All {
+		var after uint64
+		for {
+			page, err := a.Queue.DeadLetters(after, 1000)
+			if err != nil {
+				return fail(c, http.StatusInternalServerError, "store_error", err.Error())
+			}
+			for _, d := range page {
+				ids = append(ids, d.ID)
+			}
+			if len(page) < 1000 {
+				break
+			}
+			after = page[len(page)-1].ID
+		}
+	}
+	n, err := a.Queue.Replay(ids, Unmapped)
+	if err != nil {
+		return fail(c, http.StatusInternalServerError, "store_error", err.Error())
+	}
+	return c.JSON(http.StatusOK, ReplayResult{Replayed: n, Asked: len(ids)})
+}
+
+// Unmapped clears a dead letter's requests and outcome, so delivery maps its event again
+// with the current configuration; it is the remap function replay passes to Queue.Replay.
+func Unmapped(e queue.Entry) (queue.Entry, error) {
+	e.Outcome, e.Reason, e.Requests = queue.Deliver, "", nil
+	return e, nil
+}
+
+func uintParam(s string, def uint64) (uint64, error) {
+	if s == "" {
+		return def, nil
+	}
+	return strconv.ParseUint(s, 10, 64)
+}

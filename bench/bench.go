@@ -1,0 +1,243 @@
+// Package bench measures every stage of the relay against a ceiling measured in the same
+// run, interleaved round by round so that a noisy machine slows both sides alike, and reports
+// the medians and their ratios with a verdict against the project's goals (`woorelay bench`
+// is its command line; BENCHMARKS.md has the figures):
+//
+//	transform  the default preset (engine, RunInto) vs the hand-written single-pass ceiling
+//	           (presets/ceiling), on one core (GOMAXPROCS=1)
+//	ingest     durable acknowledgement of 20-event batches by a real relay (fsync per group
+//	           commit) vs a bare echo handler that reads the body and answers 200, beside the
+//	           sync floor (the bare handler plus a group-committed append and fdatasync)
+//	e2e        ingest to the emulator's acknowledgement of the Woopra GET vs a bare Go client
+//	           sending the same GETs to the same emulator
+//	outage     `woorelay serve` as a child process while the emulator refuses everything:
+//	           resident memory, backlog, drain time after recovery, events lost
+//
+// It also holds the load generator (RunLoad, BatchGen, PostBatches) that the stages and the
+// end-to-end tests drive relays with, and the helpers that run `woorelay serve` as a child
+// process (FreeLoopback, WaitReady, ReadRSS, DirSize).
+package bench
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Goals of the stages (ratios are ours / ceiling, medians of the rounds).
+const (
+	goalTransformRatio  = 0.67
+	goalTransformAllocs = 2.0
+	goalIngestRatio     = 0.40
+	goalIngestP99       = 50 * time.Millisecond
+	goalE2ERatio        = 0.70
+	goalOutageRSS       = 256 << 20
+)
+
+// Options choose the stages and how long and how hard each is driven (the flags of
+// `woorelay bench`).
+type Options struct {
+	Stages     []string
+	Rounds     int
+	Conns      int
+	Duration   time.Duration // measured time of each side in a round
+	Warmup     time.Duration // unmeasured load before each side of a round
+	Outage     time.Duration // how long the emulator refuses in the outage stage
+	OutageRate int           // events/s offered during the outage
+	DrainLimit time.Duration // how long the outage stage waits for the backlog to drain
+	Exe        string        // the woorelay binary the outage stage starts
+	LiveIngest bool          // ingest stage: deliver while ingesting instead of holding delivery
+	NoSync     bool          // diagnostics: the relay acknowledges before the disk sync
+	Progress   io.Writer     // progress lines; nil: none
+}
+
+// progressf writes one progress line.
+func (o *Options) progressf(format string, args ...any) {
+	if o.Progress != nil {
+		fmt.Fprintf(o.Progress, "bench: "+format+"\n", args...)
+	}
+}
+
+// Result is the outcome of one stage: medians over the rounds, the ratio and the verdict.
+type Result struct {
+	Stage   string    `json:"stage"`
+	Ours    float64   `json:"ours_events_per_s"`              // median events/s of woorelay
+	Ceiling float64   `json:"ceiling_events_per_s,omitempty"` // median events/s of the ceiling
+	Ratio   float64   `json:"ratio,omitempty"`                // median of the per-round ratios ours/ceiling
+	OursR   []float64 `json:"ours_rounds,omitempty"`
+	CeilR   []float64 `json:"ceiling_rounds,omitempty"`
+	RatioR  []float64 `json:"ratio_rounds,omitempty"`
+	// Latency of one request (ingest: one 20-event batch), median of the rounds' percentiles.
+	P50     time.Duration `json:"p50_ns,omitempty"`
+	P99     time.Duration `json:"p99_ns,omitempty"`
+	CeilP50 time.Duration `json:"ceiling_p50_ns,omitempty"`
+	CeilP99 time.Duration `json:"ceiling_p99_ns,omitempty"`
+	// AllocsPerEvent is the engine's heap allocations per event (transform only);
+	// CeilAllocs the ceiling's.
+	AllocsPerEvent float64       `json:"allocs_per_event,omitempty"`
+	CeilAllocs     float64       `json:"ceiling_allocs_per_event,omitempty"`
+	Outage         *OutageResult `json:"outage,omitempty"`
+	// Floor is the ingest stage's sync floor (events/s of a bare handler that only appends and
+	// fdatasyncs each body with group commit), FloorRatio its median ratio to the ceiling: no
+	// durable acknowledgement at this concurrency can do better on this disk.
+	Floor      float64   `json:"sync_floor_events_per_s,omitempty"`
+	FloorR     []float64 `json:"sync_floor_rounds,omitempty"`
+	FloorRatio float64   `json:"sync_floor_ratio,omitempty"`
+	Goal       string    `json:"goal"`
+	Pass       bool      `json:"pass"`
+	Note       string    `json:"note,omitempty"`
+}
+
+// summarise fills the medians and the ratio from the rounds.
+func (r *Result) summarise() {
+	r.Ours, r.Ceiling = median(r.OursR), median(r.CeilR)
+	r.RatioR = r.RatioR[:0]
+	for i := range min(len(r.OursR), len(r.CeilR)) {
+		if r.CeilR[i] > 0 {
+			r.RatioR = append(r.RatioR, r.OursR[i]/r.CeilR[i])
+		}
+	}
+	r.Ratio = median(r.RatioR)
+}
+
+// Report is the --json output.
+type Report struct {
+	Machine  Machine  `json:"machine"`
+	Conns    int      `json:"conns"`
+	Rounds   int      `json:"rounds"`
+	Duration string   `json:"duration"`
+	Stages   []Result `json:"stages"`
+}
+
+// stageOrder is the order stages run and print in.
+var stageOrder = []string{"transform", "ingest", "e2e", "outage"}
+
+// ParseStages reads --stage.
+func ParseStages(s string) ([]string, error) {
+	want := map[string]bool{}
+	for _, p := range strings.Split(s, ",") {
+		switch p = strings.TrimSpace(p); p {
+		case "all":
+			want["transform"], want["ingest"], want["e2e"] = true, true, true
+		case "transform", "ingest", "e2e", "outage":
+			want[p] = true
+		default:
+			return nil, fmt.Errorf("unknown stage %q; use transform, ingest, e2e, outage or all", p)
+		}
+	}
+	var out []string
+	for _, st := range stageOrder {
+		if want[st] {
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+
+// Run runs the chosen stages in order.
+func Run(o Options) ([]Result, error) {
+	var out []Result
+	for _, st := range o.Stages {
+		var r Result
+		var err error
+		switch st {
+		case "transform":
+			r, err = benchTransform(o)
+		case "ingest":
+			r, err = benchIngest(o)
+		case "e2e":
+			r, err = benchE2E(o)
+		case "outage":
+			r, err = benchOutage(o)
+		}
+		if err != nil {
+			return out, fmt.Errorf("%s stage: %w", st, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// FormatRate writes events/s with thousands separators.
+func FormatRate(v float64) string {
+	if v == 0 {
+		return "-"
+	}
+	s := fmt.Sprintf("%.0f", v)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// FormatMs writes a duration in milliseconds.
+func FormatMs(d time.Duration) string {
+	return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond))
+}
+
+// FormatMB writes a byte count in MB.
+func FormatMB(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/(1<<20)) }
+
+// median returns the median of xs (the mean of the middle two for an even count), 0 for none.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// medianDuration is median for durations.
+func medianDuration(ds []time.Duration) time.Duration {
+	xs := make([]float64, len(ds))
+	for i, d := range ds {
+		xs[i] = float64(d)
+	}
+	return time.Duration(median(xs))
+}
+
+// percentile returns the p-th percentile (0 < p ≤ 100) of sorted by the nearest-rank method:
+// the smallest value that at least p% of the values are less than or equal to. 0 for none.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := int(p/100*float64(len(sorted)) + 0.999999999)
+	rank = min(max(rank, 1), len(sorted))
+	return sorted[rank-1]
+}
+
+// Machine describes where the benchmark ran.
+type Machine struct {
+	CPU  string `json:"cpu"`
+	CPUs int    `json:"cpus"`
+	Go   string `json:"go"`
+	OS   string `json:"os"`
+}
+
+// DescribeMachine reads the CPU model from /proc/cpuinfo (Linux) and the Go version.
+func DescribeMachine() Machine {
+	m := Machine{CPU: "unknown CPU", CPUs: runtime.NumCPU(), Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return m
+}

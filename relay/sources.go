@@ -1,0 +1,61 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/woorelay/woorelay/destination"
+	"github.com/woorelay/woorelay/mapping"
+	"github.com/woorelay/woorelay/queue"
+	"github.com/woorelay/woorelay/server"
+)
+
+// sourceMap is the compiled sources delivery maps with, by name, swapped whole by a reload.
+type sourceMap struct {
+	byName atomic.Pointer[map[string]*server.Source]
+}
+
+func newSourceMap(sources []*server.Source) *sourceMap {
+	m := &sourceMap{}
+	m.set(sources)
+	return m
+}
+
+// set replaces the sources.
+func (m *sourceMap) set(sources []*server.Source) {
+	byName := make(map[string]*server.Source, len(sources))
+	for _, s := range sources {
+		byName[s.Name] = s
+	}
+	m.byName.Store(&byName)
+}
+
+func (m *sourceMap) count() int { return len(*m.byName.Load()) }
+
+// mapAtDelivery maps stored events with their source's current program, as the dispatcher
+// loads them: a fixed preset or mapping applies to the whole backlog and to replayed dead
+// letters. A tap, when not nil, sees every outcome.
+func (m *sourceMap) mapAtDelivery(tap Tap) destination.MapFunc {
+	scratch := sync.Pool{New: func() any { return new(mapping.Result) }}
+	return func(e queue.Entry) (reqs []queue.Request, filtered string, err error) {
+		if tap != nil {
+			defer func() { tap.Mapped(e, reqs, filtered, err) }()
+		}
+		src := (*m.byName.Load())[e.Source]
+		if src == nil {
+			return nil, "", fmt.Errorf("source %q is not configured any more; add it back to the sources file and replay", e.Source)
+		}
+		res := scratch.Get().(*mapping.Result)
+		src.Map(res, &e)
+		scratch.Put(res)
+		switch e.Outcome {
+		case queue.Deliver:
+			return e.Requests, "", nil
+		case queue.Filtered:
+			return nil, e.Reason, nil
+		}
+		return nil, "", errors.New(e.Reason)
+	}
+}
