@@ -219,7 +219,7 @@ func TestBenchStagesSmoke(t *testing.T) {
 // The stage benchmarks: each runs the stage with one round per iteration and reports the
 // medians and the ratio against the ceiling, so a regression shows in review:
 //
-//	go test ./cmd/woorelay -run '^$' -bench Stage -benchtime 3x
+//	go test ./bench -run '^$' -bench Stage -benchtime 3x
 
 func benchStage(b *testing.B, o Options, stage func(Options) (Result, error)) Result {
 	o.Rounds = 1
