@@ -103,6 +103,8 @@ func TestSpreadConversions(t *testing.T) {
 		{"transform only converts dates", "- {from: properties, prefix: cv_, transform: " + isoDate + "}",
 			`{"created":"2015-11-04T09:20:22.750Z","plan":"pro","logins":42,"o":{"k":1}}`,
 			[]string{"cv_created=1446628822750", "cv_plan=pro", "cv_logins=42", `cv_o={"k":1}`}, ""},
+		{"an object passed through keeps its key order", "- {from: properties, prefix: cv_, transform: " + isoDate + "}",
+			`{"o":{"z":1,"a":[2, 1]}}`, []string{`cv_o={"z":1,"a":[2,1]}`}, ""},
 		{"transform to nil drops the key", "- {from: properties, prefix: ce_, transform: 'value == \"x\" ? nil : value'}", `{"a":"x","b":"y"}`, []string{"ce_b=y"}, ""},
 		{"transform then as", "- {from: properties, prefix: ce_, transform: 'value * 2', as: string}", `{"a":2}`, []string{"ce_a=4"}, ""},
 		{"transform error rejects", "- {from: properties, prefix: ce_, transform: lower(value)}", `{"a":5}`, nil, "expression_error"},

@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -649,17 +650,9 @@ func (p *Program) evalField(st *state, f *cfield, tr *Trace) (Value, *Result) {
 		}
 	}
 	if f.transform != nil {
-		var cv Value
-		if f.transform.strFn != nil && v.Kind == String {
-			cv = Value{Kind: String, Text: st.applyStrOps(f.transform.strOps, v.Text)}
-		} else {
-			out, err := p.evalAny(st, f.transform, v.toAny())
-			if err != nil {
-				return Value{}, p.fieldError(f, ft, fmt.Errorf("transform: %v", err), RejectExpression)
-			}
-			if cv, err = fromAny(out); err != nil {
-				return Value{}, p.fieldError(f, ft, err, RejectExpression)
-			}
+		cv, err := p.transform(st, f.transform, v)
+		if err != nil {
+			return Value{}, p.fieldError(f, ft, err, RejectExpression)
 		}
 		if ft != nil {
 			ft.step("transform -> %s", cv.JSON())
@@ -689,6 +682,24 @@ func (p *Program) evalField(st *state, f *cfield, tr *Trace) (Value, *Result) {
 	}
 	ft.done(v)
 	return v, nil
+}
+
+// transform runs a transform expression on the present value v. A result equal to the value it
+// was given keeps v's text as written, so an object a transform passes through keeps its key
+// order.
+func (p *Program) transform(st *state, prog *program, v Value) (Value, error) {
+	if prog.strFn != nil && v.Kind == String {
+		return Value{Kind: String, Text: st.applyStrOps(prog.strOps, v.Text)}, nil
+	}
+	in := v.toAny()
+	out, err := p.evalAny(st, prog, in)
+	if err != nil {
+		return Value{}, fmt.Errorf("transform: %v", err)
+	}
+	if (v.Kind == Object || v.Kind == Array) && reflect.DeepEqual(out, in) {
+		return v, nil
+	}
+	return fromAny(out)
 }
 
 func (f *cfield) sourceText() string {
@@ -960,13 +971,9 @@ func (w *spreader) convert(key string, v Value) (Value, string, bool) {
 	s, st := w.s, w.st
 	in, note := v, ""
 	if s.trans != nil {
-		out, err := w.p.evalAny(st, s.trans, v.toAny())
-		var cv Value
-		if err == nil {
-			cv, err = fromAny(out)
-		}
+		cv, err := w.p.transform(st, s.trans, v)
 		if err != nil {
-			return w.convertError(key, in, fmt.Errorf("transform: %v", err), RejectExpression)
+			return w.convertError(key, in, err, RejectExpression)
 		}
 		if w.tr != nil {
 			note = " (transform -> " + cv.JSON() + ")"
