@@ -899,37 +899,50 @@ func (w *spreader) key(key string, val gjson.Result, keyPrefix string, depth int
 	return true
 }
 
-// place decides where the parameter name (the key without its prefix is pkey) goes, against the
-// explicit fields and the parameters earlier spreads sent (params[nExplicit:end]): it returns
-// the index of the explicit parameter it replaces (spread_wins), len(params) to append it, or
-// -1 when it is not sent. It traces collisions and leaves a reject policy's clash in w.
-func (w *spreader) place(name, pkey string, end int) int {
+// place decides where the parameter name goes for the spread's key (a nested key names the
+// parameter it nests into), against the explicit fields and the parameters earlier spreads
+// sent (params[nExplicit:end]): it returns the index of the explicit parameter it replaces
+// (spread_wins), len(params) to append it, or -1 when it is not sent. It traces collisions and
+// leaves a reject policy's clash in w.
+func (w *spreader) place(name, key string, end int) int {
 	s := w.s
-	if s.explicit[pkey] {
+	if s.explicit[name[len(s.prefix):]] {
 		switch s.conflict {
 		case "explicit_wins":
-			w.tr.add(collidedKey, pkey, " (explicit wins)")
+			w.collided(name, key, "explicit wins")
 			return -1
 		case "explicit_when_present":
 			if indexOf(w.params[:w.nExplicit], name) >= 0 {
-				w.tr.add(collidedKey, pkey, " (explicit wins)")
+				w.collided(name, key, "explicit wins")
 				return -1
 			}
 		case "reject":
-			w.code, w.msg = RejectSpreadClash, fmt.Sprintf("spread key %q collides with the explicit field %s%s", pkey, s.prefix, pkey)
+			w.code, w.msg = RejectSpreadClash, fmt.Sprintf("spread key %q collides with the explicit field %s", key, name)
 			return -1
 		default: // spread_wins
 			if i := indexOf(w.params[:w.nExplicit], name); i >= 0 {
-				w.tr.add(collidedKey, pkey, " (spread wins)")
+				w.collided(name, key, "spread wins")
 				return i
 			}
 		}
 	}
 	if indexOf(w.params[w.nExplicit:end], name) >= 0 {
-		w.tr.add(collidedKey, pkey, " (an earlier spread wins)")
+		w.collided(name, key, "an earlier spread wins")
 		return -1
 	}
 	return len(w.params)
+}
+
+// collided traces a key that collided over the parameter name, saying which side won and, for
+// a nested key, the parameter it nests into.
+func (w *spreader) collided(name, key, how string) {
+	if w.tr == nil {
+		return
+	}
+	if key != name[len(w.s.prefix):] {
+		how = "nested into " + name + "; " + how
+	}
+	w.tr.add(collidedKey, key, " ("+how+")")
 }
 
 // setPath writes one key of a keys: path spread: v becomes the value of the parameter name, or,
@@ -940,7 +953,7 @@ func (w *spreader) setPath(name, key string, nested bool, v Value, note string) 
 	st := w.st
 	h, ok := st.headIndex[name]
 	if !ok {
-		i := w.place(name, name[len(w.s.prefix):], w.start)
+		i := w.place(name, key, w.start)
 		if i < 0 {
 			return w.code == ""
 		}
