@@ -82,7 +82,7 @@ var SpreadSpec = ObjectSpec{
 		{Name: "keys", Type: "literal | path", Doc: "How a key names its parameter: `literal` (default) sends prefix+key as it is; `path` reads prefix+key as a lodash path, as RudderStack's `set` does: `.` and `[n]` nest (`{\"dot.key\":\"v\"}` → cv_dot={\"key\":\"v\"}, `{\"br[0]\":\"w\"}` → cv_br=[\"w\"]), keys sharing a head merge into one parameter sent as JSON, a later key replaces an earlier one, and a nested value is written as it is (null included). Indexes above 1000 are object keys. Not with nested: flatten."},
 		{Name: "transform", Type: "expression", Doc: "An expression applied to every copied value, bound as `value` (Segment's ISO dates to epoch ms); nil drops the key."},
 		{Name: "as", Type: "string | int | float | bool | json | epoch_ms", Doc: "Convert every copied value, after `transform`, as a field's `as`."},
-		{Name: "on_error", Type: "reject | drop | keep", Doc: "What a failed transform or conversion does: reject the event (default, code bad_value), drop the key, or keep the value unconverted."},
+		{Name: "on_error", Type: "reject | drop | keep", Doc: "What a failed transform or conversion does: reject the event (default; code expression_error for a transform, bad_value for a conversion), drop the key, or keep the value unconverted."},
 	},
 }
 
