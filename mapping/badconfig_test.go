@@ -46,6 +46,9 @@ func TestBadConfigs(t *testing.T) {
 		"bad_duplicate_mapping.yaml": {"testdata/bad_duplicate_mapping.yaml:9:5", "duplicate", ""},
 		"bad_wrong_kind.yaml":        {"testdata/bad_wrong_kind.yaml:1:7", "wrong_kind", ""},
 		"bad_unknown_blueprint.yaml": {"testdata/bad_unknown_blueprint.yaml:3:12", "unknown_blueprint", ""},
+		"bad_keys_flatten.yaml":      {"testdata/bad_keys_flatten.yaml:10:15", "bad_value", "keep one of them"},
+		"bad_future_bound.yaml":      {"testdata/bad_future_bound.yaml:5:18", "contract", "31622400000 ms (366 days)"},
+		"bad_spread_transform.yaml":  {"testdata/bad_spread_transform.yaml:8:48", "bad_expression", "bound as `value`"},
 	}
 
 	files, err := filepath.Glob("../testdata/bad_*.yaml")
@@ -190,6 +193,12 @@ func TestBadInline(t *testing.T) {
 		{"mappings not a list", "mappings: {name: m}\n", []string{"4:11 wrong_type"}},
 		{"field not an object", fieldsPreset("ce_x: [a, b]\n"), []string{"10:13 wrong_type"}},
 		{"unknown mapping key", "mappings:\n  - name: m\n    endpont: ce\n", []string{"5:5 missing_key", "6:5 unknown_key"}},
+		{"misspelt spread keys option", spreadPreset("", "- {from: traits, prefix: cv_, keys: paths}"), []string{"11:43 bad_value"}},
+		{"bad spread on_error", spreadPreset("", "- {from: traits, prefix: cv_, on_error: ignore}"), []string{"11:47 bad_value"}},
+		{"bad spread as", spreadPreset("", "- {from: traits, prefix: cv_, as: date}"), []string{"11:41 bad_value"}},
+		{"misspelt truthy", fieldsPreset("ce_x: {path: a, present: truthyy}\n"), []string{"10:32 bad_value"}},
+		{"negative max_future_ms", "contract: {max_future_ms: -1}\n" + fieldsPreset(""), []string{"4:27 bad_value"}},
+		{"unknown preset contract key", "contract: {timestamp_param: ts}\n" + fieldsPreset(""), []string{"4:12 unknown_key"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

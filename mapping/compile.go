@@ -100,6 +100,11 @@ type cspread struct {
 	maxDepth int
 	conflict string
 	present  Presence
+	paths    bool     // keys: path
+	convert  bool     // transform or as is set
+	trans    *program // transform, or nil
+	as       Conversion
+	onError  string // reject, drop or keep
 }
 
 type cmapping struct {
@@ -183,6 +188,7 @@ func (c *compiler) program(opts Options) *Program {
 	}
 	c.p = p
 	r.identity(doc.identityN, &p.identity)
+	r.presetContract(doc.contractN, &p.contract)
 	p.settingDecl = bp.Settings
 	for _, n := range doc.settingsN {
 		p.settingDecl = r.settings(n, p.settingDecl)
@@ -537,7 +543,17 @@ func (c *compiler) spread(sd *spreadDoc, fields []*cfield) *cspread {
 		return nil
 	}
 	s := &cspread{doc: sd, at: c.ref(sd.node), prefix: sd.Prefix, exact: map[string]bool{}, explicit: map[string]bool{},
-		nested: sd.Nested, sep: sd.Separator, maxDepth: sd.MaxDepth, conflict: sd.Conflict, present: sd.Present}
+		nested: sd.Nested, sep: sd.Separator, maxDepth: sd.MaxDepth, conflict: sd.Conflict, present: sd.Present,
+		paths: sd.PathKeys, as: sd.As, onError: sd.OnError}
+	if sd.Transform != "" {
+		prog, err := c.compileExpr(sd.Transform, false, sd.transNode)
+		if err != nil {
+			r.errAt(sd.transNode, CodeBadExpression, fmt.Sprintf("transform of a spread of %s: %v", sd.Prefix, err), "the value is bound as `value`, e.g. lower(value)")
+			return nil
+		}
+		s.trans = prog
+	}
+	s.convert = s.trans != nil || s.as != AsNone
 	for _, p := range sd.From {
 		s.slots = append(s.slots, c.path(p, sd.node))
 	}

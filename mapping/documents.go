@@ -40,6 +40,9 @@ type Contract struct {
 	TimestampParam string
 	MaxFutureMs    int64
 	OnFuture       string // reject, clamp or drop
+	// MaxFutureLimitMs is the most a preset may raise MaxFutureMs to; 0 means presets cannot
+	// raise it.
+	MaxFutureLimitMs int64
 }
 
 // Blueprint describes a destination: endpoints, settings, built-in parameters, identity policy
@@ -103,10 +106,11 @@ func ParseBlueprint(file string, data []byte) (*Blueprint, error) {
 		bp.Contract.CustomPrefixes = r.strList(cv["custom_prefixes"], "custom_prefixes")
 		bp.Contract.TimestampParam = r.str(cv["timestamp_param"], "timestamp_param")
 		bp.Contract.MaxFutureMs, _ = r.integer(cv["max_future_ms"], "max_future_ms")
-		bp.Contract.OnFuture = r.enum(cv["on_future"], "on_future", "reject", "clamp", "drop")
+		bp.Contract.OnFuture = r.enum(cv["on_future"], "on_future", futureOptions...)
 		if bp.Contract.OnFuture == "" {
 			bp.Contract.OnFuture = "reject"
 		}
+		bp.Contract.MaxFutureLimitMs, _ = r.integer(cv["max_future_limit_ms"], "max_future_limit_ms")
 	}
 	found := false
 	for _, s := range bp.Settings {
@@ -119,6 +123,37 @@ func ParseBlueprint(file string, data []byte) (*Blueprint, error) {
 		return nil, r.diags
 	}
 	return bp, nil
+}
+
+// futureOptions are the values of on_future.
+var futureOptions = []string{"reject", "clamp", "drop"}
+
+// presetContract applies a preset's contract: block to the blueprint's contract c: a
+// max_future_ms beyond the blueprint's max_future_limit_ms (or above its own max_future_ms
+// when it sets no limit) is reported where it is written.
+func (r *reader) presetContract(n *yaml.Node, c *Contract) {
+	if n == nil {
+		return
+	}
+	cv, _, ok := r.object(n, &PresetContractSpec)
+	if !ok {
+		return
+	}
+	if ms, ok := r.integer(cv["max_future_ms"], "max_future_ms"); ok {
+		limit := max(c.MaxFutureLimitMs, c.MaxFutureMs)
+		switch {
+		case ms < 0:
+			r.errAt(cv["max_future_ms"], CodeBadValue, fmt.Sprintf("max_future_ms is %d; it cannot be negative", ms), "0 rejects every timestamp later than now")
+		case ms > limit:
+			r.errAt(cv["max_future_ms"], CodeContract, fmt.Sprintf("max_future_ms %d is beyond the blueprint's bound of %d ms", ms, limit),
+				fmt.Sprintf("a preset may allow timestamps at most %d ms (%s) ahead; the bound is the blueprint's max_future_limit_ms", limit, aheadBy(limit)))
+		default:
+			c.MaxFutureMs = ms
+		}
+	}
+	if s := r.enum(cv["on_future"], "on_future", futureOptions...); s != "" {
+		c.OnFuture = s
+	}
 }
 
 func (r *reader) identity(n *yaml.Node, into *IdentityPolicy) {

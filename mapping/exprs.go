@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 
@@ -31,6 +32,7 @@ var Functions = []struct{ Name, Signature, Doc string }{
 	{"get", `get("path") any`, "Read a path that is not a valid identifier chain (quoted keys, queries); the path must be a literal."},
 	{"epoch_ms", "epoch_ms(v) int", "A timestamp (ISO-8601 with or without zone, epoch seconds or ms) as epoch milliseconds."},
 	{"empty", "empty(v) bool", "True for nil, \"\", and empty arrays or maps."},
+	{"truthy", "truthy(v) bool", "JavaScript's `if (v)`: false for nil, \"\", 0, false and NaN; true for everything else, empty arrays and maps included (the presence rule `truthy`)."},
 	{"json", "json(v) string", "Compact JSON text of v."},
 	{"md5", "md5(s) string", "Lower-case hex MD5 of a string."},
 	{"sha256", "sha256(s) string", "Lower-case hex SHA-256 of a string."},
@@ -89,6 +91,16 @@ func (c *exprCompiler) compile(src string, asBool bool) (*program, error) {
 		c.native(tree.Node, out, asBool)
 	}
 	return out, nil
+}
+
+// truthy is JavaScript's truthiness of an expression value: the presence rule PresentTruthy,
+// with NaN false and the infinities true as in JavaScript.
+func truthy(x any) bool {
+	if f, ok := x.(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) {
+		return !math.IsNaN(f)
+	}
+	v, err := fromAny(x)
+	return err == nil && PresentTruthy.absence(v) == ""
 }
 
 func cleanExprError(err error) error {
@@ -204,6 +216,9 @@ func (c *exprCompiler) functionOptions() []expr.Option {
 				return rv.Len() == 0, nil
 			}
 			return false, nil
+		}, new(func(any) bool)),
+		expr.Function("truthy", func(args ...any) (any, error) {
+			return truthy(args[0]), nil
 		}, new(func(any) bool)),
 		expr.Function("json", func(args ...any) (any, error) {
 			b, err := json.Marshal(args[0])

@@ -44,6 +44,12 @@ type spreadDoc struct {
 	MaxDepth    int
 	Conflict    string
 	Present     Presence
+	PathKeys    bool // keys: path
+	keysNode    *yaml.Node
+	Transform   string
+	transNode   *yaml.Node
+	As          Conversion
+	OnError     string // reject, drop or keep
 }
 
 type mappingDoc struct {
@@ -97,6 +103,7 @@ type presetDoc struct {
 	Filter      *EventFilter
 	Params      map[string]string
 	identityN   *yaml.Node
+	contractN   *yaml.Node
 	Tables      map[string]*Table
 	tableOrder  []string
 	Common      mappingDoc
@@ -124,6 +131,7 @@ func parsePreset(r *reader, data []byte) *presetDoc {
 		settingsN:   []*yaml.Node{vals["settings"]},
 		Filter:      r.filter(vals["filter"]),
 		identityN:   vals["identity"],
+		contractN:   vals["contract"],
 		Params:      map[string]string{},
 		Tables:      map[string]*Table{},
 	}
@@ -276,7 +284,7 @@ func (r *reader) field(e entry) *fieldDoc {
 		f.Setting = r.str(fv["setting"], "setting")
 	}
 	if fv["present"] != nil {
-		f.Present = presenceNames[r.enum(fv["present"], "present", "defined", "non_null", "non_empty")]
+		f.Present = presenceNames[r.enum(fv["present"], "present", presenceOptions...)]
 	}
 	if fv["default"] != nil {
 		if d, ok := r.scalarValue(fv["default"], "default"); ok {
@@ -286,7 +294,7 @@ func (r *reader) field(e entry) *fieldDoc {
 	f.Lookup, f.lookupNode = r.str(fv["lookup"], "lookup"), fv["lookup"]
 	f.Transform, f.transNode = r.str(fv["transform"], "transform"), fv["transform"]
 	if fv["as"] != nil {
-		f.As = conversionNames[r.enum(fv["as"], "as", "string", "int", "float", "bool", "json", "epoch_ms")]
+		f.As = conversionNames[r.enum(fv["as"], "as", conversionOptions...)]
 	}
 	f.Required = r.boolean(fv["required"], "required")
 	f.DropOnError = r.enum(fv["on_error"], "on_error", "reject", "drop") == "drop"
@@ -335,7 +343,20 @@ func (r *reader) spreads(n *yaml.Node) []*spreadDoc {
 			s.MaxDepth = int(d)
 		}
 		if sv["present"] != nil {
-			s.Present = presenceNames[r.enum(sv["present"], "present", "defined", "non_null", "non_empty")]
+			s.Present = presenceNames[r.enum(sv["present"], "present", presenceOptions...)]
+		}
+		s.PathKeys, s.keysNode = r.enum(sv["keys"], "keys", "literal", "path") == "path", sv["keys"]
+		s.Transform, s.transNode = r.str(sv["transform"], "transform"), sv["transform"]
+		if sv["as"] != nil {
+			s.As = conversionNames[r.enum(sv["as"], "as", conversionOptions...)]
+		}
+		s.OnError = r.enum(sv["on_error"], "on_error", "reject", "drop", "keep")
+		if s.OnError == "" {
+			s.OnError = "reject"
+		}
+		if s.PathKeys && s.Nested == "flatten" {
+			r.errAt(sv["keys"], CodeBadValue, "keys: path cannot be combined with nested: flatten",
+				"path keys build nested objects and flatten takes them apart; keep one of them")
 		}
 		if s.Nested == "" {
 			s.Nested = "json"

@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -71,6 +72,12 @@ type state struct {
 	buf          []byte   // scratch text of the current run; see above
 	out          []byte   // the result's text (URL, then values that need escaping) before it becomes a string
 	spans        []span   // where each parameter's name and value, then each header's value, lie in out
+
+	// A keys: path spread's parameters while it runs (see keypath.go).
+	segs      []string       // the segments of the key being written
+	nodes     []jsNode       // the values of its parameters
+	heads     []headRef      // its parameters, in the order they were first written
+	headIndex map[string]int // parameter name → index in heads
 }
 
 // span locates a string in the result's text; a negative start means "not yet written".
@@ -291,11 +298,11 @@ func (p *Program) run(st *state, event string, now int64, tr *Trace) (Result, *c
 	st.headers = headers
 	nExplicit := len(params)
 	for _, s := range m.spreads {
-		var clash string
-		params, clash = p.spread(st, s, params, nExplicit, tr)
-		if clash != "" {
+		var code, msg string
+		params, code, msg = p.spread(st, s, params, nExplicit, tr)
+		if code != "" {
 			st.params = params
-			return rejected(m.name, RejectSpreadClash, clash), nil
+			return rejected(m.name, code, msg), nil
 		}
 	}
 	st.params = params
@@ -643,17 +650,9 @@ func (p *Program) evalField(st *state, f *cfield, tr *Trace) (Value, *Result) {
 		}
 	}
 	if f.transform != nil {
-		var cv Value
-		if f.transform.strFn != nil && v.Kind == String {
-			cv = Value{Kind: String, Text: st.applyStrOps(f.transform.strOps, v.Text)}
-		} else {
-			out, err := p.evalAny(st, f.transform, v.toAny())
-			if err != nil {
-				return Value{}, p.fieldError(f, ft, fmt.Errorf("transform: %v", err), RejectExpression)
-			}
-			if cv, err = fromAny(out); err != nil {
-				return Value{}, p.fieldError(f, ft, err, RejectExpression)
-			}
+		cv, err := p.transform(st, f.transform, v)
+		if err != nil {
+			return Value{}, p.fieldError(f, ft, err, RejectExpression)
 		}
 		if ft != nil {
 			ft.step("transform -> %s", cv.JSON())
@@ -683,6 +682,24 @@ func (p *Program) evalField(st *state, f *cfield, tr *Trace) (Value, *Result) {
 	}
 	ft.done(v)
 	return v, nil
+}
+
+// transform runs a transform expression on the present value v. A result equal to the value it
+// was given keeps v's text as written, so an object a transform passes through keeps its key
+// order.
+func (p *Program) transform(st *state, prog *program, v Value) (Value, error) {
+	if prog.strFn != nil && v.Kind == String {
+		return Value{Kind: String, Text: st.applyStrOps(prog.strOps, v.Text)}, nil
+	}
+	in := v.toAny()
+	out, err := p.evalAny(st, prog, in)
+	if err != nil {
+		return Value{}, fmt.Errorf("transform: %v", err)
+	}
+	if (v.Kind == Object || v.Kind == Array) && reflect.DeepEqual(out, in) {
+		return v, nil
+	}
+	return fromAny(out)
 }
 
 func (f *cfield) sourceText() string {
@@ -759,17 +776,20 @@ func (g glob) match(s string) bool {
 
 // spreader is one spread's walk over its object.
 type spreader struct {
+	p         *Program
 	st        *state
 	s         *cspread
 	params    []Param
 	nExplicit int
+	start     int // where this spread's own parameters begin in params
 	tr        *SpreadTrace
-	clash     string
+	code, msg string // a rejection (spread_conflict under conflict: reject, or a failed conversion)
 }
 
-// spread copies the keys of the spread's object. It returns a non-empty clash message when the
-// policy is reject and a key collided.
-func (p *Program) spread(st *state, s *cspread, params []Param, nExplicit int, tr *Trace) ([]Param, string) {
+// spread copies the keys of the spread's object. It returns a non-empty code and message when
+// the event is rejected: a key collided under the policy reject, or a conversion failed under
+// on_error: reject.
+func (p *Program) spread(st *state, s *cspread, params []Param, nExplicit int, tr *Trace) ([]Param, string, string) {
 	var src gjson.Result
 	var st0 *SpreadTrace
 	if tr != nil {
@@ -786,11 +806,23 @@ func (p *Program) spread(st *state, s *cspread, params []Param, nExplicit int, t
 		}
 	}
 	if !src.IsObject() {
-		return params, ""
+		return params, "", ""
 	}
-	w := spreader{st: st, s: s, params: params, nExplicit: nExplicit, tr: st0}
+	w := spreader{p: p, st: st, s: s, params: params, nExplicit: nExplicit, start: len(params), tr: st0}
+	if s.paths {
+		st.nodes, st.heads = st.nodes[:0], st.heads[:0]
+		if st.headIndex == nil {
+			st.headIndex = map[string]int{}
+		}
+		clear(st.headIndex)
+	}
 	w.walk(src, "", 1)
-	return w.params, w.clash
+	if s.paths {
+		for _, h := range st.heads {
+			w.params[h.param].Value = st.headValue(h.node)
+		}
+	}
+	return w.params, w.code, w.msg
 }
 
 // walk copies the keys of obj; keyPrefix is the flattened key of obj ("" at the top).
@@ -819,8 +851,19 @@ func (w *spreader) key(key string, val gjson.Result, keyPrefix string, depth int
 		w.tr.add(excludedKey, key, "")
 		return true
 	}
+	// With keys: path, a key that is a path names its parameter by its first segment and
+	// writes below it; the rest of the path is in st.segs.
+	nested := false
+	if s.paths && isDeepKey(key) {
+		st.segs = lodashPath(st.segs[:0], name)
+		name, nested = st.segs[0], true
+		if len(name) <= len(s.prefix) || name[:len(s.prefix)] != s.prefix {
+			w.tr.add(excludedKey, key, " (no parameter name before the path)")
+			return true
+		}
+	}
 	v := fromResult(val)
-	if s.present.absence(v) != "" {
+	if !nested && s.present.absence(v) != "" {
 		return true
 	}
 	if v.Kind == Object {
@@ -833,34 +876,156 @@ func (w *spreader) key(key string, val gjson.Result, keyPrefix string, depth int
 			return true
 		}
 	}
-	if s.explicit[key] {
+	note := ""
+	if s.convert {
+		var ok bool
+		if v, note, ok = w.convert(key, v); !ok {
+			return w.code == ""
+		}
+	}
+	if s.paths {
+		return w.setPath(name, key, nested, v, note)
+	}
+	i := w.place(name, key, len(w.params))
+	switch {
+	case i < 0:
+		return w.code == ""
+	case i < len(w.params):
+		w.params[i].Value = st.queryText(v)
+	default:
+		w.params = append(w.params, Param{Name: name, Value: st.queryText(v)})
+		w.tr.add(copiedKey, key, note)
+	}
+	return true
+}
+
+// place decides where the parameter name goes for the spread's key (a nested key names the
+// parameter it nests into), against the explicit fields and the parameters earlier spreads
+// sent (params[nExplicit:end]): it returns the index of the explicit parameter it replaces
+// (spread_wins), len(params) to append it, or -1 when it is not sent. It traces collisions and
+// leaves a reject policy's clash in w.
+func (w *spreader) place(name, key string, end int) int {
+	s := w.s
+	if s.explicit[name[len(s.prefix):]] {
 		switch s.conflict {
 		case "explicit_wins":
-			w.tr.add(collidedKey, key, " (explicit wins)")
-			return true
+			w.collided(name, key, "explicit wins")
+			return -1
 		case "explicit_when_present":
 			if indexOf(w.params[:w.nExplicit], name) >= 0 {
-				w.tr.add(collidedKey, key, " (explicit wins)")
-				return true
+				w.collided(name, key, "explicit wins")
+				return -1
 			}
 		case "reject":
-			w.clash = fmt.Sprintf("spread key %q collides with the explicit field %s%s", key, s.prefix, key)
-			return false
+			w.code, w.msg = RejectSpreadClash, fmt.Sprintf("spread key %q collides with the explicit field %s", key, name)
+			return -1
 		default: // spread_wins
 			if i := indexOf(w.params[:w.nExplicit], name); i >= 0 {
-				w.params[i].Value = st.queryText(v)
-				w.tr.add(collidedKey, key, " (spread wins)")
-				return true
+				w.collided(name, key, "spread wins")
+				return i
 			}
 		}
 	}
-	if indexOf(w.params[w.nExplicit:], name) >= 0 {
-		w.tr.add(collidedKey, key, " (an earlier spread wins)")
-		return true
+	if indexOf(w.params[w.nExplicit:end], name) >= 0 {
+		w.collided(name, key, "an earlier spread wins")
+		return -1
 	}
-	w.params = append(w.params, Param{Name: name, Value: st.queryText(v)})
-	w.tr.add(copiedKey, key, "")
+	return len(w.params)
+}
+
+// collided traces a key that collided over the parameter name, saying which side won and, for
+// a nested key, the parameter it nests into.
+func (w *spreader) collided(name, key, how string) {
+	if w.tr == nil {
+		return
+	}
+	if key != name[len(w.s.prefix):] {
+		how = "nested into " + name + "; " + how
+	}
+	w.tr.add(collidedKey, key, " ("+how+")")
+}
+
+// setPath writes one key of a keys: path spread: v becomes the value of the parameter name, or,
+// when the key is nested, is set at the rest of its path (st.segs[1:]) below it. The first
+// write to a parameter places it against the explicit fields and earlier spreads; later ones
+// merge into it or, for a plain key, replace it.
+func (w *spreader) setPath(name, key string, nested bool, v Value, note string) bool {
+	st := w.st
+	h, ok := st.headIndex[name]
+	if !ok {
+		i := w.place(name, key, w.start)
+		if i < 0 {
+			return w.code == ""
+		}
+		if i == len(w.params) {
+			w.params = append(w.params, Param{Name: name})
+		}
+		h = len(st.heads)
+		st.heads = append(st.heads, headRef{param: int32(i), node: st.newNode(Value{}, "", 0)})
+		st.headIndex[name] = h
+	}
+	node := st.heads[h].node
+	if nested {
+		st.setIn(node, st.segs[1:], v)
+		if w.tr != nil {
+			note += " (nested into " + name + ")"
+		}
+	} else {
+		st.setLeaf(node, v)
+	}
+	w.tr.add(copiedKey, key, note)
 	return true
+}
+
+// convert applies the spread's transform and conversion to one value. It returns false when
+// the key is not sent: its value became absent, or the conversion failed under on_error: drop
+// or reject (the rejection is then in w). The note tells explain what was done.
+func (w *spreader) convert(key string, v Value) (Value, string, bool) {
+	s, st := w.s, w.st
+	in, note := v, ""
+	if s.trans != nil {
+		cv, err := w.p.transform(st, s.trans, v)
+		if err != nil {
+			return w.convertError(key, in, err, RejectExpression)
+		}
+		if w.tr != nil {
+			note = " (transform -> " + cv.JSON() + ")"
+		}
+		if why := s.present.absence(cv); why != "" {
+			w.tr.add(excludedKey, key, " (after transform: "+why+")")
+			return cv, "", false
+		}
+		v = cv
+	}
+	if s.as != AsNone {
+		cv, err := st.convert(s.as, v)
+		if err != nil {
+			return w.convertError(key, in, err, RejectBadValue)
+		}
+		if w.tr != nil {
+			note += " (as " + s.as.String() + " -> " + cv.JSON() + ")"
+		}
+		v = cv
+	}
+	return v, note, true
+}
+
+// convertError applies the spread's on_error to a failed transform or conversion of key's
+// value v.
+func (w *spreader) convertError(key string, v Value, err error, code string) (Value, string, bool) {
+	switch w.s.onError {
+	case "keep":
+		note := ""
+		if w.tr != nil {
+			note = " (kept as is: " + err.Error() + ")"
+		}
+		return v, note, true
+	case "drop":
+		w.tr.add(excludedKey, key, " (dropped: "+err.Error()+")")
+		return v, "", false
+	}
+	w.code, w.msg = code, fmt.Sprintf("spread key %q of %s: %v", key, w.s.prefix, err)
+	return v, "", false
 }
 
 const upperhex = "0123456789ABCDEF"

@@ -146,6 +146,19 @@ func TestFirstPresence(t *testing.T) {
 		{"non_empty zero wins", "non_empty", `{"a":0,"b":"B"}`, "0"},
 		{"non_empty false wins", "non_empty", `{"a":false,"b":"B"}`, "false"},
 		{"non_empty all empty", "non_empty", `{"a":"","b":null,"c":""}`, absent},
+
+		{"truthy missing skipped", "truthy", `{"b":"B"}`, "B"},
+		{"truthy null skipped", "truthy", `{"a":null,"b":"B"}`, "B"},
+		{"truthy empty skipped", "truthy", `{"a":"","b":"B"}`, "B"},
+		{"truthy zero skipped", "truthy", `{"a":0,"b":"B"}`, "B"},
+		{"truthy negative zero skipped", "truthy", `{"a":-0.0e3,"b":"B"}`, "B"},
+		{"truthy false skipped", "truthy", `{"a":false,"b":"B"}`, "B"},
+		{"truthy empty object wins", "truthy", `{"a":{},"b":"B"}`, "{}"},
+		{"truthy empty array wins", "truthy", `{"a":[],"b":"B"}`, "[]"},
+		{"truthy string zero wins", "truthy", `{"a":"0","b":"B"}`, "0"},
+		{"truthy small number wins", "truthy", `{"a":0.001,"b":"B"}`, "0.001"},
+		{"truthy true wins", "truthy", `{"a":true,"b":"B"}`, "true"},
+		{"truthy all falsy", "truthy", `{"a":0,"b":false,"c":""}`, absent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -174,6 +187,13 @@ func TestPathPresence(t *testing.T) {
 		{"non_empty", `0`, "0"},
 		{"non_empty", `false`, "false"},
 		{"non_empty", `" "`, " "},
+		{"truthy", `0`, absent},
+		{"truthy", `false`, absent},
+		{"truthy", `""`, absent},
+		{"truthy", `null`, absent},
+		{"truthy", `{}`, "{}"},
+		{"truthy", `-1`, "-1"},
+		{"truthy", `"false"`, "false"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.present+" "+tc.value, func(t *testing.T) {

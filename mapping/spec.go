@@ -53,7 +53,7 @@ var FieldSpec = ObjectSpec{
 		{Name: "template", Type: "string", Doc: "A string with `{{ path }}` placeholders; a missing placeholder renders as an empty string."},
 		{Name: "expr", Type: "expression", Doc: "An expr-lang expression over the event (`properties.price * properties.quantity`); nil means missing."},
 		{Name: "setting", Type: "setting name", Doc: "The value of a setting of the blueprint or preset; missing when the setting is unset."},
-		{Name: "present", Type: "defined | non_null | non_empty", Doc: "Which values count as present: `defined` (only missing is absent; null sends an empty string), `non_null` (default: missing and null are absent), `non_empty` (also \"\", {} and []). 0 and false are always present."},
+		{Name: "present", Type: "defined | non_null | non_empty | truthy", Doc: "Which values count as present: `defined` (only missing is absent; null sends an empty string), `non_null` (default: missing and null are absent), `non_empty` (also \"\", {} and []), `truthy` (JavaScript's `if (value)`: missing, null, \"\", 0 and false are absent; {} and [] are present). 0 and false are present under every rule but truthy."},
 		{Name: "default", Type: "scalar", Doc: "Used when the source is absent."},
 		{Name: "lookup", Type: "table name", Doc: "Translate the value through a table of the preset (event renames); the table's `otherwise` decides misses."},
 		{Name: "transform", Type: "expression", Doc: "An expression applied to the present value, bound as `value` (`lower(trim(value))`)."},
@@ -78,7 +78,11 @@ var SpreadSpec = ObjectSpec{
 		{Name: "separator", Type: "string", Doc: "Separator for flattened keys (default `_`)."},
 		{Name: "max_depth", Type: "int", Doc: "Deepest level flattened; deeper objects are sent as JSON (default 3)."},
 		{Name: "conflict", Type: "explicit_wins | explicit_when_present | spread_wins | reject", Doc: "What happens when a produced key equals an explicit field of the mapping: the explicit field owns the name (default: the spread key is dropped even when the field is absent), the explicit field wins only when it has a value, the spread value replaces it, or the event is rejected."},
-		{Name: "present", Type: "defined | non_null | non_empty", Doc: "Which values are copied (default non_null: null values are skipped)."},
+		{Name: "present", Type: "defined | non_null | non_empty | truthy", Doc: "Which values are copied (default non_null: null values are skipped), as a field's `present`. In `first`, objects are always truthy."},
+		{Name: "keys", Type: "literal | path", Doc: "How a key names its parameter: `literal` (default) sends prefix+key as it is; `path` reads prefix+key as a lodash path, as RudderStack's `set` does: `.` and `[n]` nest (`{\"dot.key\":\"v\"}` → cv_dot={\"key\":\"v\"}, `{\"br[0]\":\"w\"}` → cv_br=[\"w\"]), keys sharing a head merge into one parameter sent as JSON, a later key replaces an earlier one, and a nested value is written as it is (null included). Indexes above 1000 are object keys. Not with nested: flatten."},
+		{Name: "transform", Type: "expression", Doc: "An expression applied to every copied value, bound as `value` (Segment's ISO dates to epoch ms); nil drops the key."},
+		{Name: "as", Type: "string | int | float | bool | json | epoch_ms", Doc: "Convert every copied value, after `transform`, as a field's `as`."},
+		{Name: "on_error", Type: "reject | drop | keep", Doc: "What a failed transform or conversion does: reject the event (default; code expression_error for a transform, bad_value for a conversion), drop the key, or keep the value unconverted."},
 	},
 }
 
@@ -167,6 +171,18 @@ var ContractSpec = ObjectSpec{
 		{Name: "timestamp_param", Type: "string", Doc: "The parameter holding the event time in epoch ms."},
 		{Name: "max_future_ms", Type: "int", Doc: "How far ahead of now a timestamp may be (clock skew)."},
 		{Name: "on_future", Type: "reject | clamp | drop", Doc: "A later timestamp rejects the event (code timestamp_in_future), is clamped to now, or is dropped."},
+		{Name: "max_future_limit_ms", Type: "int", Doc: "The most a preset's `contract.max_future_ms` may allow; without it a preset cannot raise max_future_ms."},
+	},
+}
+
+// PresetContractSpec is the schema of a preset's contract: block, what a preset may change of
+// its blueprint's output contract.
+var PresetContractSpec = ObjectSpec{
+	Name: "preset contract",
+	Doc:  "Changes to the blueprint's future-timestamp rule, for presets of systems that pass future timestamps through. The blueprint bounds them: max_future_ms may not exceed its `max_future_limit_ms` (Woopra: 366 days).",
+	Keys: []KeySpec{
+		{Name: "max_future_ms", Type: "int", Doc: "How far ahead of now a timestamp may be, from 0 up to the blueprint's max_future_limit_ms."},
+		{Name: "on_future", Type: "reject | clamp | drop", Doc: "What a later timestamp does, as the blueprint's on_future."},
 	},
 }
 
@@ -215,6 +231,7 @@ var PresetSpec = ObjectSpec{
 		{Name: "tables", Type: "map of table", Doc: "Lookup tables fields refer to with `lookup`."},
 		{Name: "filter", Type: "filter", Doc: "An allow or deny list of event names; filtered events are skipped."},
 		{Name: "common", Type: "common", Doc: "Fields, headers and spreads shared by every mapping."},
+		{Name: "contract", Type: "preset contract", Doc: "Relax (or tighten) the blueprint's future-timestamp rule, within the blueprint's bound."},
 		{Name: "mappings", Type: "list of mapping", Required: true, Doc: "The mappings, tried in order."},
 	},
 }
@@ -244,4 +261,4 @@ var OverlaySpec = ObjectSpec{
 }
 
 // AllSpecs lists every object schema, in documentation order.
-var AllSpecs = []*ObjectSpec{&PresetSpec, &OverlaySpec, &FilterSpec, &MappingSpec, &FieldSpec, &SpreadSpec, &TableSpec, &SettingSpec, &CommonSpec, &RejectSpec, &IdentitySpec, &BlueprintSpec, &EndpointSpec, &ContractSpec}
+var AllSpecs = []*ObjectSpec{&PresetSpec, &OverlaySpec, &FilterSpec, &MappingSpec, &FieldSpec, &SpreadSpec, &TableSpec, &SettingSpec, &CommonSpec, &RejectSpec, &IdentitySpec, &PresetContractSpec, &BlueprintSpec, &EndpointSpec, &ContractSpec}

@@ -63,7 +63,7 @@ func fromResult(r gjson.Result) Value {
 // Presence is the rule that decides whether a value counts as present.
 type Presence uint8
 
-// Presence rules. 0 and false are present under every rule.
+// Presence rules. 0 and false are present under every rule but PresentTruthy.
 const (
 	// PresentNonNull (the default): missing and JSON null are absent.
 	PresentNonNull Presence = iota
@@ -71,9 +71,15 @@ const (
 	PresentDefined
 	// PresentNonEmpty: missing, null, "" and empty objects or arrays are absent.
 	PresentNonEmpty
+	// PresentTruthy is JavaScript's `if (value)`: missing, null, "", 0 and false are absent;
+	// every object and array, even empty, is present.
+	PresentTruthy
 )
 
-var presenceNames = map[string]Presence{"non_null": PresentNonNull, "defined": PresentDefined, "non_empty": PresentNonEmpty}
+var presenceNames = map[string]Presence{"non_null": PresentNonNull, "defined": PresentDefined, "non_empty": PresentNonEmpty, "truthy": PresentTruthy}
+
+// presenceOptions are the names of the presence rules, as the YAML key present: takes them.
+var presenceOptions = []string{"defined", "non_null", "non_empty", "truthy"}
 
 func (p Presence) String() string {
 	for k, v := range presenceNames {
@@ -94,8 +100,16 @@ func (p Presence) absence(v Value) string {
 			return "null"
 		}
 	case String:
-		if p == PresentNonEmpty && v.Text == "" {
+		if (p == PresentNonEmpty || p == PresentTruthy) && v.Text == "" {
 			return "empty string"
+		}
+	case Number:
+		if p == PresentTruthy && isZero(v.Text) {
+			return "zero"
+		}
+	case Bool:
+		if p == PresentTruthy && v.Text == "false" {
+			return "false"
 		}
 	case Object, Array:
 		if p == PresentNonEmpty && isEmptyContainer(v.Text) {
@@ -103,6 +117,21 @@ func (p Presence) absence(v Value) string {
 		}
 	}
 	return ""
+}
+
+// isZero reports whether a JSON number is zero (0, -0, 0.0, 0e5, ...): every digit of its
+// mantissa is 0.
+func isZero(num string) bool {
+	for i := 0; i < len(num); i++ {
+		switch c := num[i]; c {
+		case '-', '+', '.', '0':
+		case 'e', 'E':
+			return true
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func isEmptyContainer(raw string) bool {
@@ -282,6 +311,9 @@ const (
 )
 
 var conversionNames = map[string]Conversion{"string": AsString, "int": AsInt, "float": AsFloat, "bool": AsBool, "json": AsJSON, "epoch_ms": AsEpochMs}
+
+// conversionOptions are the names of the conversions, as the YAML key as: takes them.
+var conversionOptions = []string{"string", "int", "float", "bool", "json", "epoch_ms"}
 
 func (c Conversion) String() string {
 	for k, v := range conversionNames {

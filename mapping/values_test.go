@@ -76,6 +76,14 @@ func TestTransform(t *testing.T) {
 		{"error dropped", `ce_x: {path: properties.e, transform: lower(value), on_error: drop}`, `{"properties":{"e":5}}`, absent, ""},
 		{"expr error rejects", `ce_x: {expr: lower(properties.c)}`, `{"properties":{"c":1}}`, "", "expression_error"},
 		{"expr error dropped", `ce_x: {expr: lower(properties.c), on_error: drop}`, `{"properties":{"c":1}}`, absent, ""},
+		{"an object passed through keeps its key order", `ce_x: {path: properties.o, transform: 'type(value) == "string" ? lower(value) : value'}`, `{"properties":{"o":{"z":1,"a":2}}}`, `{"z":1,"a":2}`, ""},
+		{"truthy of a truthy value", `ce_x: {expr: 'truthy(properties.c) ? "t" : "f"'}`, `{"properties":{"c":{}}}`, "t", ""},
+		{"truthy of 0", `ce_x: {expr: 'truthy(properties.c) ? "t" : "f"'}`, `{"properties":{"c":0}}`, "f", ""},
+		{"truthy of an empty string", `ce_x: {expr: 'truthy(properties.c) ? "t" : "f"'}`, `{"properties":{"c":""}}`, "f", ""},
+		{"truthy of false", `ce_x: {expr: 'truthy(properties.c) ? "t" : "f"'}`, `{"properties":{"c":false}}`, "f", ""},
+		{"truthy of a missing path", `ce_x: {expr: 'truthy(properties.c) ? "t" : "f"'}`, `{}`, "f", ""},
+		{"truthy of NaN", `ce_x: {expr: 'truthy(0.0 / 0.0) ? "t" : "f"'}`, `{}`, "f", ""},
+		{"truthy of the string 0", `ce_x: {expr: 'truthy(properties.c) ? "t" : "f"'}`, `{"properties":{"c":"0"}}`, "t", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -160,8 +160,13 @@ func spreadConflicts(p *mapping.Program, samples [][]byte) mapping.Diagnostics {
 	for _, k := range order {
 		name, how, _ := strings.Cut(k.k, " (")
 		how = strings.TrimSuffix(how, ")")
+		becomes := "becomes " + prefixes[k] + name
+		if rest, ok := strings.CutPrefix(how, "nested into "); ok { // a keys: path spread's nested key
+			param, h, _ := strings.Cut(rest, "; ")
+			becomes, how = "nests into "+param, h
+		}
 		out = append(out, at(k.ref, CodeSpreadConflict,
-			fmt.Sprintf("spread key %q becomes %s%s, which an explicit field also sends (%d of %d samples; %s)", name, prefixes[k], name, counts[k], len(samples), how),
+			fmt.Sprintf("spread key %q %s, which an explicit field also sends (%d of %d samples; %s)", name, becomes, counts[k], len(samples), how),
 			"exclude the key from the spread, or remove the explicit field if the spread already sends it"))
 	}
 	return out

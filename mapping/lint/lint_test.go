@@ -59,6 +59,26 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// TestRunPathKeys checks that a keys: path spread's nested key is reported under the parameter
+// it nests into.
+func TestRunPathKeys(t *testing.T) {
+	bp, _ := blueprint.Woopra()
+	src := strings.Replace(preset, "- {from: properties, prefix: ce_}", "- {from: properties, prefix: ce_, keys: path}", 1)
+	p, err := mapping.Compile(mapping.Source{File: "p.yaml", Data: []byte(src)}, mapping.Options{Blueprint: bp, AllowUnsetRequired: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := Run(Input{Program: p, Samples: [][]byte{[]byte(`{"event":"E","properties":{"plan.tier":"pro","other":1}}`)}})
+	want := `p.yaml:14:9: spread_conflict: spread key "plan.tier" nests into ce_plan, which an explicit field also sends (1 of 1 samples; explicit wins)`
+	found := false
+	for _, d := range got {
+		found = found || d.Error() == want+" (hint: exclude the key from the spread, or remove the explicit field if the spread already sends it)"
+	}
+	if !found {
+		t.Errorf("findings lack %q:\n%v", want, got)
+	}
+}
+
 func TestClosest(t *testing.T) {
 	cands := []string{"context", "context.traits", "context.traits.email", "properties.revenue"}
 	for in, want := range map[string]string{
