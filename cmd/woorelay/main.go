@@ -9,6 +9,11 @@
 //	woorelay emulate | bench | transform | explain | test | lint | diff | corpus | presets | docs
 //
 // Run `woorelay help` for details.
+//
+// This package is only the command line: flags, environment (every flag also reads
+// WOORELAY_<FLAG>), output and exit codes. The running relay is package relay, the admin API and
+// its client package admin, the benchmarks and load generator package bench, the engine package
+// mapping; a Go program embeds those, never this one.
 package main
 
 import (
