@@ -555,7 +555,11 @@ func (c *compiler) spread(sd *spreadDoc, fields []*cfield) *cspread {
 	}
 	s.convert = s.trans != nil || s.as != AsNone
 	for _, p := range sd.From {
-		s.slots = append(s.slots, c.path(p, sd.node))
+		slot := c.path(p, sd.node)
+		s.slots = append(s.slots, slot)
+		if slot >= 0 {
+			c.p.paths.capture(slot)
+		}
 	}
 	for _, e := range sd.Exclude {
 		if strings.Contains(e, "*") {

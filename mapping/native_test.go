@@ -40,7 +40,8 @@ func TestNativeMatchesVM(t *testing.T) {
 		p := &Program{paths: c.paths, exprSlots: keysOf2(c.used)}
 		for _, ev := range events {
 			st := &state{slots: make([]gjson.Result, len(c.paths.paths)), env: exprEnv{P: make([]any, len(c.paths.paths))}}
-			c.paths.walk(gjson.Parse(ev), st.slots)
+			st.caps.reset(len(st.slots))
+			c.paths.walk(gjson.Parse(ev), st.slots, &st.caps)
 			native, ok := prog.boolFn(st.slots)
 			vmOut, vmErr := p.evalAny(st, &program{vm: prog.vm}, nil)
 			if (vmErr == nil) != ok {

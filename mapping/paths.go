@@ -36,6 +36,9 @@ type pnode struct {
 	index    int // position among its parent's children, for duplicate-key tracking
 	slot     int // slot of the value at this node, or -1
 	tails    []ptail
+	// capture: a spread reads this node's object, so the walk keeps every key and value it
+	// steps over (see captures) and the spread does not parse the object a second time.
+	capture bool
 
 	// The children again, for the walk: sorted by key length, so a key is compared only with
 	// the wanted keys of its length (cheaper than hashing it). Keys of length l are
@@ -216,12 +219,64 @@ func unescapeKey(seg string) string {
 // escapeKey escapes one object key for use as a path segment.
 func escapeKey(k string) string { return gjson.Escape(k) }
 
-// walk fills slots with the values of every registered path in the object event.
-func (t *pathTable) walk(event gjson.Result, slots []gjson.Result) {
-	walkNode(event, &t.root, slots)
+// capture marks the node of slot (a path of plain keys) as read whole by a spread: a walk that
+// steps over its object anyway keeps its members for the spread (captures.members).
+func (t *pathTable) capture(slot int) {
+	if n := t.root.find(slot); n != nil {
+		n.capture = true
+	}
 }
 
-func walkNode(v gjson.Result, n *pnode, slots []gjson.Result) {
+func (n *pnode) find(slot int) *pnode {
+	if n.slot == slot {
+		return n
+	}
+	for _, c := range n.children {
+		if f := c.find(slot); f != nil {
+			return f
+		}
+	}
+	return nil
+}
+
+// member is one key and value of an object, as gjson's ForEach gives them.
+type member struct {
+	key string
+	val gjson.Result
+}
+
+// captures holds, for one walk, the members of each captured object the walk stepped over in
+// full, in document order (repeated keys included), by slot. Its buffers are reused from walk
+// to walk.
+type captures struct {
+	members [][]member // slot → the members of its object
+	done    []bool     // slot → whether members holds this walk's capture
+}
+
+// reset forgets the previous walk's members; slots is the number of slots.
+func (c *captures) reset(slots int) {
+	if len(c.done) < slots {
+		c.done = make([]bool, slots)
+		c.members = make([][]member, slots)
+	}
+	clear(c.done)
+}
+
+// of returns the members of the object in slot, when the walk captured them.
+func (c *captures) of(slot int) ([]member, bool) {
+	if slot >= len(c.done) || !c.done[slot] {
+		return nil, false
+	}
+	return c.members[slot], true
+}
+
+// walk fills slots with the values of every registered path in the object event, and caps
+// with the members of the captured objects.
+func (t *pathTable) walk(event gjson.Result, slots []gjson.Result, caps *captures) {
+	walkNode(event, &t.root, slots, caps)
+}
+
+func walkNode(v gjson.Result, n *pnode, slots []gjson.Result, caps *captures) {
 	if n.slot >= 0 {
 		slots[n.slot] = v
 	}
@@ -232,11 +287,20 @@ func walkNode(v gjson.Result, n *pnode, slots []gjson.Result) {
 		return
 	}
 	// The first occurrence of a key wins, as with gjson.Get; a repeated key is ignored and does
-	// not count towards the wanted keys, so the walk still stops as soon as all were seen.
+	// not count towards the wanted keys, so the walk still stops as soon as all were seen
+	// (unless the object is captured: then it is walked to its end).
 	remaining := len(n.children)
 	var seenSmall uint64
 	var seenBig map[int]bool
+	capture := n.capture && n.slot >= 0
+	var members []member
+	if capture {
+		members = caps.members[n.slot][:0]
+	}
 	v.ForEach(func(k, val gjson.Result) bool {
+		if capture {
+			members = append(members, member{k.Str, val})
+		}
 		c := n.child(k.Str)
 		if c == nil {
 			return true
@@ -255,8 +319,11 @@ func walkNode(v gjson.Result, n *pnode, slots []gjson.Result) {
 			}
 			seenBig[c.index] = true
 		}
-		walkNode(val, c, slots)
+		walkNode(val, c, slots, caps)
 		remaining--
-		return remaining > 0
+		return remaining > 0 || capture
 	})
+	if capture {
+		caps.members[n.slot], caps.done[n.slot] = members, true
+	}
 }

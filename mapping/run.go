@@ -63,6 +63,7 @@ type Result struct {
 // the Result keeps into one fresh string.
 type state struct {
 	slots        []gjson.Result
+	caps         captures // the members of the objects spreads read, kept by the walk
 	env          exprEnv
 	vm           vm.VM
 	materialized bool
@@ -227,7 +228,8 @@ func (p *Program) run(st *state, event string, now int64, tr *Trace) (Result, *c
 	}
 	clear(st.slots)
 	st.materialized = false
-	p.paths.walk(root, st.slots)
+	st.caps.reset(len(st.slots))
+	p.paths.walk(root, st.slots, &st.caps)
 
 	if f := p.filter; f != nil {
 		if ev := st.slots[f.eventSlot]; ev.Type == gjson.String {
@@ -795,10 +797,11 @@ func (p *Program) spread(st *state, s *cspread, params []Param, nExplicit int, t
 	if tr != nil {
 		st0 = tr.spread(s)
 	}
+	srcSlot := -1
 	for i, slot := range s.slots {
 		r := st.slots[slot]
 		if r.IsObject() && s.present.absence(Value{Kind: Object, Text: r.Raw}) == "" {
-			src = r
+			src, srcSlot = r, slot
 			if st0 != nil {
 				st0.From = s.doc.From[i]
 			}
@@ -816,7 +819,15 @@ func (p *Program) spread(st *state, s *cspread, params []Param, nExplicit int, t
 		}
 		clear(st.headIndex)
 	}
-	w.walk(src, "", 1)
+	if members, ok := st.caps.of(srcSlot); ok {
+		for _, m := range members {
+			if !w.key(m.key, m.val, "", 1) {
+				break
+			}
+		}
+	} else {
+		w.walk(src, "", 1)
+	}
 	if s.paths {
 		for _, h := range st.heads {
 			w.params[h.param].Value = st.headValue(h.node)

@@ -100,6 +100,18 @@ func TestSpread(t *testing.T) {
 		{"first: null traits falls back", "", "- {first: [traits, context.traits], prefix: cv_}",
 			`{"traits":null,"context":{"traits":{"name":"CT"}}}`, []string{"cv_name=CT"}},
 		{"first: none", "", "- {first: [traits, context.traits], prefix: cv_}", `{"traits":{}}`, nil},
+
+		// objects that fields read too: the walk that finds the fields keeps the members for
+		// the spread, so every key after the last one a field wants is still spread, repeated
+		// keys behave as gjson's ForEach gives them, and nested objects can both be spread
+		{"object read by a field: keys after the wanted one", "cv_x: {path: properties.a}", "- {from: properties, prefix: ce_}",
+			`{"properties":{"a":"A","b":"B","c":{"d":1}}}`, []string{"cv_x=A", "ce_a=A", "ce_b=B", `ce_c={"d":1}`}},
+		{"object read by a field: repeated key", "cv_x: {path: properties.a}", "- {from: properties, prefix: ce_}",
+			`{"properties":{"a":"1","b":"B","a":"2"}}`, []string{"cv_x=1", "ce_a=1", "ce_b=B"}},
+		{"object read by a field: nested spreads", "cv_e: {path: context.traits.email}\nip: {path: context.ip}",
+			"- {from: context.traits, prefix: cv_}\n- {from: context, prefix: ce_, nested: flatten, exclude: [ip]}",
+			`{"context":{"ip":"1.2.3.4","traits":{"email":"e@x","plan":"p"},"os":{"name":"n"}}}`,
+			[]string{"cv_e=e@x", "ip=1.2.3.4", "cv_email=e@x", "cv_plan=p", "ce_traits_email=e@x", "ce_traits_plan=p", "ce_os_name=n"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
