@@ -35,6 +35,7 @@ const (
 	goalIngestRatio     = 0.40
 	goalIngestP99       = 50 * time.Millisecond
 	goalE2ERatio        = 0.70
+	goalDrainRatio      = 0.80
 	goalOutageRSS       = 256 << 20
 )
 
@@ -49,6 +50,7 @@ type Options struct {
 	Outage     time.Duration // how long the emulator refuses in the outage stage
 	OutageRate int           // events/s offered during the outage
 	DrainLimit time.Duration // how long the outage stage waits for the backlog to drain
+	Backlog    int           // events on disk that the drain stage delivers (0: 200,000)
 	Exe        string        // the woorelay binary the outage stage starts
 	LiveIngest bool          // ingest stage: deliver while ingesting instead of holding delivery
 	NoSync     bool          // diagnostics: the relay acknowledges before the disk sync
@@ -114,7 +116,7 @@ type Report struct {
 }
 
 // stageOrder is the order stages run and print in.
-var stageOrder = []string{"transform", "ingest", "e2e", "outage"}
+var stageOrder = []string{"transform", "ingest", "e2e", "drain", "outage"}
 
 // ParseStages reads --stage.
 func ParseStages(s string) ([]string, error) {
@@ -122,11 +124,11 @@ func ParseStages(s string) ([]string, error) {
 	for _, p := range strings.Split(s, ",") {
 		switch p = strings.TrimSpace(p); p {
 		case "all":
-			want["transform"], want["ingest"], want["e2e"] = true, true, true
-		case "transform", "ingest", "e2e", "outage":
+			want["transform"], want["ingest"], want["e2e"], want["drain"] = true, true, true, true
+		case "transform", "ingest", "e2e", "drain", "outage":
 			want[p] = true
 		default:
-			return nil, fmt.Errorf("unknown stage %q; use transform, ingest, e2e, outage or all", p)
+			return nil, fmt.Errorf("unknown stage %q; use transform, ingest, e2e, drain, outage or all", p)
 		}
 	}
 	var out []string
@@ -151,6 +153,8 @@ func Run(o Options) ([]Result, error) {
 			r, err = benchIngest(o)
 		case "e2e":
 			r, err = benchE2E(o)
+		case "drain":
+			r, err = benchDrain(o)
 		case "outage":
 			r, err = benchOutage(o)
 		}

@@ -88,10 +88,10 @@ func TestStageResultRatioIsMedianOfRounds(t *testing.T) {
 
 func TestParseStages(t *testing.T) {
 	got, err := ParseStages("outage, all")
-	if err != nil || strings.Join(got, ",") != "transform,ingest,e2e,outage" {
+	if err != nil || strings.Join(got, ",") != "transform,ingest,e2e,drain,outage" {
 		t.Errorf("ParseStages(outage, all) = %v, %v", got, err)
 	}
-	if got, _ := ParseStages("all"); strings.Join(got, ",") != "transform,ingest,e2e" {
+	if got, _ := ParseStages("all"); strings.Join(got, ",") != "transform,ingest,e2e,drain" {
 		t.Errorf("all = %v, want the outage stage left out", got)
 	}
 	if _, err := ParseStages("transfrom"); err == nil || !strings.Contains(err.Error(), "use transform") {
@@ -165,7 +165,7 @@ func smokeOptions(t testing.TB) Options {
 		t.Fatal(err)
 	}
 	return Options{Rounds: 1, Conns: 4, Duration: 100 * time.Millisecond, Warmup: 20 * time.Millisecond,
-		Outage: 500 * time.Millisecond, OutageRate: 400, DrainLimit: time.Minute, Exe: exe}
+		Outage: 500 * time.Millisecond, OutageRate: 400, DrainLimit: time.Minute, Backlog: 2000, Exe: exe}
 }
 
 func TestBenchStagesSmoke(t *testing.T) {
@@ -202,6 +202,15 @@ func TestBenchStagesSmoke(t *testing.T) {
 		}
 		if r.Ours <= 0 || r.Ceiling <= 0 || r.Ratio <= 0 {
 			t.Errorf("e2e measured nothing: %+v", r)
+		}
+	})
+	t.Run("drain", func(t *testing.T) {
+		r, err := benchDrain(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Ours <= 0 || r.Ceiling <= 0 || r.Ratio <= 0 || !strings.Contains(r.Note, "2,000 events") {
+			t.Errorf("drain measured nothing: %+v", r)
 		}
 	})
 	t.Run("outage", func(t *testing.T) {
@@ -270,6 +279,14 @@ func BenchmarkIngestStage(b *testing.B) {
 // against a bare GET loop (goal: ratio ≥ 0.70).
 func BenchmarkEndToEndStage(b *testing.B) {
 	benchStage(b, benchDefaults(b), benchE2E)
+}
+
+// BenchmarkDrainStage is the drain stage: a backlog of 200,000 events on disk delivered after
+// a restart, against the bare GET loop sending as many (goal: ratio ≥ 0.80).
+func BenchmarkDrainStage(b *testing.B) {
+	o := benchDefaults(b)
+	o.Backlog = defaultBacklog
+	benchStage(b, o, benchDrain)
 }
 
 // BenchmarkOutageStage is the outage stage with a 10-second outage: resident memory of the

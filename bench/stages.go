@@ -123,6 +123,13 @@ type benchRelay struct {
 // data directory delivering to it. With idle set the emulator holds every request until close,
 // so delivery waits and ingest has the machine to itself.
 func startBenchRelay(o Options, idle bool) (*benchRelay, error) {
+	return startBenchRelayOn(o, idle, "")
+}
+
+// startBenchRelayOn is startBenchRelay on the data directory dir when it is not "" (the caller
+// keeps it: close leaves it in place); a relay whose emulator holds every request waits for
+// its answers for as long as it runs.
+func startBenchRelayOn(o Options, idle bool, dir string) (*benchRelay, error) {
 	b := &benchRelay{em: emulator.New(emulator.Options{MaxRecords: -1, NoProfiles: true})}
 	if idle {
 		if err := b.em.SetFaults(emulator.Faults{Always: emulator.StepHang}); err != nil {
@@ -134,11 +141,18 @@ func startBenchRelay(o Options, idle bool) (*benchRelay, error) {
 		return nil, fmt.Errorf("start the emulator: %v", err)
 	}
 	b.emStop = emStop
-	if b.dir, err = os.MkdirTemp("", "woorelay-bench-"); err != nil {
-		b.close()
-		return nil, fmt.Errorf("create a data directory (set TMPDIR to a writable disk): %v", err)
+	dataDir := dir
+	if dir == "" {
+		if b.dir, err = os.MkdirTemp("", "woorelay-bench-"); err != nil {
+			b.close()
+			return nil, fmt.Errorf("create a data directory (set TMPDIR to a writable disk): %v", err)
+		}
+		dataDir = b.dir
 	}
-	cfg := relay.Config{Listen: "127.0.0.1:0", DataDir: b.dir, WoopraURL: emURL, DrainTimeout: 5 * time.Second, NoSync: o.NoSync, Logger: benchLogger(o)}
+	cfg := relay.Config{Listen: "127.0.0.1:0", DataDir: dataDir, WoopraURL: emURL, DrainTimeout: 5 * time.Second, NoSync: o.NoSync, Logger: benchLogger(o)}
+	if idle {
+		cfg.WoopraTimeout = time.Hour // held requests are not retried while the stage runs
+	}
 	if b.r, err = relay.New(cfg); err == nil {
 		if err = b.r.Start(); err != nil {
 			b.r.Stop(time.Second)
@@ -445,6 +459,100 @@ func benchE2E(o Options) (Result, error) {
 	r.summarise()
 	r.Pass = r.Ratio >= goalE2ERatio
 	return r, nil
+}
+
+// defaultBacklog is the drain stage's backlog when Options.Backlog is 0.
+const defaultBacklog = 200_000
+
+// benchDrain measures what users wait for after an outage: a backlog already on disk delivered
+// with ingest idle, against the bare GET loop sending as many of the same requests to the same
+// kind of emulator. Per round: the bare loop sends o.Backlog GETs with o.Conns workers; then a
+// relay whose emulator holds every request is given o.Backlog events through ingest and
+// stopped (its held requests are abandoned, nothing recorded), and a new relay on the same data
+// directory, delivering to a live emulator, is timed from Start until the emulator has
+// acknowledged every event.
+func benchDrain(o Options) (Result, error) {
+	backlog := o.Backlog
+	if backlog <= 0 {
+		backlog = defaultBacklog
+	}
+	backlog = max(BatchSize, backlog/BatchSize*BatchSize)
+	g, err := NewBatchGen(fmt.Sprintf("bd%d-", time.Now().UnixNano()), 50)
+	if err != nil {
+		return Result{}, err
+	}
+	r := Result{Stage: "drain", Goal: fmt.Sprintf("ratio ≥ %.2f", goalDrainRatio),
+		Note: fmt.Sprintf("a backlog of %s events on disk delivered after a restart, ingest idle, vs the same number of the same GETs from a bare Go client", FormatRate(float64(backlog)))}
+	for round := range o.Rounds {
+		bare, err := bareGets(o, g, backlog)
+		if err != nil {
+			return r, err
+		}
+		rate, err := relayDrain(o, g, backlog)
+		if err != nil {
+			return r, err
+		}
+		r.OursR, r.CeilR = append(r.OursR, rate), append(r.CeilR, bare)
+		o.progressf("drain round %d: relay %s events/s, bare GET loop %s events/s", round+1, FormatRate(rate), FormatRate(bare))
+	}
+	r.summarise()
+	r.Pass = r.Ratio >= goalDrainRatio
+	return r, nil
+}
+
+// bareGets sends n precomputed GETs to a new emulator with o.Conns workers and returns events/s.
+func bareGets(o Options, g *BatchGen, n int) (float64, error) {
+	em := emulator.New(emulator.Options{MaxRecords: -1, NoProfiles: true})
+	emURL, emStop, err := em.Start("127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer emStop(context.Background())
+	gets, err := precomputeGets(g, 50, emURL)
+	if err != nil {
+		return 0, err
+	}
+	res := RunLoad(LoadConfig{Conns: o.Conns, Batches: n, Send: getLoop(gets)})
+	if res.Failed > 0 || res.Events != int64(n) {
+		return 0, fmt.Errorf("bare GET loop: %d requests failed, %d of %d acknowledged: %v", res.Failed, res.Events, n, res.FirstErr)
+	}
+	return res.Rate(), nil
+}
+
+// relayDrain fills a new data directory with n events through a relay whose emulator holds
+// every request, stops it, and returns the events/s at which a relay restarted on that
+// directory delivers them all.
+func relayDrain(o Options, g *BatchGen, n int) (float64, error) {
+	dir, err := os.MkdirTemp("", "woorelay-bench-")
+	if err != nil {
+		return 0, fmt.Errorf("create a data directory (set TMPDIR to a writable disk): %v", err)
+	}
+	defer os.RemoveAll(dir)
+	fill, err := startBenchRelayOn(o, true, dir)
+	if err != nil {
+		return 0, err
+	}
+	res := RunLoad(LoadConfig{Conns: o.Conns, Batches: n / BatchSize, Send: PostBatches(fill.r.URL()+"/v1/batch", g)})
+	// Stop the relay before the emulator lets its held requests go, so none is delivered.
+	stopErr := fill.r.Stop(time.Second)
+	fill.r = nil
+	fill.close()
+	if res.Failed > 0 || res.Events != int64(n) {
+		return 0, fmt.Errorf("filling the backlog: %d requests failed, %d of %d events acknowledged: %v", res.Failed, res.Events, n, res.FirstErr)
+	}
+	if stopErr != nil {
+		return 0, fmt.Errorf("stopping the relay that filled the backlog: %v", stopErr)
+	}
+	start := time.Now()
+	br, err := startBenchRelayOn(o, false, dir)
+	if err != nil {
+		return 0, err
+	}
+	defer br.close()
+	if err := waitDelivered(br, uint64(n), 10*time.Minute); err != nil {
+		return 0, err
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
 }
 
 // relayEndToEnd warms the relay up (and waits for the warm-up to be delivered), then sends

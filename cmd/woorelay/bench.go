@@ -24,14 +24,15 @@ Measures each stage against its ceiling in the same run (interleaved rounds, med
   transform  default preset vs the hand-written single-pass ceiling, one core
   ingest     durable acknowledgement of 20-event batches vs a bare echo handler
   e2e        ingest to the emulator's acknowledgement vs a bare Go GET loop
+  drain      a backlog on disk (--backlog events) delivered after a restart vs the bare GET loop
   outage     woorelay serve (child process) while the emulator refuses: memory, drain, loss
-"all" is transform, ingest and e2e; the outage stage runs only when named. See BENCHMARKS.md.
+"all" is transform, ingest, e2e and drain; the outage stage runs only when named. See BENCHMARKS.md.
 
 `)
 		fs.PrintDefaults()
 	}
 	var o bench.Options
-	stage := fs.String("stage", "all", "stages to run: transform, ingest, e2e, outage or all (comma-separated)")
+	stage := fs.String("stage", "all", "stages to run: transform, ingest, e2e, drain, outage or all (comma-separated)")
 	fs.IntVar(&o.Rounds, "rounds", 5, "interleaved rounds per stage; the table shows medians")
 	fs.IntVar(&o.Conns, "conns", 32, "concurrent keep-alive connections of the load generator")
 	fs.DurationVar(&o.Duration, "duration", 3*time.Second, "measured time of each side in a round")
@@ -39,6 +40,7 @@ Measures each stage against its ceiling in the same run (interleaved rounds, med
 	fs.DurationVar(&o.Outage, "outage", 10*time.Minute, "how long the emulator refuses in the outage stage")
 	fs.IntVar(&o.OutageRate, "outage-rate", 1000, "events per second offered during the outage")
 	fs.DurationVar(&o.DrainLimit, "drain-limit", 15*time.Minute, "how long the outage stage waits for the backlog to drain")
+	fs.IntVar(&o.Backlog, "backlog", 200_000, "events on disk that the drain stage delivers")
 	fs.BoolVar(&o.LiveIngest, "ingest-live", false, "ingest stage: let delivery run while ingesting (default: delivery held, ingest measured alone)")
 	fs.BoolVar(&o.NoSync, "nosync", false, "diagnostics only: the relay acknowledges before the disk sync (not durable; shows what the sync costs)")
 	jsonOut := fs.Bool("json", false, "print the results as JSON instead of a table")
