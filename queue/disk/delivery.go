@@ -43,12 +43,15 @@ func (q *Queue) Scan(after uint64, limit int) ([]queue.Item, error) {
 	if fromHead {
 		start = head // nothing is pending below head: skip the deleted keys there
 	}
+	gen := q.scanStart()
 	it, err := q.db.NewIter(&pebble.IterOptions{LowerBound: itemKey(start), UpperBound: rangeEnd(prefixItem)})
 	if err != nil {
+		q.remember(gen, nil)
 		return nil, fmt.Errorf("queue/disk: scan: %w", err)
 	}
 	var items []queue.Item
 	var corrupt []uint64
+	var seen []scanned
 	for valid := it.First(); valid && len(items) < limit; valid = it.Next() {
 		seq, ok := seqOf(it.Key())
 		if !ok {
@@ -60,10 +63,13 @@ func (q *Queue) Scan(after uint64, limit int) ([]queue.Item, error) {
 			continue
 		}
 		items = append(items, item)
+		seen = append(seen, scanned{seq, knownOf(it.Value(), item.Entry.Visitor)})
 	}
 	if err := it.Close(); err != nil {
+		q.remember(gen, nil)
 		return nil, fmt.Errorf("queue/disk: scan: %w", err)
 	}
+	q.remember(gen, seen)
 	for _, seq := range corrupt {
 		if err := q.quarantine(seq); err != nil {
 			return items, err
@@ -101,14 +107,21 @@ func (q *Queue) ScanVisitor(visitor string, after uint64, limit int) ([]queue.It
 			continue
 		}
 		seq := binary.BigEndian.Uint64(k[len(prefix):])
+		gen := q.scanStart()
 		v, closer, err := q.db.Get(itemKey(seq))
-		if errors.Is(err, pebble.ErrNotFound) {
-			continue // left by an item dropped while corrupt
-		}
 		if err != nil {
+			q.remember(gen, nil)
+			if errors.Is(err, pebble.ErrNotFound) {
+				continue // left by an item dropped while corrupt
+			}
 			return nil, fmt.Errorf("queue/disk: scan visitor: %w", err)
 		}
 		item, err := decodeItem(seq, v)
+		var seen []scanned
+		if err == nil {
+			seen = []scanned{{seq, knownOf(v, item.Entry.Visitor)}}
+		}
+		q.remember(gen, seen)
 		closer.Close()
 		if err != nil {
 			if err := q.quarantine(seq); err != nil {
@@ -122,6 +135,81 @@ func (q *Queue) ScanVisitor(visitor string, after uint64, limit int) ([]queue.It
 		return nil, fmt.Errorf("queue/disk: scan visitor: %w", err)
 	}
 	return items, nil
+}
+
+// knownItem is what removing a scanned item needs; see Queue.known.
+type knownItem struct {
+	visitor   string
+	rewritten bool
+}
+
+// scanned is what a scan learnt of one item.
+type scanned struct {
+	seq uint64
+	k   knownItem
+}
+
+// knownOf reads what removing an item needs from its stored value v.
+func knownOf(v []byte, visitor string) knownItem {
+	st, _, err := decodeItemState(v)
+	return knownItem{visitor: visitor, rewritten: err != nil || st.flags&itemFlagRewritten != 0}
+}
+
+// scanStart begins a scan that will remember what it reads: changes to pending items from
+// now until its remember are noted in q.touched, so remember skips what they changed.
+func (q *Queue) scanStart() uint64 {
+	q.kmu.Lock()
+	defer q.kmu.Unlock()
+	q.scans++
+	return q.changes
+}
+
+// remember records what a scan read, except the items removed or rewritten since the scan
+// began (gen, from scanStart): the scan's snapshot may be older than they are. It ends the
+// scan; touched is emptied when no scan is under way, so it stays as small as the changes
+// made during one scan.
+func (q *Queue) remember(gen uint64, seen []scanned) {
+	q.kmu.Lock()
+	defer q.kmu.Unlock()
+	for _, s := range seen {
+		if c, ok := q.touched[s.seq]; !ok || c <= gen {
+			q.known[s.seq] = s.k
+		}
+	}
+	if q.scans--; q.scans == 0 {
+		clear(q.touched)
+	}
+}
+
+// touch notes a change of a pending item for the scans under way; the caller holds kmu.
+func (q *Queue) touch(seq uint64) {
+	q.changes++
+	if q.scans > 0 {
+		q.touched[seq] = q.changes
+	}
+}
+
+// takeKnown returns and forgets what a scan recorded of an item that is being removed.
+func (q *Queue) takeKnown(seq uint64) (knownItem, bool) {
+	q.kmu.Lock()
+	defer q.kmu.Unlock()
+	q.touch(seq)
+	k, ok := q.known[seq]
+	if ok {
+		delete(q.known, seq)
+	}
+	return k, ok
+}
+
+// markRewritten notes that a pending item was rewritten (after the write).
+func (q *Queue) markRewritten(seq uint64) {
+	q.kmu.Lock()
+	defer q.kmu.Unlock()
+	q.touch(seq)
+	if k, ok := q.known[seq]; ok {
+		k.rewritten = true
+		q.known[seq] = k
+	}
 }
 
 // getItem reads an item's raw value (a copy); ok is false when it is not pending.
@@ -182,8 +270,32 @@ func (q *Queue) Filter(seq uint64, reason string) error {
 	return q.remove(seq, func(c *queue.Counters) { c.Filtered++ })
 }
 
-// remove deletes a pending item, counting it with count and Queued−1 in the same batch.
+// remove deletes a pending item, counting it with count and Queued−1 in the same batch. An
+// item a scan returned is deleted with what the scan recorded; any other is read first.
 func (q *Queue) remove(seq uint64, count func(*queue.Counters)) error {
+	if err := q.begin(); err != nil {
+		return err
+	}
+	q.dmu.Lock()
+	k, ok := q.takeKnown(seq)
+	if ok {
+		// Known items are pending: every removal of an item goes through dmu and forgets it.
+		defer q.end()
+		defer q.dmu.Unlock()
+		var st itemState
+		if k.rewritten {
+			st.flags = itemFlagRewritten
+		}
+		b := q.db.NewBatch()
+		defer b.Close()
+		deleteItem(b, seq, st, k.visitor, true, true)
+		return q.commitMeta(b, func(m *meta) {
+			count(&m.c)
+			m.c.Queued--
+		})
+	}
+	q.dmu.Unlock()
+	q.end()
 	return q.withPending(seq, func(v []byte) error {
 		st, visitor, verr := decodeItemVisitor(v)
 		if verr != nil {
@@ -227,6 +339,7 @@ func (q *Queue) rewriteItem(seq uint64, change func(st *itemState)) error {
 		if err := q.db.Set(itemKey(seq), encodeItem(st, body), pebble.NoSync); err != nil {
 			return fmt.Errorf("queue/disk: write item %d: %w", seq, err)
 		}
+		q.markRewritten(seq)
 		return nil
 	})
 }
@@ -251,6 +364,7 @@ func (q *Queue) quarantine(seq uint64) error {
 // quarantineLocked does quarantine's work; the caller holds dmu.
 func (q *Queue) quarantineLocked(seq uint64, raw []byte, derr error) error {
 	q.log.Error("a pending item is corrupt; moved to the dead letters with its raw record", "seq", seq, "err", derr)
+	q.takeKnown(seq)
 	st, visitor, verr := decodeItemVisitor(raw)
 	e := queue.Entry{Event: raw, Visitor: visitor, Outcome: queue.Rejected}
 	f := queue.Failure{Reason: fmt.Sprintf("corrupt queue record (item %d): %v", seq, derr)}
@@ -297,6 +411,7 @@ func (q *Queue) Dead(seq uint64, f queue.Failure) error {
 			return q.quarantineLocked(seq, v, err)
 		}
 		st, body, _ := decodeItemState(v)
+		q.takeKnown(seq)
 		value := encodeDeadLetter(q.now(), &f, body)
 		b := q.db.NewBatch()
 		defer b.Close()

@@ -96,6 +96,19 @@ type Queue struct {
 	// Dead, Replay), which read an item or letter before changing it.
 	dmu sync.Mutex
 
+	// known remembers, for the pending items a scan has returned, what removing them needs (the
+	// visitor of the index key, whether the item was rewritten), so Done and Filter delete
+	// without reading the item back. An entry is dropped when its item is removed; the map
+	// never holds more than the items scanned and not yet removed.
+	kmu   sync.Mutex
+	known map[uint64]knownItem
+	// changes counts the removals and rewrites of pending items; while scans are under way
+	// (scans > 0), touched maps each item changed to its change number, so a scan does not
+	// record what its older snapshot read of it. All three are guarded by kmu.
+	changes uint64
+	scans   int
+	touched map[uint64]uint64
+
 	// head is a lower bound of the lowest pending sequence number: Scan starts there instead of
 	// walking the deleted keys of delivered items.
 	head atomic.Uint64
@@ -147,6 +160,8 @@ func Open(dir string, opts Options) (*Queue, error) {
 		return nil, fmt.Errorf("queue/disk: MemTableSize %d must be below 4 GiB", opts.MemTableSize)
 	}
 	q := &Queue{
+		known:        map[uint64]knownItem{},
+		touched:      map[uint64]uint64{},
 		opts:         opts,
 		log:          opts.Logger,
 		window:       opts.DedupWindow,
