@@ -14,8 +14,10 @@
 //     *ConfigError (a setting out of range, a source that does not compile); any other error
 //     is the environment's (the data directory cannot be created, the queue cannot be
 //     opened). When New fails nothing is left open.
-//  2. Start binds the ingest listener and starts delivery and ingest; /readyz answers 200
-//     once it returns. It fails only when the address cannot be bound.
+//  2. Start binds the ingest listener (the SDK routes, /healthz, /readyz, /metrics) and the
+//     admin listener (the admin API, the sandbox emulator's records; see adminRoutes) and
+//     starts delivery, ingest and the admin listener; /readyz answers 200 once it returns. It
+//     fails only when an address cannot be bound.
 //  3. While it runs, Reload(cfg) swaps in a new set of sources (write keys, presets, settings,
 //     mapping folders, allowed origins) atomically: the next request is authenticated and the
 //     next event delivered with the new set. It validates and compiles all of it first and
@@ -40,6 +42,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -70,6 +73,7 @@ type Relay struct {
 	disp    *destination.Dispatcher
 	sources *sourceMap
 	reg     *prometheus.Registry
+	api     *admin.API
 
 	reloadMu sync.Mutex // one Reload at a time
 	mu       sync.Mutex // guards em, emURL, emStop (a reload may start the sandbox)
@@ -78,6 +82,9 @@ type Relay struct {
 	emStop   func(context.Context) error
 
 	ln         net.Listener
+	adminLn    net.Listener
+	adminSrv   *http.Server
+	adminDone  chan struct{}
 	dispCancel context.CancelFunc
 	dispDone   chan error
 	done       chan struct{}
@@ -136,15 +143,12 @@ func New(cfg Config) (_ *Relay, err error) {
 		Map: r.sources.mapAtDelivery(cfg.Tap),
 	})
 
-	api := &admin.API{Queue: r.q, Token: cfg.AdminToken}
+	r.api = &admin.API{Queue: r.q, Token: cfg.AdminToken}
 	sc := cfg.sourcesConfig()
 	opts := sc.Options(compiled, store)
 	opts.Registerer, opts.Gatherer, opts.Logger = r.reg, r.reg, r.log
 	opts.Timeouts.Write = max(30*time.Second, cfg.DrainTimeout)
-	opts.Mount = func(e *echo.Echo) {
-		api.Mount(e)
-		e.Any("/emulator/*", r.serveSandbox)
-	}
+	opts.Mount = ingestHidden
 	if r.srv, err = server.New(opts); err != nil {
 		return nil, err
 	}
@@ -152,13 +156,27 @@ func New(cfg Config) (_ *Relay, err error) {
 	return r, nil
 }
 
-// Start binds the ingest listener and starts delivery and ingest.
+// Start binds the ingest and admin listeners and starts delivery, ingest and the admin
+// listener.
 func (r *Relay) Start() error {
 	ln, err := net.Listen("tcp", r.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %v (choose another with --listen or WOORELAY_LISTEN)", r.cfg.Listen, err)
 	}
-	r.ln = ln
+	adminLn, err := net.Listen("tcp", r.cfg.AdminListen)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("listen on %s for the admin API: %v (choose another with --admin-listen or WOORELAY_ADMIN_LISTEN)", r.cfg.AdminListen, err)
+	}
+	r.ln, r.adminLn = ln, adminLn
+	r.adminSrv = r.adminServer()
+	r.adminDone = make(chan struct{})
+	go func() {
+		if err := r.adminSrv.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			r.log.Error("the admin listener stopped", "err", err)
+		}
+		close(r.adminDone)
+	}()
 	var dispCtx context.Context
 	dispCtx, r.dispCancel = context.WithCancel(context.Background())
 	r.dispDone = make(chan error, 1)
@@ -170,7 +188,7 @@ func (r *Relay) Start() error {
 	}()
 	r.srv.SetReady(true)
 	c := r.q.Counters()
-	r.log.Info("woorelay serving", "listen", ln.Addr().String(), "data", r.cfg.DataDir, "sources", r.sources.count(), "queued", c.Queued, "dead_letters", c.DeadLettered)
+	r.log.Info("woorelay serving", "listen", ln.Addr().String(), "admin", adminLn.Addr().String(), "data", r.cfg.DataDir, "sources", r.sources.count(), "queued", c.Queued, "dead_letters", c.DeadLettered)
 	return nil
 }
 
@@ -180,6 +198,15 @@ func (r *Relay) URL() string {
 		return ""
 	}
 	return "http://" + r.ln.Addr().String()
+}
+
+// AdminURL is the base URL of the admin listener (http://127.0.0.1:9090), once started: the
+// admin API and the sandbox emulator's records.
+func (r *Relay) AdminURL() string {
+	if r.adminLn == nil {
+		return ""
+	}
+	return "http://" + r.adminLn.Addr().String()
 }
 
 // Done is closed when the ingest server stops serving, on its own or after Stop; nil before
@@ -203,8 +230,8 @@ func (r *Relay) Sandbox() *emulator.Emulator {
 	return r.em
 }
 
-// serveSandbox serves the sandbox emulator's records at /emulator/ on the ingest port; the
-// route is not found while no source needs the sandbox.
+// serveSandbox serves the sandbox emulator's records at /emulator/ on the admin listener;
+// the route is not found while no source needs the sandbox.
 func (r *Relay) serveSandbox(c echo.Context) error {
 	em := r.Sandbox()
 	if em == nil {
@@ -230,6 +257,13 @@ func (r *Relay) stop(drain time.Duration) error {
 		}
 		cancel()
 		<-r.done
+		actx, cancel := context.WithTimeout(context.Background(), drain)
+		if err := r.adminSrv.Shutdown(actx); err != nil {
+			r.log.Warn("admin calls did not finish in time", "err", err)
+			r.adminSrv.Close()
+		}
+		cancel()
+		<-r.adminDone
 		r.dispCancel()
 		if err := <-r.dispDone; err != nil && !errors.Is(err, context.Canceled) {
 			r.log.Warn("delivery stopped with an error", "err", err)
@@ -274,7 +308,7 @@ func (r *Relay) compile(sc *server.Config) ([]*server.Source, error) {
 		if err != nil {
 			return nil, err
 		}
-		r.log.Warn("SANDBOX: sources " + strings.Join(sandboxed, ", ") + " have no Woopra project, so their events go to an in-process Woopra emulator, not to Woopra; see what it received at /emulator/requests and /emulator/visitors; set settings.project in the sources file to deliver to Woopra")
+		r.log.Warn("SANDBOX: sources " + strings.Join(sandboxed, ", ") + " have no Woopra project, so their events go to an in-process Woopra emulator, not to Woopra; see what it received at /emulator/requests and /emulator/visitors on the admin listener; set settings.project in the sources file to deliver to Woopra")
 		sandboxURL := url
 		return r.compileWith(sc, func(name string, settings map[string]string) {
 			if settings["project"] == "" {
