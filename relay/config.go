@@ -31,6 +31,10 @@ type Config struct {
 	// loopback port (AdminURL says which), so relays embedded side by side do not collide.
 	// An address that is not loopback needs AdminToken.
 	AdminListen string
+	// TLSCert and TLSKey, when set, are the PEM files of the ingest listener's certificate
+	// (with its chain) and private key (--tls-cert, --tls-key): ingest is served over HTTPS,
+	// and the files are read again when they change, without a restart. Both or neither.
+	TLSCert, TLSKey string
 	// DataDir is the disk queue's directory (--data, default "woorelay-data"); unused when
 	// Queue is set.
 	DataDir string
@@ -152,6 +156,9 @@ func (c Config) validate() error {
 		bad("admin-listen", "%q is not host:port; write it like 127.0.0.1:9090", c.AdminListen)
 	} else if !loopbackHost(host) && c.AdminToken == "" {
 		bad("admin-listen", "%s is not a loopback address and no --admin-token is set, so anyone who can reach it could read dead letters (events with emails and IP addresses) and replay them; set --admin-token (or WOORELAY_ADMIN_TOKEN), or bind it to 127.0.0.1", c.AdminListen)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("tls-cert", "give both --tls-cert and --tls-key (the certificate and its private key), or neither for plain HTTP")
 	}
 	if c.WoopraURL != "" {
 		if u, err := url.Parse(c.WoopraURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

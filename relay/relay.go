@@ -38,6 +38,7 @@ package relay
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -74,6 +75,7 @@ type Relay struct {
 	sources *sourceMap
 	reg     *prometheus.Registry
 	api     *admin.API
+	certs   *certHolder // the ingest listener's TLS certificate; nil for plain HTTP
 
 	reloadMu sync.Mutex // one Reload at a time
 	mu       sync.Mutex // guards em, emURL, emStop (a reload may start the sandbox)
@@ -111,6 +113,11 @@ func New(cfg Config) (_ *Relay, err error) {
 	}
 	if cfg.WoopraURL != "" {
 		r.log.Info("delivering to " + cfg.WoopraURL + " (--woopra-url) instead of Woopra")
+	}
+	if cfg.TLSCert != "" {
+		if r.certs, err = newCertHolder(cfg.TLSCert, cfg.TLSKey, r.log); err != nil {
+			return nil, &ConfigError{Findings: []Finding{{Setting: "tls-cert", Message: err.Error()}}}
+		}
 	}
 	compiled, err := r.compile(cfg.sourcesConfig())
 	if err != nil {
@@ -169,6 +176,10 @@ func (r *Relay) Start() error {
 		return fmt.Errorf("listen on %s for the admin API: %v (choose another with --admin-listen or WOORELAY_ADMIN_LISTEN)", r.cfg.AdminListen, err)
 	}
 	r.ln, r.adminLn = ln, adminLn
+	serveLn := ln
+	if r.certs != nil {
+		serveLn = tls.NewListener(ln, r.certs.tlsConfig())
+	}
 	r.adminSrv = r.adminServer()
 	r.adminDone = make(chan struct{})
 	go func() {
@@ -183,19 +194,23 @@ func (r *Relay) Start() error {
 	go func() { r.dispDone <- r.disp.Run(dispCtx) }()
 	r.done = make(chan struct{})
 	go func() {
-		r.serveErr = r.srv.Serve(ln)
+		r.serveErr = r.srv.Serve(serveLn)
 		close(r.done)
 	}()
 	r.srv.SetReady(true)
 	c := r.q.Counters()
-	r.log.Info("woorelay serving", "listen", ln.Addr().String(), "admin", adminLn.Addr().String(), "data", r.cfg.DataDir, "sources", r.sources.count(), "queued", c.Queued, "dead_letters", c.DeadLettered)
+	r.log.Info("woorelay serving", "listen", r.URL(), "admin", adminLn.Addr().String(), "data", r.cfg.DataDir, "sources", r.sources.count(), "queued", c.Queued, "dead_letters", c.DeadLettered)
 	return nil
 }
 
-// URL is the base URL of the ingest listener (http://127.0.0.1:8080), once started.
+// URL is the base URL of the ingest listener (http://127.0.0.1:8080, https:// with TLS),
+// once started.
 func (r *Relay) URL() string {
 	if r.ln == nil {
 		return ""
+	}
+	if r.certs != nil {
+		return "https://" + r.ln.Addr().String()
 	}
 	return "http://" + r.ln.Addr().String()
 }

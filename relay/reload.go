@@ -43,7 +43,8 @@ func (c Config) restartOnly(next Config) []Finding {
 		name      string
 		old, next any
 	}{
-		{"listen", c.Listen, next.Listen}, {"admin-listen", c.AdminListen, next.AdminListen}, {"data", c.DataDir, next.DataDir}, {"woopra-url", c.WoopraURL, next.WoopraURL},
+		{"listen", c.Listen, next.Listen}, {"admin-listen", c.AdminListen, next.AdminListen},
+		{"tls-cert", c.TLSCert, next.TLSCert}, {"tls-key", c.TLSKey, next.TLSKey}, {"data", c.DataDir, next.DataDir}, {"woopra-url", c.WoopraURL, next.WoopraURL},
 		{"disk-budget", c.DiskBudget, next.DiskBudget}, {"workers", c.Workers, next.Workers},
 		{"woopra-timeout", c.WoopraTimeout, next.WoopraTimeout}, {"retry-window", c.RetryWindow, next.RetryWindow},
 		{"retry-min", c.RetryMin, next.RetryMin}, {"retry-max", c.RetryMax, next.RetryMax},

@@ -20,7 +20,7 @@ import (
 // serveFlags are the flags of `woorelay serve`; each can also be set by WOORELAY_<FLAG>.
 type serveFlags struct {
 	config, listen, adminListen, data, woopraURL string
-	adminToken                                   string
+	adminToken, tlsCert, tlsKey                  string
 	diskBudget                                   string
 	workers                                      int
 	retryWindow, retryMin, retryMax              time.Duration
@@ -33,6 +33,8 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.config, "config", "", "sources file (YAML): write keys, presets, settings, mapping folders; none = development mode")
 	fs.StringVar(&f.listen, "listen", d.Listen, "address of the ingest listener: SDK routes, /healthz, /readyz, /metrics")
 	fs.StringVar(&f.adminListen, "admin-listen", d.AdminListen, "address of the admin listener: the admin API and the sandbox emulator's records; not loopback = --admin-token required")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (with its chain) of the ingest listener: serve HTTPS; reloaded when the file changes")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&f.data, "data", d.DataDir, "directory of the durable queue")
 	fs.StringVar(&f.woopraURL, "woopra-url", "", "deliver to this Woopra endpoint (an emulator, a proxy) instead of each source's base_url")
 	fs.StringVar(&f.adminToken, "admin-token", "", "token the admin listener requires; none = loopback callers only")
@@ -57,7 +59,7 @@ func (f serveFlags) relayConfig(log *slog.Logger) (relay.Config, error) {
 		budget = -1 // the flag's 0 is "no limit"
 	}
 	cfg := relay.Config{
-		Listen: f.listen, AdminListen: f.adminListen, DataDir: f.data, WoopraURL: f.woopraURL, DiskBudget: budget, Workers: f.workers,
+		Listen: f.listen, AdminListen: f.adminListen, TLSCert: f.tlsCert, TLSKey: f.tlsKey, DataDir: f.data, WoopraURL: f.woopraURL, DiskBudget: budget, Workers: f.workers,
 		WoopraTimeout: f.woopraTimeout, RetryWindow: f.retryWindow, RetryMin: f.retryMin, RetryMax: f.retryMax,
 		DrainTimeout: f.drainTimeout, AdminToken: f.adminToken, Logger: log,
 	}

@@ -50,6 +50,18 @@ func TestFlagsFromEnvironment(t *testing.T) {
 	if f.listen != "127.0.0.1:9999" || f.woopraURL != "http://emulator:8081" || f.retryWindow != 90*time.Minute || f.data != "/from/flag" {
 		t.Errorf("got listen %q woopra-url %q retry-window %v data %q", f.listen, f.woopraURL, f.retryWindow, f.data)
 	}
+	t.Setenv("WOORELAY_ADMIN_LISTEN", "127.0.0.1:9191")
+	t.Setenv("WOORELAY_TLS_CERT", "/etc/ssl/ingest.pem")
+	if err := applyEnv(fs); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := f.relayConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.AdminListen != "127.0.0.1:9191" || cfg.TLSCert != "/etc/ssl/ingest.pem" || cfg.Listen != "127.0.0.1:9999" {
+		t.Errorf("relay config: admin-listen %q tls-cert %q listen %q", cfg.AdminListen, cfg.TLSCert, cfg.Listen)
+	}
 	t.Setenv("WOORELAY_WORKERS", "many")
 	if err := applyEnv(fs); err == nil || !strings.Contains(err.Error(), "WOORELAY_WORKERS") {
 		t.Errorf("a bad value in the environment gave %v; want an error naming the variable", err)
@@ -69,7 +81,7 @@ func runServe(t *testing.T, args ...string) (url, adminURL string, stop func() (
 	code := 0
 	wg.Add(1)
 	go func() { defer wg.Done(); code = cmdServe(args, &out, &errb) }()
-	re := regexp.MustCompile(`listening on (http://\S+)\nwoorelay: admin API on (http://\S+)`)
+	re := regexp.MustCompile(`listening on (https?://\S+)\nwoorelay: admin API on (http://\S+)`)
 	waitFor(t, 20*time.Second, "serve to listen", func() bool { return re.MatchString(out.String()) || strings.Contains(errb.String(), "woorelay serve:") })
 	m := re.FindStringSubmatch(out.String())
 	if m == nil {
