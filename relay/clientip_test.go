@@ -62,3 +62,43 @@ func TestClientIPReachesWoopra(t *testing.T) {
 		})
 	}
 }
+
+// TestReloadTrustedProxies: a reload swaps the trusted proxies with the sources: a header
+// ignored before is believed after, and the other way round.
+func TestReloadTrustedProxies(t *testing.T) {
+	em, url := woopra(t)
+	cfg := testConfig(t, url)
+	const sources = "sources:\n  - name: web\n    write_key: k\n    preset: default\n    settings: {project: p.com}\n"
+	cfg.Sources = sourcesFile(t, sources)
+	r := started(t, cfg)
+	send := func(mid string) string {
+		t.Helper()
+		body := `{"type":"track","event":"Played","userId":"u-` + mid + `","messageId":"` + mid + `","properties":{"mid":"` + mid + `"}}`
+		req, _ := http.NewRequest("POST", r.URL()+"/v1/track", strings.NewReader(body))
+		req.SetBasicAuth("k", "")
+		req.Header.Set("X-Forwarded-For", "203.0.113.7")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return delivered(t, em, mid, "ip")
+	}
+	if ip := send("m-before"); ip != "127.0.0.1" {
+		t.Errorf("before the reload ip=%s, want the peer 127.0.0.1", ip)
+	}
+	cfg.Sources = sourcesFile(t, "trusted_proxies: [127.0.0.0/8]\n"+sources)
+	if err := r.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if ip := send("m-after"); ip != "203.0.113.7" {
+		t.Errorf("after the reload ip=%s, want the forwarded 203.0.113.7", ip)
+	}
+	cfg.Sources = sourcesFile(t, sources)
+	if err := r.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if ip := send("m-untrusted-again"); ip != "127.0.0.1" {
+		t.Errorf("after removing the proxy ip=%s, want the peer 127.0.0.1", ip)
+	}
+}
