@@ -19,10 +19,11 @@
 //     starts delivery, ingest and the admin listener; /readyz answers 200 once it returns. It
 //     fails only when an address cannot be bound.
 //  3. While it runs, Reload(cfg) swaps in a new set of sources (write keys, presets, settings,
-//     mapping folders, allowed origins) atomically: the next request is authenticated and the
+//     mapping folders, allowed origins, trusted proxies) atomically: the next request is authenticated and the
 //     next event delivered with the new set. It validates and compiles all of it first and
 //     keeps the running set on any finding (a *ConfigError). Settings that need a restart
-//     (the listener, the queue, delivery's workers and timings) are findings too.
+//     (the listeners, the TLS files' paths, the queue, delivery's workers and timings) are
+//     findings too; a renewed certificate at the same paths needs neither.
 //  4. Stop(drain) stops ingest (readiness turns 503, requests in flight finish within drain),
 //     then delivery (attempts in flight finish within drain), then closes the queue and the
 //     sandbox emulator. What is still queued is delivered after the next start. It returns

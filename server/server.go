@@ -169,7 +169,9 @@ type Options struct {
 	// Logger logs start-up, refused requests (Debug) and server errors; nil discards.
 	Logger *slog.Logger
 	// Mount, when not nil, is called with the Echo instance after the server's own routes are
-	// added, to mount more (an admin API, say). Those routes bypass the in-flight limit.
+	// added, to mount more. Those routes bypass the in-flight limit and are as public as
+	// ingest: the relay mounts only not-found pointers here and serves its admin API on a
+	// listener of its own.
 	Mount func(*echo.Echo)
 	// Now is the clock (default time.Now); tests freeze it.
 	Now func() time.Time
