@@ -19,8 +19,8 @@
 //     starts delivery, ingest and the admin listener; /readyz answers 200 once it returns. It
 //     fails only when an address cannot be bound.
 //  3. While it runs, Reload(cfg) swaps in a new set of sources (write keys, presets, settings,
-//     mapping folders, allowed origins, trusted proxies) atomically: the next request is authenticated and the
-//     next event delivered with the new set. It validates and compiles all of it first and
+//     mapping folders, allowed origins, trusted proxies) atomically: the next request is
+//     authenticated and the next event delivered with the new set. It validates and compiles all of it first and
 //     keeps the running set on any finding (a *ConfigError). Settings that need a restart
 //     (the listeners, the TLS files' paths, the queue, delivery's workers and timings) are
 //     findings too; a renewed certificate at the same paths needs neither.
