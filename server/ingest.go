@@ -69,7 +69,7 @@ func (s *Server) ingestHandler(rt route) echo.HandlerFunc {
 			if e.status >= 500 {
 				s.log.Warn("ingest refused", "route", rt.path, "source", srcName, "code", e.code, "status", e.status)
 			} else {
-				s.log.Debug("ingest refused", "route", rt.path, "source", srcName, "code", e.code, "message", e.msg, "remote", c.RealIP())
+				s.log.Debug("ingest refused", "route", rt.path, "source", srcName, "code", e.code, "message", e.msg, "client", clientIP(c.Request(), s.keys.Load().trusted).String())
 			}
 			return writeError(c, e)
 		}
