@@ -1,6 +1,6 @@
 // Package admin is the admin API of a running relay, its wire types and its client: the
-// reconciling counters, the dead-letter store, and replay. The relay mounts API on its HTTP
-// server; `woorelay dlq`, the benchmarks and the end-to-end tests use Client. Each JSON shape
+// reconciling counters, the dead-letter store, and replay. The relay mounts API on its admin
+// listener (an Echo instance from NewEcho), never on the ingest listener; `woorelay dlq`, the benchmarks and the end-to-end tests use Client. Each JSON shape
 // is defined once, here, for both sides.
 //
 //	GET  /admin/counters          running totals and whether they reconcile (Counters)

@@ -721,12 +721,16 @@ func benchOutage(o Options) (Result, error) {
 	if err != nil {
 		return r, err
 	}
+	adminAddr, err := FreeLoopback()
+	if err != nil {
+		return r, err
+	}
 	logf, err := os.Create(filepath.Join(dir, "serve.log"))
 	if err != nil {
 		return r, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(o.Exe, "serve", "--listen", addr, "--data", filepath.Join(dir, "data"), "--woopra-url", emURL,
+	cmd := exec.Command(o.Exe, "serve", "--listen", addr, "--admin-listen", adminAddr, "--data", filepath.Join(dir, "data"), "--woopra-url", emURL,
 		"--retry-min", "200ms", "--retry-max", "2s", "--log-level", "warn", "--drain-timeout", "5s")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -744,7 +748,7 @@ func benchOutage(o Options) (Result, error) {
 		}
 	}
 	base := "http://" + addr
-	counters := admin.NewClient(base, "", nil)
+	counters := admin.NewClient("http://"+adminAddr, "", nil)
 	if err := WaitReady(base, exited, 30*time.Second); err != nil {
 		stopChild()
 		log, _ := os.ReadFile(logf.Name())

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -21,8 +22,19 @@ type Config struct {
 	// server.LoadConfig reads them from a sources file. nil is development mode: one source
 	// accepts any write key with the default preset, and the relay says so loudly.
 	Sources *server.Config
-	// Listen is the ingest address (--listen, default ":8080").
+	// Listen is the ingest address (--listen, default ":8080"). It serves only the SDK
+	// routes, /healthz, /readyz and /metrics.
 	Listen string
+	// AdminListen is the admin listener's address (--admin-listen): the admin API, the
+	// sandbox emulator's records and whatever else is for operators only. Defaults gives
+	// serve's "127.0.0.1:9090"; zero in a Config passed to New is "127.0.0.1:0", a free
+	// loopback port (AdminURL says which), so relays embedded side by side do not collide.
+	// An address that is not loopback needs AdminToken.
+	AdminListen string
+	// TLSCert and TLSKey, when set, are the PEM files of the ingest listener's certificate
+	// (with its chain) and private key (--tls-cert, --tls-key): ingest is served over HTTPS,
+	// and the files are read again when they change, without a restart. Both or neither.
+	TLSCert, TLSKey string
 	// DataDir is the disk queue's directory (--data, default "woorelay-data"); unused when
 	// Queue is set.
 	DataDir string
@@ -48,8 +60,9 @@ type Config struct {
 	// DrainTimeout is what Stop's callers usually pass: how long requests in flight may take
 	// on shutdown (--drain-timeout, default 20 s). Ingest's write timeout is at least it.
 	DrainTimeout time.Duration
-	// AdminToken, when set, is the bearer token the admin API requires; without it the admin
-	// API answers loopback callers only (--admin-token).
+	// AdminToken, when set, is the bearer token the admin listener requires; without it the
+	// admin listener answers loopback callers only, and must be bound to a loopback address
+	// (--admin-token).
 	AdminToken string
 	// Logger receives the relay's messages; nil discards them.
 	Logger *slog.Logger
@@ -64,6 +77,7 @@ type Config struct {
 func Defaults() Config {
 	return Config{
 		Listen:        ":8080",
+		AdminListen:   "127.0.0.1:9090",
 		DataDir:       "woorelay-data",
 		DiskBudget:    10 << 30,
 		Workers:       64,
@@ -80,6 +94,9 @@ func (c Config) withDefaults() Config {
 	d := Defaults()
 	if c.Listen == "" {
 		c.Listen = d.Listen
+	}
+	if c.AdminListen == "" {
+		c.AdminListen = "127.0.0.1:0"
 	}
 	if c.DataDir == "" {
 		c.DataDir = d.DataDir
@@ -135,6 +152,14 @@ func (c Config) validate() error {
 	if c.RetryMin > c.RetryMax {
 		bad("retry-min", "%s is more than --retry-max %s; the first backoff cannot exceed the largest", c.RetryMin, c.RetryMax)
 	}
+	if host, _, err := net.SplitHostPort(c.AdminListen); err != nil {
+		bad("admin-listen", "%q is not host:port; write it like 127.0.0.1:9090", c.AdminListen)
+	} else if !loopbackHost(host) && c.AdminToken == "" {
+		bad("admin-listen", "%s is not a loopback address and no --admin-token is set, so anyone who can reach it could read dead letters (events with emails and IP addresses) and replay them; set --admin-token (or WOORELAY_ADMIN_TOKEN), or bind it to 127.0.0.1", c.AdminListen)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("tls-cert", "give both --tls-cert and --tls-key (the certificate and its private key), or neither for plain HTTP")
+	}
 	if c.WoopraURL != "" {
 		if u, err := url.Parse(c.WoopraURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("woopra-url", "%q is not an http:// or https:// URL with a host; write it like http://127.0.0.1:8081", c.WoopraURL)
@@ -144,6 +169,16 @@ func (c Config) validate() error {
 		return &e
 	}
 	return nil
+}
+
+// loopbackHost reports whether a listen address's host binds only the loopback interface
+// ("" binds every interface).
+func loopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Finding is one setting out of range.

@@ -28,7 +28,7 @@ func Example() {
 	defer os.RemoveAll(dir)
 
 	cfg := relay.Defaults()
-	cfg.Listen, cfg.DataDir, cfg.WoopraURL = "127.0.0.1:0", dir, woopra
+	cfg.Listen, cfg.AdminListen, cfg.DataDir, cfg.WoopraURL = "127.0.0.1:0", "127.0.0.1:0", dir, woopra
 	r, err := relay.New(cfg) // no Sources: development mode, any write key
 	if err != nil {
 		panic(err)

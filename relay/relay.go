@@ -14,13 +14,16 @@
 //     *ConfigError (a setting out of range, a source that does not compile); any other error
 //     is the environment's (the data directory cannot be created, the queue cannot be
 //     opened). When New fails nothing is left open.
-//  2. Start binds the ingest listener and starts delivery and ingest; /readyz answers 200
-//     once it returns. It fails only when the address cannot be bound.
+//  2. Start binds the ingest listener (the SDK routes, /healthz, /readyz, /metrics) and the
+//     admin listener (the admin API, the sandbox emulator's records; see adminRoutes) and
+//     starts delivery, ingest and the admin listener; /readyz answers 200 once it returns. It
+//     fails only when an address cannot be bound.
 //  3. While it runs, Reload(cfg) swaps in a new set of sources (write keys, presets, settings,
-//     mapping folders, allowed origins) atomically: the next request is authenticated and the
-//     next event delivered with the new set. It validates and compiles all of it first and
+//     mapping folders, allowed origins, trusted proxies) atomically: the next request is
+//     authenticated and the next event delivered with the new set. It validates and compiles all of it first and
 //     keeps the running set on any finding (a *ConfigError). Settings that need a restart
-//     (the listener, the queue, delivery's workers and timings) are findings too.
+//     (the listeners, the TLS files' paths, the queue, delivery's workers and timings) are
+//     findings too; a renewed certificate at the same paths needs neither.
 //  4. Stop(drain) stops ingest (readiness turns 503, requests in flight finish within drain),
 //     then delivery (attempts in flight finish within drain), then closes the queue and the
 //     sandbox emulator. What is still queued is delivered after the next start. It returns
@@ -36,10 +39,12 @@ package relay
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -70,6 +75,8 @@ type Relay struct {
 	disp    *destination.Dispatcher
 	sources *sourceMap
 	reg     *prometheus.Registry
+	api     *admin.API
+	certs   *certHolder // the ingest listener's TLS certificate; nil for plain HTTP
 
 	reloadMu sync.Mutex // one Reload at a time
 	mu       sync.Mutex // guards em, emURL, emStop (a reload may start the sandbox)
@@ -78,6 +85,9 @@ type Relay struct {
 	emStop   func(context.Context) error
 
 	ln         net.Listener
+	adminLn    net.Listener
+	adminSrv   *http.Server
+	adminDone  chan struct{}
 	dispCancel context.CancelFunc
 	dispDone   chan error
 	done       chan struct{}
@@ -104,6 +114,11 @@ func New(cfg Config) (_ *Relay, err error) {
 	}
 	if cfg.WoopraURL != "" {
 		r.log.Info("delivering to " + cfg.WoopraURL + " (--woopra-url) instead of Woopra")
+	}
+	if cfg.TLSCert != "" {
+		if r.certs, err = newCertHolder(cfg.TLSCert, cfg.TLSKey, r.log); err != nil {
+			return nil, &ConfigError{Findings: []Finding{{Setting: "tls-cert", Message: err.Error()}}}
+		}
 	}
 	compiled, err := r.compile(cfg.sourcesConfig())
 	if err != nil {
@@ -136,15 +151,12 @@ func New(cfg Config) (_ *Relay, err error) {
 		Map: r.sources.mapAtDelivery(cfg.Tap),
 	})
 
-	api := &admin.API{Queue: r.q, Token: cfg.AdminToken}
+	r.api = &admin.API{Queue: r.q, Token: cfg.AdminToken}
 	sc := cfg.sourcesConfig()
 	opts := sc.Options(compiled, store)
 	opts.Registerer, opts.Gatherer, opts.Logger = r.reg, r.reg, r.log
 	opts.Timeouts.Write = max(30*time.Second, cfg.DrainTimeout)
-	opts.Mount = func(e *echo.Echo) {
-		api.Mount(e)
-		e.Any("/emulator/*", r.serveSandbox)
-	}
+	opts.Mount = ingestHidden
 	if r.srv, err = server.New(opts); err != nil {
 		return nil, err
 	}
@@ -152,34 +164,65 @@ func New(cfg Config) (_ *Relay, err error) {
 	return r, nil
 }
 
-// Start binds the ingest listener and starts delivery and ingest.
+// Start binds the ingest and admin listeners and starts delivery, ingest and the admin
+// listener.
 func (r *Relay) Start() error {
 	ln, err := net.Listen("tcp", r.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %v (choose another with --listen or WOORELAY_LISTEN)", r.cfg.Listen, err)
 	}
-	r.ln = ln
+	adminLn, err := net.Listen("tcp", r.cfg.AdminListen)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("listen on %s for the admin API: %v (choose another with --admin-listen or WOORELAY_ADMIN_LISTEN)", r.cfg.AdminListen, err)
+	}
+	r.ln, r.adminLn = ln, adminLn
+	serveLn := ln
+	if r.certs != nil {
+		serveLn = tls.NewListener(ln, r.certs.tlsConfig())
+	}
+	r.adminSrv = r.adminServer()
+	r.adminDone = make(chan struct{})
+	go func() {
+		if err := r.adminSrv.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			r.log.Error("the admin listener stopped", "err", err)
+		}
+		close(r.adminDone)
+	}()
 	var dispCtx context.Context
 	dispCtx, r.dispCancel = context.WithCancel(context.Background())
 	r.dispDone = make(chan error, 1)
 	go func() { r.dispDone <- r.disp.Run(dispCtx) }()
 	r.done = make(chan struct{})
 	go func() {
-		r.serveErr = r.srv.Serve(ln)
+		r.serveErr = r.srv.Serve(serveLn)
 		close(r.done)
 	}()
 	r.srv.SetReady(true)
 	c := r.q.Counters()
-	r.log.Info("woorelay serving", "listen", ln.Addr().String(), "data", r.cfg.DataDir, "sources", r.sources.count(), "queued", c.Queued, "dead_letters", c.DeadLettered)
+	r.log.Info("woorelay serving", "listen", r.URL(), "admin", adminLn.Addr().String(), "data", r.cfg.DataDir, "sources", r.sources.count(), "queued", c.Queued, "dead_letters", c.DeadLettered)
 	return nil
 }
 
-// URL is the base URL of the ingest listener (http://127.0.0.1:8080), once started.
+// URL is the base URL of the ingest listener (http://127.0.0.1:8080, https:// with TLS),
+// once started.
 func (r *Relay) URL() string {
 	if r.ln == nil {
 		return ""
 	}
+	if r.certs != nil {
+		return "https://" + r.ln.Addr().String()
+	}
 	return "http://" + r.ln.Addr().String()
+}
+
+// AdminURL is the base URL of the admin listener (http://127.0.0.1:9090), once started: the
+// admin API and the sandbox emulator's records.
+func (r *Relay) AdminURL() string {
+	if r.adminLn == nil {
+		return ""
+	}
+	return "http://" + r.adminLn.Addr().String()
 }
 
 // Done is closed when the ingest server stops serving, on its own or after Stop; nil before
@@ -203,8 +246,8 @@ func (r *Relay) Sandbox() *emulator.Emulator {
 	return r.em
 }
 
-// serveSandbox serves the sandbox emulator's records at /emulator/ on the ingest port; the
-// route is not found while no source needs the sandbox.
+// serveSandbox serves the sandbox emulator's records at /emulator/ on the admin listener;
+// the route is not found while no source needs the sandbox.
 func (r *Relay) serveSandbox(c echo.Context) error {
 	em := r.Sandbox()
 	if em == nil {
@@ -230,6 +273,13 @@ func (r *Relay) stop(drain time.Duration) error {
 		}
 		cancel()
 		<-r.done
+		actx, cancel := context.WithTimeout(context.Background(), drain)
+		if err := r.adminSrv.Shutdown(actx); err != nil {
+			r.log.Warn("admin calls did not finish in time", "err", err)
+			r.adminSrv.Close()
+		}
+		cancel()
+		<-r.adminDone
 		r.dispCancel()
 		if err := <-r.dispDone; err != nil && !errors.Is(err, context.Canceled) {
 			r.log.Warn("delivery stopped with an error", "err", err)
@@ -274,7 +324,7 @@ func (r *Relay) compile(sc *server.Config) ([]*server.Source, error) {
 		if err != nil {
 			return nil, err
 		}
-		r.log.Warn("SANDBOX: sources " + strings.Join(sandboxed, ", ") + " have no Woopra project, so their events go to an in-process Woopra emulator, not to Woopra; see what it received at /emulator/requests and /emulator/visitors; set settings.project in the sources file to deliver to Woopra")
+		r.log.Warn("SANDBOX: sources " + strings.Join(sandboxed, ", ") + " have no Woopra project, so their events go to an in-process Woopra emulator, not to Woopra; see what it received at /emulator/requests and /emulator/visitors on the admin listener; set settings.project in the sources file to deliver to Woopra")
 		sandboxURL := url
 		return r.compileWith(sc, func(name string, settings map[string]string) {
 			if settings["project"] == "" {

@@ -275,7 +275,8 @@ func TestTap(t *testing.T) {
 }
 
 // TestSandbox: a source without a project delivers to the in-process emulator, whose records
-// are served at /emulator/ on the ingest port; with a project there is no sandbox.
+// are served at /emulator/ on the admin listener, not on the ingest port; with a project
+// there is no sandbox.
 func TestSandbox(t *testing.T) {
 	cfg := testConfig(t, "")
 	r := started(t, cfg)
@@ -288,13 +289,16 @@ func TestSandbox(t *testing.T) {
 	if p := delivered(t, r.Sandbox(), "m-sandbox", "project"); p != SandboxProject {
 		t.Errorf("project %q, want %s", p, SandboxProject)
 	}
-	resp, err := http.Get(r.URL() + "/emulator/requests")
+	resp, err := http.Get(r.AdminURL() + "/emulator/requests")
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
-		t.Errorf("/emulator/requests answered %d", resp.StatusCode)
+		t.Errorf("/emulator/requests answered %d on the admin listener", resp.StatusCode)
+	}
+	if resp, err := http.Get(r.URL() + "/emulator/requests"); err != nil || resp.StatusCode != 404 {
+		t.Errorf("/emulator/requests on the ingest port: %v %v, want 404", resp.StatusCode, err)
 	}
 
 	_, url := woopra(t)
@@ -304,7 +308,7 @@ func TestSandbox(t *testing.T) {
 	if r2.Sandbox() != nil {
 		t.Error("a sandbox emulator was started though every source has a project")
 	}
-	if resp, err := http.Get(r2.URL() + "/emulator/requests"); err != nil || resp.StatusCode != 404 {
+	if resp, err := http.Get(r2.AdminURL() + "/emulator/requests"); err != nil || resp.StatusCode != 404 {
 		t.Errorf("/emulator/requests without a sandbox: %v %v, want 404", resp.StatusCode, err)
 	}
 }

@@ -6,7 +6,7 @@ import (
 )
 
 // Reload swaps in cfg's sources (write keys, presets, settings, mapping folders, allowed
-// origins, public URL) atomically, for ingest and delivery at once: the next request is
+// origins, public URL, trusted proxies) atomically, for ingest and delivery at once: the next request is
 // authenticated against the new write keys, and every event delivered from then on, the
 // backlog included, is mapped with the new presets. It validates and compiles everything
 // first; on any finding it returns a *ConfigError and the running configuration stays.
@@ -27,7 +27,7 @@ func (r *Relay) Reload(cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if err := r.srv.SetSources(compiled, sc.AllowedOrigins, sc.PublicURL); err != nil {
+	if err := r.srv.SetSources(compiled, sc.AllowedOrigins, sc.PublicURL, sc.TrustedProxies); err != nil {
 		return &ConfigError{Sources: err}
 	}
 	r.sources.set(compiled)
@@ -43,7 +43,8 @@ func (c Config) restartOnly(next Config) []Finding {
 		name      string
 		old, next any
 	}{
-		{"listen", c.Listen, next.Listen}, {"data", c.DataDir, next.DataDir}, {"woopra-url", c.WoopraURL, next.WoopraURL},
+		{"listen", c.Listen, next.Listen}, {"admin-listen", c.AdminListen, next.AdminListen},
+		{"tls-cert", c.TLSCert, next.TLSCert}, {"tls-key", c.TLSKey, next.TLSKey}, {"data", c.DataDir, next.DataDir}, {"woopra-url", c.WoopraURL, next.WoopraURL},
 		{"disk-budget", c.DiskBudget, next.DiskBudget}, {"workers", c.Workers, next.Workers},
 		{"woopra-timeout", c.WoopraTimeout, next.WoopraTimeout}, {"retry-window", c.RetryWindow, next.RetryWindow},
 		{"retry-min", c.RetryMin, next.RetryMin}, {"retry-max", c.RetryMax, next.RetryMax},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,6 +23,7 @@ import (
 //
 //	public_url: https://ingest.example.com   # optional: what the settings endpoint tells browser SDKs
 //	allowed_origins: [https://www.example.com] # optional: CORS allow list of every source; default any origin
+//	trusted_proxies: [127.0.0.1, 10.0.0.0/8]  # optional: proxies whose X-Forwarded-For / Forwarded is believed; default none
 //	sources:
 //	  - name: website                        # required, unique: names the source in metrics and the queue
 //	    write_key: 2bQZ4kE7xN                # or write_key_env: WEBSITE_WRITE_KEY (read from the environment)
@@ -37,6 +39,9 @@ type Config struct {
 	PublicURL string
 	// AllowedOrigins is the CORS allow list shared by every source; empty allows any origin.
 	AllowedOrigins []string
+	// TrustedProxies are the addresses (CIDRs; a bare address is one host) of the reverse
+	// proxies whose forwarding headers name the client; empty trusts none.
+	TrustedProxies []netip.Prefix
 	// Sources are the configured sources, in file order.
 	Sources []SourceConfig
 }
@@ -106,7 +111,7 @@ func (l *loader) errAt(n *yaml.Node, code, hint, format string, args ...any) {
 }
 
 var (
-	topKeys    = []string{"public_url", "allowed_origins", "sources"}
+	topKeys    = []string{"public_url", "allowed_origins", "trusted_proxies", "sources"}
 	sourceKeys = []string{"name", "write_key", "write_key_env", "preset", "settings", "mappings", "allowed_origins"}
 )
 
@@ -140,6 +145,8 @@ func (l *loader) parse(data []byte) *Config {
 			}
 		case "allowed_origins":
 			cfg.AllowedOrigins = l.origins(v)
+		case "trusted_proxies":
+			cfg.TrustedProxies = l.prefixes(v)
 		case "sources":
 			sourcesNode = v
 		}
@@ -267,6 +274,31 @@ func (l *loader) origins(v *yaml.Node) []string {
 		}
 	}
 	return list
+}
+
+// prefixes reads trusted_proxies: CIDRs, or bare addresses meaning one host.
+func (l *loader) prefixes(v *yaml.Node) []netip.Prefix {
+	var out []netip.Prefix
+	for i, s := range l.strList(v, "trusted_proxies") {
+		n := v
+		if v.Kind == yaml.SequenceNode && i < len(v.Content) {
+			n = v.Content[i]
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				l.errAt(n, mapping.CodeBadValue, "write an address like 127.0.0.1 or ::1, or a CIDR like 10.0.0.0/8 (no host names)", "trusted proxy %q is not an IP address or CIDR", s)
+				continue
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		if p.Addr().Is4In6() {
+			p = netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0))
+		}
+		out = append(out, p.Masked())
+	}
+	return out
 }
 
 // source reads one item of sources:.
@@ -435,7 +467,8 @@ func (c *Config) Compile(adjust func(name string, settings map[string]string)) (
 }
 
 // Options returns server options for these sources and store with the configuration's
-// public URL and allowed origins filled in; the caller sets the rest.
+// public URL, allowed origins and trusted proxies filled in; the caller sets the rest.
 func (c *Config) Options(sources []*Source, store Store) Options {
-	return Options{Sources: sources, Store: store, PublicURL: c.PublicURL, AllowedOrigins: append([]string(nil), c.AllowedOrigins...)}
+	return Options{Sources: sources, Store: store, PublicURL: c.PublicURL, AllowedOrigins: append([]string(nil), c.AllowedOrigins...),
+		TrustedProxies: append([]netip.Prefix(nil), c.TrustedProxies...)}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,9 @@ func TestLoadConfig(t *testing.T) {
 	}
 	if cfg.PublicURL != "https://ingest.example.com" || len(cfg.Sources) != 2 {
 		t.Fatalf("got %+v", cfg)
+	}
+	if got := fmt.Sprint(cfg.TrustedProxies); got != "[127.0.0.1/32 10.0.0.0/8 2001:db8::/32 192.168.0.0/16]" {
+		t.Errorf("trusted_proxies = %s, want a bare address as one host and an IPv4-mapped CIDR as IPv4", got)
 	}
 	web, shop := cfg.Sources[0], cfg.Sources[1]
 	if web.Name != "website" || web.WriteKey != keyWeb || web.Preset != "default" || web.Settings["project"] != "example.com" {
@@ -42,7 +46,7 @@ func TestLoadConfig(t *testing.T) {
 		t.Error("adjust changed the configuration's own settings")
 	}
 	opts := cfg.Options(srcs, &memStore{})
-	if opts.PublicURL != "https://ingest.example.com" || len(opts.Sources) != 2 || opts.Store == nil {
+	if opts.PublicURL != "https://ingest.example.com" || len(opts.Sources) != 2 || opts.Store == nil || len(opts.TrustedProxies) != 4 {
 		t.Errorf("Options: %+v", opts)
 	}
 	res := srcs[0].Program.Run([]byte(`{"type":"track","event":"Account Created","anonymousId":"a1","properties":{"plan":"pro"}}`), testNow)
@@ -87,6 +91,7 @@ func TestBadConfig(t *testing.T) {
 		"bad_origin.yaml":              `testdata/bad_origin.yaml:1:19: bad_value: allowed origin "https://www.example.com/"`,
 		"bad_yaml.yaml":                `testdata/bad_yaml.yaml:2:1: yaml_syntax: `,
 		"bad_no_sources.yaml":          `testdata/bad_no_sources.yaml:1:1: missing_key: the configuration has no sources:`,
+		"bad_trusted_proxy.yaml":       `testdata/bad_trusted_proxy.yaml:1:31: bad_value: trusted proxy "proxy.internal" is not an IP address or CIDR (hint: write an address like 127.0.0.1`,
 	}
 	files, _ := filepath.Glob("testdata/bad_*.yaml")
 	if len(files) != len(cases) {

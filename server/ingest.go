@@ -28,6 +28,8 @@ type work struct {
 	entries  []queue.Entry
 	rejected []rejection
 	keys     []string
+	ctx      []byte // scratch for a merged context that gets the client's ip
+	ip       []byte // the client's address as a JSON string
 }
 
 // rejection is an event of an accepted request that was quarantined (dead-lettered).
@@ -67,7 +69,7 @@ func (s *Server) ingestHandler(rt route) echo.HandlerFunc {
 			if e.status >= 500 {
 				s.log.Warn("ingest refused", "route", rt.path, "source", srcName, "code", e.code, "status", e.status)
 			} else {
-				s.log.Debug("ingest refused", "route", rt.path, "source", srcName, "code", e.code, "message", e.msg, "remote", c.RealIP())
+				s.log.Debug("ingest refused", "route", rt.path, "source", srcName, "code", e.code, "message", e.msg, "client", clientIP(c.Request(), s.keys.Load().trusted).String())
 			}
 			return writeError(c, e)
 		}
@@ -128,7 +130,12 @@ func (s *Server) ingestHandler(rt route) echo.HandlerFunc {
 		}
 
 		recv := s.now().UTC()
-		if e := s.build(w, rt, src, recv, r.Header.Get("SentAt")); e != nil {
+		var ip []byte
+		if a := clientIP(r, s.keys.Load().trusted); a.IsValid() {
+			ip = strconv.AppendQuote(w.ip[:0], a.String())
+			w.ip = ip
+		}
+		if e := s.build(w, rt, src, recv, r.Header.Get("SentAt"), ip); e != nil {
 			return fail(e)
 		}
 		res, err := s.store.Append(r.Context(), w.entries)
@@ -300,14 +307,16 @@ type batchCtx struct {
 	sentAt                []byte // raw JSON value of the wrapper's sentAt (or the SentAt header, quoted)
 	recv                  time.Time
 	recvJSON              []byte // "2006-01-02T15:04:05.000Z", quoted
+	ip                    []byte // the client's address as a JSON string, set as context.ip when the event has none; nil when unknown
 }
 
 // build normalises every event into one new buffer (the entries' Event bytes share it),
 // filling w.entries and w.rejected. Mapping happens at delivery (Source.Map), so what is
 // stored is the event as received and normalised, and a mapping fix applies to the backlog.
-func (s *Server) build(w *work, rt route, src *Source, recv time.Time, hdrSentAt string) *reqError {
+// ip is the client's address as a JSON string (nil when unknown).
+func (s *Server) build(w *work, rt route, src *Source, recv time.Time, hdrSentAt string, ip []byte) *reqError {
 	p := &w.p
-	bc := batchCtx{recv: recv}
+	bc := batchCtx{recv: recv, ip: ip}
 	bc.recvJSON = recv.AppendFormat(append(make([]byte, 0, 32), '"'), tsLayout)
 	bc.recvJSON = append(bc.recvJSON, '"')
 	if rt.batch {
@@ -325,7 +334,7 @@ func (s *Server) build(w *work, rt route, src *Source, recv time.Time, hdrSentAt
 		bc.sentAt = strconv.AppendQuote(nil, hdrSentAt)
 	}
 	// One allocation for every normalised event: the body plus room for the added fields.
-	out := make([]byte, 0, len(p.data)+len(p.events)*(200+len(bc.context)+len(bc.integrations)))
+	out := make([]byte, 0, len(p.data)+len(p.events)*(200+len(bc.context)+len(bc.integrations)+len(ip)))
 	for i := range p.events {
 		ev := &p.events[i]
 		startOff := len(out)
@@ -426,10 +435,26 @@ func (s *Server) normalise(out []byte, w *work, ev *object, rt route, bc *batchC
 				continue
 			}
 		case fContext:
+			v := d[m.valStart:m.valEnd]
 			if bc.context != nil {
 				sep()
 				out = append(out, `"context":`...)
-				out = w.merge(out, d[m.valStart:m.valEnd], bc.context)
+				if bc.ip == nil || hasIP(bc.context) || v[0] == '{' && hasIP(v) {
+					out = w.merge(out, v, bc.context)
+				} else {
+					w.ctx = w.merge(w.ctx[:0], v, bc.context)
+					out = appendWithIP(out, w.ctx, bc.ip)
+				}
+				continue
+			}
+			if bc.ip != nil && (v[0] == '{' && !hasIP(v) || string(v) == "null") {
+				sep()
+				out = append(out, `"context":`...)
+				if v[0] == '{' {
+					out = appendWithIP(out, v, bc.ip)
+				} else {
+					out = appendWithIP(out, []byte("{}"), bc.ip)
+				}
 				continue
 			}
 		case fIntegrations:
@@ -443,10 +468,22 @@ func (s *Server) normalise(out []byte, w *work, ev *object, rt route, bc *batchC
 		sep()
 		out = append(out, d[m.keyStart:m.valEnd]...)
 	}
-	if ev.at[fContext] == 0 && bc.context != nil {
-		sep()
-		out = append(out, `"context":`...)
-		out = append(out, bc.context...)
+	if ev.at[fContext] == 0 {
+		switch {
+		case bc.context != nil && (bc.ip == nil || hasIP(bc.context)):
+			sep()
+			out = append(out, `"context":`...)
+			out = append(out, bc.context...)
+		case bc.context != nil:
+			sep()
+			out = append(out, `"context":`...)
+			out = appendWithIP(out, bc.context, bc.ip)
+		case bc.ip != nil:
+			sep()
+			out = append(out, `"context":{"ip":`...)
+			out = append(out, bc.ip...)
+			out = append(out, '}')
+		}
 	}
 	if ev.at[fIntegrations] == 0 && bc.integrations != nil {
 		sep()

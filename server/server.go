@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -147,6 +148,12 @@ type Options struct {
 	// settings endpoint points apiHost at it; empty means derive it from each request's
 	// Host and X-Forwarded-Proto.
 	PublicURL string
+	// TrustedProxies are the reverse proxies and load balancers whose forwarding headers are
+	// believed: a request from one of them is attributed to the right-most address of its
+	// X-Forwarded-For (else Forwarded) header that is not itself trusted. Empty: every
+	// request is attributed to its TCP peer and forwarding headers are ignored. The address
+	// becomes the event's context.ip when the event has none.
+	TrustedProxies []netip.Prefix
 	// MaxInFlight caps concurrent ingest requests; beyond it the server answers 503 with
 	// Retry-After (default 1,024).
 	MaxInFlight int
@@ -162,7 +169,9 @@ type Options struct {
 	// Logger logs start-up, refused requests (Debug) and server errors; nil discards.
 	Logger *slog.Logger
 	// Mount, when not nil, is called with the Echo instance after the server's own routes are
-	// added, to mount more (an admin API, say). Those routes bypass the in-flight limit.
+	// added, to mount more. Those routes bypass the in-flight limit and are as public as
+	// ingest: the relay mounts only not-found pointers here and serves its admin API on a
+	// listener of its own.
 	Mount func(*echo.Echo)
 	// Now is the clock (default time.Now); tests freeze it.
 	Now func() time.Time
@@ -206,7 +215,7 @@ func New(opts Options) (*Server, error) {
 	if s.newID == nil {
 		s.newID = uuid.NewString
 	}
-	set, err := newSourceSet(opts.Sources, opts.AllowedOrigins, opts.PublicURL, s.log)
+	set, err := newSourceSet(opts.Sources, opts.AllowedOrigins, opts.PublicURL, opts.TrustedProxies, s.log)
 	if err != nil {
 		return nil, err
 	}
@@ -248,22 +257,23 @@ func New(opts Options) (*Server, error) {
 }
 
 // sourceSet is what a reload may change: the sources with their write-key digests, the CORS
-// policy they imply and the public URL. The server reads it through one atomic pointer, so a
+// policy they imply, the public URL and the trusted proxies. The server reads it through one atomic pointer, so a
 // request sees either the old set or the new one, never a mix.
 type sourceSet struct {
 	sources   []*Source
 	anyKey    *Source
 	cors      corsPolicy
 	publicURL string
+	trusted   []netip.Prefix
 }
 
 // newSourceSet checks the sources and computes their digests. It logs a loud warning when a
 // source accepts any write key.
-func newSourceSet(sources []*Source, allowedOrigins []string, publicURL string, log *slog.Logger) (*sourceSet, error) {
+func newSourceSet(sources []*Source, allowedOrigins []string, publicURL string, trusted []netip.Prefix, log *slog.Logger) (*sourceSet, error) {
 	if len(sources) == 0 {
 		return nil, errors.New("server: no sources; configure at least one write key (or use the development configuration)")
 	}
-	set := &sourceSet{sources: sources, publicURL: publicURL}
+	set := &sourceSet{sources: sources, publicURL: publicURL, trusted: append([]netip.Prefix(nil), trusted...)}
 	names := map[string]bool{}
 	for _, src := range sources {
 		switch {
@@ -289,11 +299,11 @@ func newSourceSet(sources []*Source, allowedOrigins []string, publicURL string, 
 	return set, nil
 }
 
-// SetSources replaces the sources, the CORS allow list and the public URL at once (a reload):
-// the next request is authenticated against the new write keys. It checks them as New does
-// and keeps the running set when they are wrong.
-func (s *Server) SetSources(sources []*Source, allowedOrigins []string, publicURL string) error {
-	set, err := newSourceSet(sources, allowedOrigins, publicURL, s.log)
+// SetSources replaces the sources, the CORS allow list, the public URL and the trusted
+// proxies at once (a reload): the next request is authenticated against the new write keys.
+// It checks them as New does and keeps the running set when they are wrong.
+func (s *Server) SetSources(sources []*Source, allowedOrigins []string, publicURL string, trustedProxies []netip.Prefix) error {
+	set, err := newSourceSet(sources, allowedOrigins, publicURL, trustedProxies, s.log)
 	if err != nil {
 		return err
 	}

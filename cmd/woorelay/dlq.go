@@ -20,7 +20,8 @@ const dlqUsage = `usage: woorelay dlq [--server URL] [--admin-token TOKEN] COMMA
   replay --all              ... all of them
 A replayed event is mapped again with its source's current preset and mappings when it is
 delivered: fix Woopra, a setting or a mapping (and restart serve), then replay.
---server defaults to $WOORELAY_SERVER or http://127.0.0.1:8080; --admin-token to
+--server is the admin listener (serve's --admin-listen): it defaults to $WOORELAY_SERVER or
+http://127.0.0.1:9090; --admin-token to
 $WOORELAY_ADMIN_TOKEN.
 `
 
@@ -29,7 +30,7 @@ func cmdDlq(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dlq", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, dlqUsage) }
-	server := fs.String("server", "http://127.0.0.1:8080", "base URL of the running woorelay serve")
+	server := fs.String("server", "http://127.0.0.1:9090", "base URL of the running woorelay serve's admin listener (--admin-listen)")
 	token := fs.String("admin-token", "", "admin API token")
 	if err := fs.Parse(args); err != nil {
 		return 2

@@ -23,11 +23,12 @@ import (
 
 // e2e is one test's emulator, data directory and listen address.
 type e2e struct {
-	t    *testing.T
-	em   *emulator.Emulator
-	data string
-	addr string
-	args []string
+	t     *testing.T
+	em    *emulator.Emulator
+	data  string
+	addr  string
+	admin string // the admin listener's address
+	args  []string
 }
 
 func newE2E(t *testing.T, extra ...string) *e2e {
@@ -45,8 +46,12 @@ func newE2E(t *testing.T, extra ...string) *e2e {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x := &e2e{t: t, em: em, data: t.TempDir(), addr: addr}
-	x.args = append([]string{"serve", "--listen", x.addr, "--data", x.data, "--woopra-url", url,
+	adminAddr, err := bench.FreeLoopback()
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := &e2e{t: t, em: em, data: t.TempDir(), addr: addr, admin: adminAddr}
+	x.args = append([]string{"serve", "--listen", x.addr, "--admin-listen", x.admin, "--data", x.data, "--woopra-url", url,
 		"--retry-min", "5ms", "--retry-max", "100ms", "--woopra-timeout", "2s", "--log-level", "warn"}, extra...)
 	return x
 }
@@ -96,7 +101,7 @@ func (x *e2e) waitDelivered(l *ledger, timeout time.Duration) int {
 // counters reads the running server's counters.
 func (x *e2e) counters(p *proc) admin.Counters {
 	x.t.Helper()
-	c, err := admin.NewClient(p.url, "", nil).Counters(context.Background())
+	c, err := admin.NewClient(p.admin, "", nil).Counters(context.Background())
 	if err != nil {
 		x.t.Fatal(err)
 	}
@@ -201,14 +206,14 @@ func TestForbiddenDeadLetterAndReplay(t *testing.T) {
 		t.Errorf("the emulator saw %d requests for the refused event; want exactly 1 (no retry after a 403)", n)
 	}
 	var out, errb bytes.Buffer
-	if code := run([]string{"dlq", "--server", p.url, "list"}, nil, &out, &errb); code != 0 {
+	if code := run([]string{"dlq", "--server", p.admin, "list"}, nil, &out, &errb); code != 0 {
 		t.Fatalf("dlq list: exit %d: %s", code, errb.String())
 	}
 	if !strings.Contains(out.String(), "403") || !strings.Contains(out.String(), "dev") {
 		t.Errorf("dlq list does not show the 403 and the source:\n%s", out.String())
 	}
 	out.Reset()
-	if code := run([]string{"dlq", "--server", p.url, "show", "1"}, nil, &out, &errb); code != 0 {
+	if code := run([]string{"dlq", "--server", p.admin, "show", "1"}, nil, &out, &errb); code != 0 {
 		t.Fatalf("dlq show: exit %d: %s", code, errb.String())
 	}
 	for _, want := range []string{`"status": 403`, `"attempts": 1`, `"message_id": "m-403"`, "/track/ce?"} {
@@ -218,7 +223,7 @@ func TestForbiddenDeadLetterAndReplay(t *testing.T) {
 	}
 	// The script is used up, so the emulator now accepts the visitor: Woopra is "fixed".
 	out.Reset()
-	if code := run([]string{"dlq", "--server", p.url, "replay", "--all"}, nil, &out, &errb); code != 0 {
+	if code := run([]string{"dlq", "--server", p.admin, "replay", "--all"}, nil, &out, &errb); code != 0 {
 		t.Fatalf("dlq replay: exit %d: %s", code, errb.String())
 	}
 	if !strings.Contains(out.String(), "replayed 1 of 1") {

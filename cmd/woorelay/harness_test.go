@@ -69,11 +69,13 @@ type proc struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	url    string
+	admin  string // the admin listener's base URL
 	output *syncBuffer
 	done   chan struct{}
 }
 
-// startWoorelay starts `woorelay <args>` listening on addr and waits until /readyz answers 200.
+// startWoorelay starts `woorelay <args>` listening on addr and waits until /readyz answers 200;
+// the proc's admin URL is that of the --admin-listen argument.
 func startWoorelay(t *testing.T, addr string, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(woorelayBinary(t), args...)
@@ -84,6 +86,11 @@ func startWoorelay(t *testing.T, addr string, env []string, args ...string) *pro
 		t.Fatal(err)
 	}
 	p := &proc{t: t, cmd: cmd, url: "http://" + addr, output: out, done: make(chan struct{})}
+	for i, a := range args[:len(args)-1] {
+		if a == "--admin-listen" {
+			p.admin = "http://" + args[i+1]
+		}
+	}
 	go func() { cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() { p.kill() })
 	if err := bench.WaitReady(p.url, p.done, 30*time.Second); err != nil {

@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	woorelay serve [--config FILE] [--listen ADDR] [--data DIR] [--woopra-url URL]
+//	woorelay serve [--config FILE] [--listen ADDR] [--admin-listen ADDR] [--data DIR] [--woopra-url URL]
 //	woorelay dlq list | show ID | replay (ID...|--all)
 //	woorelay emulate | bench | transform | explain | test | lint | diff | corpus | presets | docs
 //
@@ -40,7 +40,7 @@ Commands:
             summarise per field what changed
   corpus    [-n N] [-seed S]
             print N deterministic sample events (NDJSON) for trying presets and benchmarks
-  serve     [--config FILE] [--listen ADDR] [--data DIR] [--woopra-url URL] ...
+  serve     [--config FILE] [--listen ADDR] [--admin-listen ADDR] [--data DIR] ...
             accept Segment and RudderStack SDK traffic, queue it durably and deliver it to
             Woopra (or, with no project configured, to an in-process emulator); every flag
             can also be set as WOORELAY_<FLAG>; see woorelay serve -h

@@ -19,21 +19,25 @@ import (
 
 // serveFlags are the flags of `woorelay serve`; each can also be set by WOORELAY_<FLAG>.
 type serveFlags struct {
-	config, listen, data, woopraURL, adminToken string
-	diskBudget                                  string
-	workers                                     int
-	retryWindow, retryMin, retryMax             time.Duration
-	woopraTimeout, drainTimeout                 time.Duration
-	logLevel                                    string
+	config, listen, adminListen, data, woopraURL string
+	adminToken, tlsCert, tlsKey                  string
+	diskBudget                                   string
+	workers                                      int
+	retryWindow, retryMin, retryMax              time.Duration
+	woopraTimeout, drainTimeout                  time.Duration
+	logLevel                                     string
 }
 
 func (f *serveFlags) register(fs *flag.FlagSet) {
 	d := relay.Defaults()
 	fs.StringVar(&f.config, "config", "", "sources file (YAML): write keys, presets, settings, mapping folders; none = development mode")
-	fs.StringVar(&f.listen, "listen", d.Listen, "address to listen on")
+	fs.StringVar(&f.listen, "listen", d.Listen, "address of the ingest listener: SDK routes, /healthz, /readyz, /metrics")
+	fs.StringVar(&f.adminListen, "admin-listen", d.AdminListen, "address of the admin listener: the admin API and the sandbox emulator's records; not loopback = --admin-token required")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (with its chain) of the ingest listener: serve HTTPS; reloaded when the file changes")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&f.data, "data", d.DataDir, "directory of the durable queue")
 	fs.StringVar(&f.woopraURL, "woopra-url", "", "deliver to this Woopra endpoint (an emulator, a proxy) instead of each source's base_url")
-	fs.StringVar(&f.adminToken, "admin-token", "", "token the admin API (/admin/) requires; none = loopback callers only")
+	fs.StringVar(&f.adminToken, "admin-token", "", "token the admin listener requires; none = loopback callers only")
 	fs.StringVar(&f.diskBudget, "disk-budget", "10GB", "disk the queue may use; past it ingest answers 503 with Retry-After (0 = no limit)")
 	fs.IntVar(&f.workers, "workers", d.Workers, "concurrent requests to Woopra")
 	fs.DurationVar(&f.retryWindow, "retry-window", d.RetryWindow, "how long a failing event is retried before it is dead-lettered")
@@ -55,7 +59,7 @@ func (f serveFlags) relayConfig(log *slog.Logger) (relay.Config, error) {
 		budget = -1 // the flag's 0 is "no limit"
 	}
 	cfg := relay.Config{
-		Listen: f.listen, DataDir: f.data, WoopraURL: f.woopraURL, DiskBudget: budget, Workers: f.workers,
+		Listen: f.listen, AdminListen: f.adminListen, TLSCert: f.tlsCert, TLSKey: f.tlsKey, DataDir: f.data, WoopraURL: f.woopraURL, DiskBudget: budget, Workers: f.workers,
 		WoopraTimeout: f.woopraTimeout, RetryWindow: f.retryWindow, RetryMin: f.retryMin, RetryMax: f.retryMax,
 		DrainTimeout: f.drainTimeout, AdminToken: f.adminToken, Logger: log,
 	}
@@ -163,6 +167,7 @@ func serve(ctx context.Context, cfg relay.Config, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "woorelay: listening on %s\n", r.URL())
+	fmt.Fprintf(stdout, "woorelay: admin API on %s\n", r.AdminURL())
 	select {
 	case <-ctx.Done():
 	case <-r.Done():

@@ -50,14 +50,27 @@ func TestFlagsFromEnvironment(t *testing.T) {
 	if f.listen != "127.0.0.1:9999" || f.woopraURL != "http://emulator:8081" || f.retryWindow != 90*time.Minute || f.data != "/from/flag" {
 		t.Errorf("got listen %q woopra-url %q retry-window %v data %q", f.listen, f.woopraURL, f.retryWindow, f.data)
 	}
+	t.Setenv("WOORELAY_ADMIN_LISTEN", "127.0.0.1:9191")
+	t.Setenv("WOORELAY_TLS_CERT", "/etc/ssl/ingest.pem")
+	if err := applyEnv(fs); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := f.relayConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.AdminListen != "127.0.0.1:9191" || cfg.TLSCert != "/etc/ssl/ingest.pem" || cfg.Listen != "127.0.0.1:9999" {
+		t.Errorf("relay config: admin-listen %q tls-cert %q listen %q", cfg.AdminListen, cfg.TLSCert, cfg.Listen)
+	}
 	t.Setenv("WOORELAY_WORKERS", "many")
 	if err := applyEnv(fs); err == nil || !strings.Contains(err.Error(), "WOORELAY_WORKERS") {
 		t.Errorf("a bad value in the environment gave %v; want an error naming the variable", err)
 	}
 }
 
-// runServe runs cmdServe until stop is called and returns what it printed.
-func runServe(t *testing.T, args ...string) (url string, stop func() (int, string)) {
+// runServe runs cmdServe until stop is called and returns the ingest and admin URLs it
+// printed.
+func runServe(t *testing.T, args ...string) (url, adminURL string, stop func() (int, string)) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	old := serveContext
@@ -68,7 +81,7 @@ func runServe(t *testing.T, args ...string) (url string, stop func() (int, strin
 	code := 0
 	wg.Add(1)
 	go func() { defer wg.Done(); code = cmdServe(args, &out, &errb) }()
-	re := regexp.MustCompile(`listening on (http://\S+)`)
+	re := regexp.MustCompile(`listening on (https?://\S+)\nwoorelay: admin API on (http://\S+)`)
 	waitFor(t, 20*time.Second, "serve to listen", func() bool { return re.MatchString(out.String()) || strings.Contains(errb.String(), "woorelay serve:") })
 	m := re.FindStringSubmatch(out.String())
 	if m == nil {
@@ -76,18 +89,19 @@ func runServe(t *testing.T, args ...string) (url string, stop func() (int, strin
 		wg.Wait()
 		t.Fatalf("serve did not start:\n%s", errb.String())
 	}
-	return m[1], func() (int, string) { cancel(); wg.Wait(); return code, errb.String() }
+	return m[1], m[2], func() (int, string) { cancel(); wg.Wait(); return code, errb.String() }
 }
 
 // TestServeDevelopmentSandbox: with no config and no project, serve accepts any key, says so
-// loudly, and delivers to its in-process emulator, whose record it serves on the same port.
+// loudly, and delivers to its in-process emulator, whose records it serves on the admin
+// listener.
 func TestServeDevelopmentSandbox(t *testing.T) {
-	url, stop := runServe(t, "--listen", "127.0.0.1:0", "--data", t.TempDir(), "--log-level", "info")
+	url, adminURL, stop := runServe(t, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data", t.TempDir(), "--log-level", "info")
 	if s := sendOne(t, url, "sandbox-user", "m-sandbox"); s != 200 {
 		t.Fatalf("ingest answered %d", s)
 	}
 	waitFor(t, 20*time.Second, "the sandbox emulator to record the event", func() bool {
-		resp, err := http.Get(url + "/emulator/requests")
+		resp, err := http.Get(adminURL + "/emulator/requests")
 		if err != nil {
 			return false
 		}
