@@ -325,7 +325,7 @@ func (d *Dispatcher) fill() bool {
 		}
 	}
 	for range 8 {
-		if !d.scanMore || d.room() <= 0 {
+		if !d.scanMore || d.room() <= 0 || d.refillLater() {
 			return false
 		}
 		limit := min(d.room(), 1024)
@@ -348,6 +348,15 @@ func (d *Dispatcher) fill() bool {
 		}
 	}
 	return d.scanMore && d.room() > 0
+}
+
+// refillLater reports whether the global scan should wait for more room: while the items in
+// memory keep every worker busy, reading a handful at a time (one per finished attempt, once
+// the window is full) would open a queue iterator per delivered event, so the window is
+// refilled in chunks of at least a quarter of it (or 1024 items) instead.
+func (d *Dispatcher) refillLater() bool {
+	chunk := min(max(d.o.Window/4, 1), 1024)
+	return d.room() < chunk && len(d.ready)+d.inflight >= d.o.Workers
 }
 
 func (d *Dispatcher) scanFailed(op string, err error) {

@@ -814,3 +814,32 @@ func value(m *dto.Metric) float64 {
 	}
 	return 0
 }
+
+// TestDispatcherRefillsInChunks drains a backlog far larger than the window: once the window
+// is full, it is refilled a chunk at a time, not one item per finished attempt, so the queue
+// is read a few times per window instead of once per delivered event.
+func TestDispatcherRefillsInChunks(t *testing.T) {
+	q := newFakeQueue()
+	s := newScriptSender()
+	const n = 4000
+	for i := range n {
+		v := "v" + strconv.Itoa(i%200)
+		q.add(v, req(evURL(v, i/200)))
+	}
+	opts := fastOpts() // window 256: refilled 64 at a time
+	d := NewDispatcher(q, s, opts)
+	stop := start(t, d)
+	waitFor(t, "the backlog to drain", drained(q))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkQueue(t, q)
+	s.check(t)
+	q.mu.Lock()
+	scans := q.scans
+	q.mu.Unlock()
+	// n/64 chunks, plus the scans that find nothing more and the safety-net rescans.
+	if limit := 2 * n / (opts.Window / 4); scans > limit {
+		t.Fatalf("%d scans for %d items with a window of %d, want at most %d", scans, n, opts.Window, limit)
+	}
+}

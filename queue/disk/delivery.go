@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -261,53 +262,123 @@ func (q *Queue) commitMeta(b *pebble.Batch, change func(m *meta)) error {
 // item that is not pending (already done, or dead) does nothing. A corrupt item is removed
 // too, so an operator can drop it.
 func (q *Queue) Done(seq uint64) error {
-	return q.remove(seq, func(c *queue.Counters) { c.Delivered++ })
+	return q.remove(removal{seq: seq})
 }
 
 // Filter records that delivery's mapping dropped the item on purpose and removes it
 // (Filtered+1, Queued−1). It does nothing for an item that is not pending.
 func (q *Queue) Filter(seq uint64, reason string) error {
-	return q.remove(seq, func(c *queue.Counters) { c.Filtered++ })
+	return q.remove(removal{seq: seq, filtered: true})
 }
 
-// remove deletes a pending item, counting it with count and Queued−1 in the same batch. An
-// item a scan returned is deleted with what the scan recorded; any other is read first.
-func (q *Queue) remove(seq uint64, count func(*queue.Counters)) error {
+// removal is one Done or Filter.
+type removal struct {
+	seq      uint64
+	filtered bool
+}
+
+// removalGroup is the removals that arrive while another group is being written: they are
+// written together, in one batch with one update of the counters, by the caller that started
+// the group (its leader), so concurrent delivery workers share one write instead of queueing
+// for one each.
+type removalGroup struct {
+	ops  []removal
+	err  error
+	lead chan struct{} // closed when the previous group is written: the leader's turn
+	done chan struct{} // closed when this group is written; err is then set
+}
+
+// remove deletes a pending item through the current removal group: the first caller of a
+// group leads it (at once when no group is being written, else once the one before is), the
+// others wait for its write.
+func (q *Queue) remove(op removal) error {
 	if err := q.begin(); err != nil {
 		return err
 	}
-	q.dmu.Lock()
-	k, ok := q.takeKnown(seq)
-	if ok {
-		// Known items are pending: every removal of an item goes through dmu and forgets it.
-		defer q.end()
-		defer q.dmu.Unlock()
-		var st itemState
-		if k.rewritten {
-			st.flags = itemFlagRewritten
-		}
-		b := q.db.NewBatch()
-		defer b.Close()
-		deleteItem(b, seq, st, k.visitor, true, true)
-		return q.commitMeta(b, func(m *meta) {
-			count(&m.c)
-			m.c.Queued--
-		})
+	defer q.end()
+	q.rmu.Lock()
+	g := q.rnext
+	if g != nil {
+		g.ops = append(g.ops, op)
+		q.rmu.Unlock()
+		<-g.done
+		return g.err
 	}
-	q.dmu.Unlock()
-	q.end()
-	return q.withPending(seq, func(v []byte) error {
-		st, visitor, verr := decodeItemVisitor(v)
-		if verr != nil {
-			q.log.Warn("removing a corrupt item", "seq", seq, "err", verr)
+	g = &removalGroup{ops: []removal{op}, lead: make(chan struct{}), done: make(chan struct{})}
+	q.rnext = g
+	if q.rbusy {
+		q.rmu.Unlock()
+		<-g.lead
+		q.rmu.Lock()
+	}
+	q.rbusy = true
+	q.rnext = nil // later removals start the next group
+	q.rmu.Unlock()
+	if h := q.testHookRemoval.Load(); h != nil {
+		(*h)()
+	}
+
+	g.err = q.removeAll(g.ops)
+	close(g.done)
+
+	q.rmu.Lock()
+	if next := q.rnext; next != nil {
+		close(next.lead) // q.rbusy stays set: the next leader takes over
+	} else {
+		q.rbusy = false
+	}
+	q.rmu.Unlock()
+	return g.err
+}
+
+// removeAll deletes the pending items of ops in one batch, counting each (Delivered or
+// Filtered +1, Queued −1) in the same batch. An item a scan returned is deleted with what the
+// scan recorded; any other is read first; one that is not pending is skipped.
+func (q *Queue) removeAll(ops []removal) error {
+	q.dmu.Lock()
+	defer q.dmu.Unlock()
+	b := q.db.NewBatch()
+	defer b.Close()
+	var delivered, filtered int64
+	for i, op := range ops {
+		if slices.ContainsFunc(ops[:i], func(o removal) bool { return o.seq == op.seq }) {
+			continue // removed by an earlier op of the batch
 		}
-		b := q.db.NewBatch()
-		defer b.Close()
-		deleteItem(b, seq, st, visitor, verr == nil, verr == nil)
-		return q.commitMeta(b, func(m *meta) {
-			count(&m.c)
-			m.c.Queued--
-		})
+		if k, ok := q.takeKnown(op.seq); ok {
+			// Known items are pending: every removal of an item goes through dmu and forgets it.
+			var st itemState
+			if k.rewritten {
+				st.flags = itemFlagRewritten
+			}
+			deleteItem(b, op.seq, st, k.visitor, true, true)
+		} else {
+			v, pending, err := q.getItem(op.seq)
+			if err != nil {
+				return err
+			}
+			if !pending {
+				continue
+			}
+			st, visitor, verr := decodeItemVisitor(v)
+			if verr != nil {
+				q.log.Warn("removing a corrupt item", "seq", op.seq, "err", verr)
+			}
+			deleteItem(b, op.seq, st, visitor, verr == nil, verr == nil)
+		}
+		if op.filtered {
+			filtered++
+		} else {
+			delivered++
+		}
+	}
+	if delivered+filtered == 0 {
+		return nil
+	}
+	q.removalWrites.Add(1)
+	return q.commitMeta(b, func(m *meta) {
+		m.c.Delivered += delivered
+		m.c.Filtered += filtered
+		m.c.Queued -= delivered + filtered
 	})
 }
 

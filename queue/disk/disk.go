@@ -96,6 +96,12 @@ type Queue struct {
 	// Dead, Replay), which read an item or letter before changing it.
 	dmu sync.Mutex
 
+	// rmu guards rnext and rbusy: the removal group collecting Done and Filter calls, and
+	// whether a group is being written (see Queue.remove).
+	rmu   sync.Mutex
+	rnext *removalGroup
+	rbusy bool
+
 	// known remembers, for the pending items a scan has returned, what removing them needs (the
 	// visitor of the index key, whether the item was rewritten), so Done and Filter delete
 	// without reading the item back. An entry is dropped when its item is removed; the map
@@ -122,6 +128,10 @@ type Queue struct {
 
 	// commits counts group commits (one WAL sync each); tests read it.
 	commits atomic.Int64
+	// removalWrites counts the batches removal groups wrote; tests read it.
+	removalWrites atomic.Int64
+	// testHookRemoval, when set, runs in a removal group's leader before it writes the group.
+	testHookRemoval atomic.Pointer[func()]
 	// testHookGroup, when set, runs in the committer after it has taken a group's first call
 	// and before it collects the rest.
 	testHookGroup atomic.Pointer[func()]

@@ -792,3 +792,87 @@ func TestRemoveScannedItems(t *testing.T) {
 		})
 	}
 }
+
+// TestRemovalsGrouped removes items from many goroutines at once, each item twice and some
+// through Filter, some scanned and some not: removals that wait for another group's write are
+// written together, and every item is counted exactly once.
+func TestRemovalsGrouped(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	q := open(t, dir, Options{})
+	const n = 400
+	var entries []queue.Entry
+	for i := range n {
+		entries = append(entries, entry("s", fmt.Sprint("m", i), fmt.Sprint("v", i%7), queue.Deliver, 50))
+	}
+	if _, err := q.Append(ctx, entries); err != nil {
+		t.Fatal(err)
+	}
+	items, err := q.Scan(0, n/2) // the first half is known from a scan, the rest is read back
+	if err != nil || len(items) != n/2 {
+		t.Fatalf("Scan = %d items, %v", len(items), err)
+	}
+	first := items[0].Seq
+	// The first leader waits until the other workers' removals have formed the next group.
+	var once sync.Once
+	hook := func() {
+		once.Do(func() {
+			for {
+				q.rmu.Lock()
+				waiting := 0
+				if q.rnext != nil {
+					waiting = len(q.rnext.ops)
+				}
+				q.rmu.Unlock()
+				if waiting >= 15 {
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+	q.testHookRemoval.Store(&hook)
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for w := range 16 {
+		wg.Go(func() {
+			for i := w; i < n; i += 16 {
+				seq := first + uint64(i)
+				remove := q.Done
+				if i%5 == 0 {
+					remove = func(seq uint64) error { return q.Filter(seq, "skip: test") }
+				}
+				errs <- remove(seq)
+				errs <- remove(seq) // again: counted once
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := checkStore(t, q)
+	if c.Queued != 0 || c.Filtered != n/5 || c.Delivered != n-n/5 {
+		t.Fatalf("counters = %+v, want %d delivered and %d filtered", c, n-n/5, n/5)
+	}
+	if len(q.known) != 0 {
+		t.Fatalf("%d removed items still remembered", len(q.known))
+	}
+	if w := q.removalWrites.Load(); w > n-14 {
+		t.Fatalf("%d batches written for %d removals: none was grouped", w, n)
+	}
+	q.testHookRemoval.Store(nil)
+	if q.rbusy || q.rnext != nil {
+		t.Fatalf("a removal group was left behind: busy %v, next %v", q.rbusy, q.rnext)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q = open(t, dir, Options{})
+	if c2 := checkStore(t, q); c2 != c {
+		t.Fatalf("counters after reopen %+v, before %+v", c2, c)
+	}
+}
