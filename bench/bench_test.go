@@ -191,7 +191,7 @@ func TestBenchStagesSmoke(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Ours <= 0 || r.Ceiling <= 0 || r.P50 <= 0 || r.P99 < r.P50 || r.CeilP99 <= 0 {
+		if r.Ours <= 0 || r.Ceiling <= 0 || r.Bare <= 0 || r.P50 <= 0 || r.P99 < r.P50 || r.CeilP99 <= 0 {
 			t.Errorf("ingest measured nothing: %+v", r)
 		}
 	})
@@ -261,14 +261,14 @@ func benchDefaults(b *testing.B) Options {
 }
 
 // BenchmarkTransformStage is the transform stage: the default preset against the
-// hand-written ceiling on one core (goal: ratio ≥ 0.67, ≤ 2 allocations per event).
+// hand-written ceiling on one core (goal: ratio ≥ 0.80, ≤ 2 allocations per event).
 func BenchmarkTransformStage(b *testing.B) {
 	r := benchStage(b, benchDefaults(b), benchTransform)
 	b.ReportMetric(r.AllocsPerEvent, "allocs/event")
 }
 
 // BenchmarkIngestStage is the ingest stage: durable acknowledgement at 32 connections against
-// a bare Echo handler (goal: ratio ≥ 0.40, p99 < 50 ms).
+// the sync floor, a bare handler that only appends and fdatasyncs (goal: ratio ≥ 0.60, p99 < 50 ms).
 func BenchmarkIngestStage(b *testing.B) {
 	r := benchStage(b, benchDefaults(b), benchIngest)
 	b.ReportMetric(float64(r.P50)/1e6, "p50-ms")
@@ -276,7 +276,7 @@ func BenchmarkIngestStage(b *testing.B) {
 }
 
 // BenchmarkEndToEndStage is the end-to-end stage: ingest to the emulator's acknowledgement
-// against a bare GET loop (goal: ratio ≥ 0.70).
+// against a bare GET loop (goal: ratio ≥ 0.50).
 func BenchmarkEndToEndStage(b *testing.B) {
 	benchStage(b, benchDefaults(b), benchE2E)
 }
