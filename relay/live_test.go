@@ -2,7 +2,10 @@ package relay
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -294,4 +297,130 @@ func metricValue(t *testing.T, r *Relay, name, label, value string) float64 {
 	}
 	t.Fatalf("no %s{%s=%q}", name, label, value)
 	return 0
+}
+
+// TestConfigView: GET /admin/config shows the version (the one CheckSourcesFile gives for the
+// same files), where and when the configuration was loaded, the files, and the sources with
+// their presets and mapping folders, and never a write key.
+func TestConfigView(t *testing.T) {
+	_, url := woopra(t)
+	d := newConfigDir(t, "v1")
+	t.Setenv("RELAY_TEST_BACKEND_KEY", "secret-env-key")
+	d.write("woorelay.yaml", []byte(`sources:
+  - name: web
+    write_key: secret-file-key
+    preset: default
+    settings: {project: p.com}
+    mappings: [mappings]
+  - name: backend
+    write_key_env: RELAY_TEST_BACKEND_KEY
+    preset: segment
+    settings: {project: p.com}
+`))
+	cfg := testConfig(t, url)
+	cfg.Sources = d.sources()
+	r := started(t, cfg)
+	resp, err := http.Get(r.AdminURL() + "/admin/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, secret := range []string{"secret-file-key", "secret-env-key"} {
+		if strings.Contains(string(body), secret) {
+			t.Errorf("GET /admin/config shows a write key:\n%s", body)
+		}
+	}
+	v := adminView(t, r)
+	want, _, err := CheckSourcesFile(d.file())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Version != want || !strings.HasPrefix(v.Version, "sha256:") || len(v.Version) != len("sha256:")+12 {
+		t.Errorf("version %q; want %q, as config check gives", v.Version, want)
+	}
+	if v.LoadedFrom != d.file() || v.Trigger != "start" || time.Since(v.LoadedAt) > time.Minute || v.LastReload != nil || v.Development || v.Watching {
+		t.Errorf("view %+v; want loaded from %s at the start, no reload yet", v, d.file())
+	}
+	var files []string
+	for _, f := range v.Files {
+		files = append(files, f.Path)
+		if len(f.SHA256) != 64 {
+			t.Errorf("file %s has hash %q", f.Path, f.SHA256)
+		}
+	}
+	if got := strings.Join(files, ","); got != "woorelay.yaml,(built-in) default,mappings/marker.yaml,(built-in) segment" {
+		t.Errorf("files %s", got)
+	}
+	wantSources := []admin.SourceView{
+		{Name: "web", WriteKey: "write_key", Preset: "default", Mappings: []string{"mappings"}, Settings: map[string]string{"project": "p.com"}},
+		{Name: "backend", WriteKey: "$RELAY_TEST_BACKEND_KEY", Preset: "segment", Settings: map[string]string{"project": "p.com"}},
+	}
+	if !reflect.DeepEqual(v.Sources, wantSources) {
+		t.Errorf("sources %+v\nwant    %+v", v.Sources, wantSources)
+	}
+
+	// A mapping file edit changes the version, and only that file's hash.
+	d.write("mappings/marker.yaml", markerMapping("v2"))
+	res, err := admin.NewClient(r.AdminURL(), "", nil).Reload(context.Background())
+	if err != nil || res.Outcome != admin.ReloadOK || res.Version == v.Version || res.Previous != v.Version || res.Trigger != "admin" {
+		t.Fatalf("reload = %+v, %v; want ok with a new version", res, err)
+	}
+	v2 := adminView(t, r)
+	for i, f := range v2.Files {
+		if changed := f.SHA256 != v.Files[i].SHA256; changed != (f.Path == "mappings/marker.yaml") {
+			t.Errorf("file %s: hash changed %v", f.Path, changed)
+		}
+	}
+	if v2.Trigger != "admin" || v2.Version != res.Version || !v2.LoadedAt.After(v.LoadedAt) {
+		t.Errorf("after the reload %+v", v2)
+	}
+}
+
+// TestReloadInDevelopmentMode: without a sources file a reload has nothing to read; it is
+// refused with a finding saying so, and counted.
+func TestReloadInDevelopmentMode(t *testing.T) {
+	_, url := woopra(t)
+	r := started(t, testConfig(t, url))
+	if _, err := r.Watch(0); err == nil || !strings.Contains(err.Error(), "--watch needs a sources file") {
+		t.Errorf("Watch in development mode = %v; want an error", err)
+	}
+	resp, err := http.Post(r.AdminURL()+"/admin/reload", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res admin.ReloadResult
+	json.NewDecoder(resp.Body).Decode(&res)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnprocessableEntity || res.Outcome != admin.ReloadError || len(res.Findings) != 1 ||
+		!strings.HasPrefix(res.Findings[0], "--config: no_sources_file: serve runs in development mode") {
+		t.Errorf("POST /admin/reload = %d %+v; want 422 with the no_sources_file finding", resp.StatusCode, res)
+	}
+	v := adminView(t, r)
+	if !v.Development || v.LoadedFrom != "" || v.Reloads.Error != 1 || v.LastReload == nil || v.LastReload.Seq != 1 {
+		t.Errorf("view %+v; want development mode with one refused reload", v)
+	}
+	if got := metricValue(t, r, "woorelay_config_reloads_total", "outcome", "error"); got != 1 {
+		t.Errorf("refused reloads metric %v, want 1", got)
+	}
+}
+
+// TestCheckSourcesFile: the offline check gives the findings a reload gives, for each kind of
+// broken file, and the good file's version.
+func TestCheckSourcesFile(t *testing.T) {
+	d := newConfigDir(t, "v1")
+	ver, n, err := CheckSourcesFile(d.file())
+	if err != nil || n != 2 || !strings.HasPrefix(ver, "sha256:") {
+		t.Fatalf("check of the good file = %q, %d, %v", ver, n, err)
+	}
+	for _, bf := range brokenFiles {
+		t.Run(bf.kind, func(t *testing.T) {
+			d := newConfigDir(t, "v1")
+			d.write(bf.replaces, testdata(t, bf.testdata))
+			_, _, err := CheckSourcesFile(d.file())
+			if err == nil || !containsFinding(strings.Split(err.Error(), "\n"), bf.finding) {
+				t.Errorf("check = %v; want the finding %q", err, bf.finding)
+			}
+		})
+	}
 }
