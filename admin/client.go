@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +32,11 @@ func NewClient(base, token string, httpClient *http.Client) *Client {
 // do sends one call and decodes a 200 answer into into; another answer becomes an error with
 // the API's code and message.
 func (a *Client) do(ctx context.Context, method, path string, body any, into any) error {
+	return a.doAccepting(ctx, method, path, body, into)
+}
+
+// doAccepting is do that also decodes the answers with the statuses also.
+func (a *Client) doAccepting(ctx context.Context, method, path string, body any, into any, also ...int) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -52,7 +58,7 @@ func (a *Client) do(ctx context.Context, method, path string, body any, into any
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode != http.StatusOK && !slices.Contains(also, resp.StatusCode) {
 		var e Error
 		if json.Unmarshal(data, &e) == nil && e.Message != "" {
 			return fmt.Errorf("%s %s: %d %s: %s", method, path, resp.StatusCode, e.Code, e.Message)

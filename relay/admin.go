@@ -19,6 +19,7 @@ import (
 func (r *Relay) adminRoutes() *echo.Echo {
 	e := admin.NewEcho()
 	r.api.Mount(e)                                    // /admin/counters, /admin/dlq...
+	r.mountLive(e)                                    // /admin/config, /admin/reload
 	e.Any("/emulator/*", r.serveSandbox, r.api.Guard) // the sandbox emulator's records
 	return e
 }

@@ -79,6 +79,8 @@ type Relay struct {
 	certs   *certHolder // the ingest listener's TLS certificate; nil for plain HTTP
 
 	reloadMu sync.Mutex // one Reload at a time
+	filesMu  sync.Mutex // one ReloadFromFiles at a time
+	live     *liveConfig
 	mu       sync.Mutex // guards em, emURL, emStop (a reload may start the sandbox)
 	em       *emulator.Emulator
 	emURL    string
@@ -139,6 +141,7 @@ func New(cfg Config) (_ *Relay, err error) {
 	r.reg = prometheus.NewRegistry()
 	r.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	r.reg.MustRegister(newCountersCollector(r.q))
+	r.live = newLiveConfig(cfg.sourcesConfig(), r.reg)
 
 	var sender destination.Sender = destination.NewClient(destination.ClientOptions{Timeout: cfg.WoopraTimeout, Conns: cfg.Workers})
 	var store server.Store = r.q

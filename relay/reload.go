@@ -11,8 +11,16 @@ import (
 // backlog included, is mapped with the new presets. It validates and compiles everything
 // first; on any finding it returns a *ConfigError and the running configuration stays.
 // Settings that only a restart can change (the listener, the queue, delivery's workers and
-// timings) are findings when they differ from the running ones.
+// timings) are findings when they differ from the running ones. Every attempt is recorded for
+// GET /admin/config and counted in woorelay_config_reloads_total (trigger "call").
 func (r *Relay) Reload(cfg Config) error {
+	err := r.swap(cfg)
+	r.recordCall(cfg, err)
+	return err
+}
+
+// swap is Reload without recording the attempt (ReloadFromFiles records its own).
+func (r *Relay) swap(cfg Config) error {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return err
@@ -32,7 +40,6 @@ func (r *Relay) Reload(cfg Config) error {
 	}
 	r.sources.set(compiled)
 	r.cfg.Sources = cfg.Sources
-	r.log.Info("configuration reloaded", "sources", len(compiled))
 	return nil
 }
 

@@ -6,6 +6,7 @@
 //
 //	woorelay serve [--config FILE] [--listen ADDR] [--admin-listen ADDR] [--data DIR] [--woopra-url URL]
 //	woorelay dlq list | show ID | replay (ID...|--all)
+//	woorelay config [reload | check FILE...]
 //	woorelay emulate | bench | transform | explain | test | lint | diff | corpus | presets | docs
 //
 // Run `woorelay help` for details.
@@ -44,6 +45,9 @@ Commands:
             accept Segment and RudderStack SDK traffic, queue it durably and deliver it to
             Woopra (or, with no project configured, to an in-process emulator); every flag
             can also be set as WOORELAY_<FLAG>; see woorelay serve -h
+  config    [--server URL] [--admin-token TOKEN] [--json] [reload | check FILE...]
+            show the running configuration and its last reload, reload it, or check a
+            sources file offline (see woorelay config -h)
   emulate   [--listen ADDR] [--projects P,...] [--strict] [--max-records N]
             run a Woopra emulator that records requests and builds visitor profiles,
             with faults on command (see emulator/README.md)
@@ -88,6 +92,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdEmulate(args[1:], stdout, stderr)
 	case "dlq":
 		return cmdDlq(args[1:], stdout, stderr)
+	case "config":
+		return cmdConfig(args[1:], stdout, stderr)
 	case "bench":
 		return cmdBench(args[1:], stdout, stderr)
 	case "presets":

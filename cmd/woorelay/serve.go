@@ -26,6 +26,8 @@ type serveFlags struct {
 	retryWindow, retryMin, retryMax              time.Duration
 	woopraTimeout, drainTimeout                  time.Duration
 	logLevel                                     string
+	watch                                        bool
+	watchDebounce                                time.Duration
 }
 
 func (f *serveFlags) register(fs *flag.FlagSet) {
@@ -46,6 +48,8 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.woopraTimeout, "woopra-timeout", d.WoopraTimeout, "time limit of one request to Woopra")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", d.DrainTimeout, "on SIGTERM, how long to wait for requests in flight")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&f.watch, "watch", false, "reload the configuration when the sources file, a preset file or a mapping file changes (SIGHUP and POST /admin/reload always do)")
+	fs.DurationVar(&f.watchDebounce, "watch-debounce", relay.DefaultWatchDebounce, "with --watch, reload once the files have not changed for this long")
 }
 
 // relayConfig turns the flags into the relay's configuration, reading the sources file.
@@ -144,9 +148,13 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "woorelay serve: %v\n", err)
 		return 2
 	}
+	if f.watch && f.config == "" {
+		fmt.Fprintf(stderr, "woorelay serve: --watch needs --config FILE: in development mode there are no files to watch\n")
+		return 2
+	}
 	ctx, stop := serveContext()
 	defer stop()
-	if err := serve(ctx, cfg, stdout); err != nil {
+	if err := serve(ctx, cfg, stdout, reloads{watch: f.watch, debounce: f.watchDebounce}); err != nil {
 		fmt.Fprintf(stderr, "woorelay serve: %v\n", err)
 		if relay.IsConfigError(err) {
 			return 2
@@ -156,13 +164,32 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// serve runs a relay until ctx ends (or its server stops on its own), then drains it.
-func serve(ctx context.Context, cfg relay.Config, stdout io.Writer) error {
+// reloads says what reloads the configuration besides SIGHUP and POST /admin/reload.
+type reloads struct {
+	watch    bool          // the files changing (--watch)
+	debounce time.Duration // --watch-debounce
+}
+
+// serve runs a relay until ctx ends (or its server stops on its own), then drains it. SIGHUP
+// reloads the configuration from its files, and so do their changes with rl.watch.
+func serve(ctx context.Context, cfg relay.Config, stdout io.Writer, rl reloads) error {
 	r, err := relay.New(cfg)
 	if err != nil {
 		return err
 	}
+	stopReloads := r.ReloadOnSignals(syscall.SIGHUP)
+	if rl.watch {
+		stopWatch, err := r.Watch(rl.debounce)
+		if err != nil {
+			stopReloads()
+			r.Stop(cfg.DrainTimeout)
+			return fmt.Errorf("--watch: %v", err)
+		}
+		stopSignals := stopReloads
+		stopReloads = func() { stopWatch(); stopSignals() }
+	}
 	if err := r.Start(); err != nil {
+		stopReloads()
 		r.Stop(cfg.DrainTimeout)
 		return err
 	}
@@ -172,6 +199,7 @@ func serve(ctx context.Context, cfg relay.Config, stdout io.Writer) error {
 	case <-ctx.Done():
 	case <-r.Done():
 	}
+	stopReloads() // no reload while draining
 	runErr := r.Err()
 	if err := r.Stop(cfg.DrainTimeout); err != nil && runErr == nil {
 		runErr = err
