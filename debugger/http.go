@@ -146,8 +146,11 @@ func decode(c echo.Context, into any) error {
 type health struct {
 	Counters admin.Counters `json:"counters"`
 	Series   []bucket       `json:"series"`
-	Dropped  int64          `json:"dropped"`
-	Viewers  int            `json:"viewers"`
+	Dropped  int64          `json:"dropped"` // notes the debugger could not take
+	Viewers  int            `json:"viewers"` // browsers on the stream now
+	// ViewerDropped is how many changes the browsers on the stream now have lost, not yet
+	// told to them.
+	ViewerDropped int64 `json:"viewer_dropped"`
 }
 
 func (d *Debugger) healthz(c echo.Context) error {
@@ -157,6 +160,9 @@ func (d *Debugger) healthz(c echo.Context) error {
 	}
 	d.mu.Lock()
 	out := health{Counters: admin.CountersOf(qc), Series: append([]bucket(nil), d.health.buckets...), Dropped: d.dropped.Load(), Viewers: len(d.viewers)}
+	for v := range d.viewers {
+		out.ViewerDropped += v.dropped.Load()
+	}
 	d.mu.Unlock()
 	return c.JSON(http.StatusOK, out)
 }
@@ -178,11 +184,15 @@ func (v *viewer) close() {
 
 // publish hands a changed record to every viewer without waiting (d.mu held).
 func (d *Debugger) publish(r *record) {
-	if len(d.viewers) == 0 {
-		return
-	}
-	b := r.json()
+	var b []byte // marshalled once, and only when some viewer has room: a stalled one costs nothing
 	for v := range d.viewers {
+		if len(v.ch) == cap(v.ch) {
+			v.dropped.Add(1)
+			continue
+		}
+		if b == nil {
+			b = r.json()
+		}
 		select {
 		case v.ch <- b:
 		default:
