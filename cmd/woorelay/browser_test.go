@@ -291,6 +291,7 @@ func TestDebuggerInBrowser(t *testing.T) {
 		if !strings.Contains(raw, `"messageId"`) || !strings.Contains(raw, `"plan": "seg-pro"`) {
 			t.Errorf("the raw event is not shown as stored:\n%s", raw)
 		}
+		browse(t, ctx, "scroll to the trace", 5*time.Second, eval(`(() => { const d = document.querySelector('#detail'); d.scrollTop += document.querySelector('#trace-title').getBoundingClientRect().top - d.getBoundingClientRect().top - 260 })()`))
 		screenshot(t, ctx, "debugger-event")
 	})
 
