@@ -20,10 +20,16 @@ import (
 var assets embed.FS
 
 // Mount adds the debugger's page and API under /debugger to e, behind guard (the admin API's
-// access rule).
-func (d *Debugger) Mount(e *echo.Echo, guard echo.MiddlewareFunc) {
+// access rule). GET /debugger/login, outside the guard, is a sign-in form that POSTs the admin
+// token to login (admin.API.Login), for browsers, which cannot send a bearer token.
+func (d *Debugger) Mount(e *echo.Echo, guard echo.MiddlewareFunc, login echo.HandlerFunc) {
 	static, _ := fs.Sub(assets, "assets")
 	files := http.StripPrefix("/debugger/", http.FileServer(http.FS(static)))
+	e.GET("/debugger/login", func(c echo.Context) error {
+		b, _ := assets.ReadFile("assets/login.html")
+		return c.HTMLBlob(http.StatusOK, b)
+	})
+	e.POST("/debugger/login", login)
 	g := e.Group("/debugger", guard)
 	g.GET("", func(c echo.Context) error { return c.Redirect(http.StatusFound, "/debugger/") })
 	g.GET("/api/stream", d.stream)

@@ -22,7 +22,7 @@ func (r *Relay) adminRoutes() *echo.Echo {
 	r.api.Mount(e)                                    // /admin/counters, /admin/dlq...
 	e.Any("/emulator/*", r.serveSandbox, r.api.Guard) // the sandbox emulator's records
 	if r.dbg != nil {
-		r.dbg.Mount(e, r.api.Guard) // /debugger/: the page and its API
+		r.dbg.Mount(e, r.api.Guard, r.api.Login("/debugger/")) // /debugger/: the page and its API
 	} else {
 		debugger.MountOff(e, r.api.Guard)
 	}

@@ -214,10 +214,10 @@ func TestDebuggerInBrowser(t *testing.T) {
 	x := newE2E(t)
 	p := x.start()
 
-	browse(t, ctx, "open the debugger", 20*time.Second,
+	browse(t, ctx, "open the debugger", 60*time.Second,
 		chromedp.Navigate(p.admin+"/debugger/"),
 		chromedp.WaitVisible(chromedp.CSS("#events")),
-		poll(`document.querySelector('#status').textContent === 'live'`, 10*time.Second))
+		poll(`document.querySelector('#status').textContent === 'live'`, 45*time.Second))
 
 	// The SDK page in a tab of its own, as a website would be.
 	sdkTab, cancel := chromedp.NewContext(ctx, chromedp.WithListener(consoleLog(t, "sdk page")))

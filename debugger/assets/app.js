@@ -9,6 +9,7 @@ const time = (t) => { const d = new Date(t); return isNaN(d) ? '' : d.toLocaleTi
 async function api(path, body) {
   const opts = body === undefined ? {} : { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) };
   const res = await fetch(path, opts);
+  if (res.status === 401) location.href = '/debugger/login'; // an admin token is set: sign in
   const data = await res.json().catch(() => ({}));
   if (!res.ok) throw new Error(data.message || res.statusText);
   return data;
@@ -99,7 +100,9 @@ function connect() {
   es.addEventListener('event', (m) => take(JSON.parse(m.data)));
   es.addEventListener('dropped', (m) => { dropped += JSON.parse(m.data).dropped; scheduleRender(); });
   es.addEventListener('ready', () => { $('#status').textContent = 'live'; $('#status').className = 'status live'; render(); });
-  es.onerror = () => { $('#status').textContent = 'reconnecting…'; $('#status').className = 'status off'; };
+  es.onerror = () => {
+    if (es.readyState === EventSource.CLOSED) api('api/health').catch(() => {}); // a 401 sends to sign-in
+    $('#status').textContent = 'reconnecting…'; $('#status').className = 'status off'; };
 }
 $('#pause').addEventListener('click', () => {
   paused = !paused;
