@@ -45,10 +45,13 @@ func (a *API) Guard(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if a.Token != "" {
 			got, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
-			want := sha256.Sum256([]byte(a.Token))
-			have := sha256.Sum256([]byte(got))
-			if !ok || subtle.ConstantTimeCompare(want[:], have[:]) != 1 {
-				return fail(c, http.StatusUnauthorized, "unauthorized", "the admin API needs Authorization: Bearer <admin token> (set with --admin-token or WOORELAY_ADMIN_TOKEN)")
+			if !ok {
+				if ck, err := c.Cookie(TokenCookie); err == nil {
+					got, ok = ck.Value, true
+				}
+			}
+			if !ok || !a.tokenIs(got) {
+				return fail(c, http.StatusUnauthorized, "unauthorized", "the admin API needs Authorization: Bearer <admin token> (set with --admin-token or WOORELAY_ADMIN_TOKEN); in a browser, sign in at /debugger/login")
 			}
 			return next(c)
 		}
@@ -57,6 +60,33 @@ func (a *API) Guard(next echo.HandlerFunc) echo.HandlerFunc {
 			return fail(c, http.StatusForbidden, "forbidden", "the admin API answers only loopback callers unless an admin token is set (--admin-token or WOORELAY_ADMIN_TOKEN)")
 		}
 		return next(c)
+	}
+}
+
+// TokenCookie is the cookie a browser signed in with the admin token (Login) sends instead of
+// the Authorization header.
+const TokenCookie = "woorelay_admin_token"
+
+// tokenIs compares got with the token as SHA-256 digests, in constant time.
+func (a *API) tokenIs(got string) bool {
+	want := sha256.Sum256([]byte(a.Token))
+	have := sha256.Sum256([]byte(got))
+	return subtle.ConstantTimeCompare(want[:], have[:]) == 1
+}
+
+// Login signs a browser in: a POSTed form field token equal to the admin token sets
+// TokenCookie (HttpOnly, SameSite=Strict, so no other site's page can send it) and redirects
+// to next (a path on this listener); a wrong token answers 401. Without a token configured it
+// only redirects: the loopback rule needs no sign-in.
+func (a *API) Login(next string) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if a.Token != "" {
+			if !a.tokenIs(c.FormValue("token")) {
+				return fail(c, http.StatusUnauthorized, "unauthorized", "that is not the admin token (--admin-token or WOORELAY_ADMIN_TOKEN); go back and try again")
+			}
+			c.SetCookie(&http.Cookie{Name: TokenCookie, Value: a.Token, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: c.Scheme() == "https"})
+		}
+		return c.Redirect(http.StatusSeeOther, next)
 	}
 }
 

@@ -21,7 +21,7 @@ func NewEcho() *echo.Echo {
 		var he *echo.HTTPError
 		switch {
 		case errors.As(err, &he) && he.Code == http.StatusNotFound:
-			_ = fail(c, http.StatusNotFound, "not_found", "no route "+c.Request().Method+" "+c.Request().URL.Path+" on the admin listener; it serves /admin/counters, /admin/dlq and, with a sandbox, /emulator/requests")
+			_ = fail(c, http.StatusNotFound, "not_found", "no route "+c.Request().Method+" "+c.Request().URL.Path+" on the admin listener; it serves /admin/counters, /admin/dlq, the debugger at /debugger/ and, with a sandbox, /emulator/requests")
 		case errors.As(err, &he) && he.Code == http.StatusMethodNotAllowed:
 			_ = fail(c, http.StatusMethodNotAllowed, "method_not_allowed", c.Request().Method+" is not allowed on "+c.Request().URL.Path)
 		case errors.As(err, &he) && he.Code >= 400 && he.Code < 500:

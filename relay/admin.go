@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/woorelay/woorelay/admin"
+	"github.com/woorelay/woorelay/debugger"
 )
 
 // The admin listener (AdminListen) serves everything that is for operators only: the admin
@@ -21,6 +22,11 @@ func (r *Relay) adminRoutes() *echo.Echo {
 	r.api.Mount(e)                                    // /admin/counters, /admin/dlq...
 	r.mountLive(e)                                    // /admin/config, /admin/reload
 	e.Any("/emulator/*", r.serveSandbox, r.api.Guard) // the sandbox emulator's records
+	if r.dbg != nil {
+		r.dbg.Mount(e, r.api.Guard, r.api.Login("/debugger/")) // /debugger/: the page and its API
+	} else {
+		debugger.MountOff(e, r.api.Guard)
+	}
 	return e
 }
 
@@ -40,8 +46,10 @@ func (r *Relay) adminServer() *http.Server {
 // listener serves, so a caller of the old paths learns where they went.
 func ingestHidden(e *echo.Echo) {
 	h := func(c echo.Context) error {
-		return c.JSON(http.StatusNotFound, admin.Error{Code: "not_found", Message: "no route " + c.Request().URL.Path + " on the ingest listener: the admin API and the sandbox emulator's records are served on the admin listener (--admin-listen, default 127.0.0.1:9090)"})
+		return c.JSON(http.StatusNotFound, admin.Error{Code: "not_found", Message: "no route " + c.Request().URL.Path + " on the ingest listener: the admin API, the debugger and the sandbox emulator's records are served on the admin listener (--admin-listen, default 127.0.0.1:9090)"})
 	}
 	e.Any("/admin/*", h)
 	e.Any("/emulator/*", h)
+	e.Any("/debugger", h)
+	e.Any("/debugger/*", h)
 }

@@ -83,3 +83,70 @@ func TestAdminListenChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestDebuggerSignIn: with an admin token the debugger answers 401 until the browser signs in
+// with the token, which sets a SameSite=Strict cookie the guard then accepts; with
+// --debugger-events 0 its paths say it is off; the ingest listener does not serve it.
+func TestDebuggerSignIn(t *testing.T) {
+	_, url := woopra(t)
+	cfg := testConfig(t, url)
+	cfg.AdminToken = "s3cret"
+	r := started(t, cfg)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	do := func(method, path, body string, cookie *http.Cookie) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(method, r.AdminURL()+path, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		if cookie != nil {
+			req.AddCookie(cookie)
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if s := do("GET", "/debugger/", "", nil).StatusCode; s != 401 {
+		t.Errorf("the page without the token: %d, want 401", s)
+	}
+	if s := do("GET", "/debugger/login", "", nil).StatusCode; s != 200 {
+		t.Errorf("the sign-in form: %d", s)
+	}
+	if s := do("POST", "/debugger/login", "token=wrong", nil).StatusCode; s != 401 {
+		t.Errorf("a wrong token: %d, want 401", s)
+	}
+	resp := do("POST", "/debugger/login", "token=s3cret", nil)
+	var ck *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == admin.TokenCookie {
+			ck = c
+		}
+	}
+	if resp.StatusCode != 303 || resp.Header.Get("Location") != "/debugger/" || ck == nil || !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("sign-in: %d to %q, cookie %+v", resp.StatusCode, resp.Header.Get("Location"), ck)
+	}
+	for _, path := range []string{"/debugger/", "/debugger/app.js", "/debugger/api/events", "/admin/counters"} {
+		if s := do("GET", path, "", ck).StatusCode; s != 200 {
+			t.Errorf("GET %s signed in: %d", path, s)
+		}
+	}
+	if s, err := http.Get(r.URL() + "/debugger/"); err != nil || s.StatusCode != 404 {
+		t.Errorf("the ingest listener serves the debugger: %v %v", s, err)
+	}
+
+	cfg = testConfig(t, url)
+	cfg.DebuggerEvents = -1
+	off := started(t, cfg)
+	resp, err := http.Get(off.AdminURL() + "/debugger/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 404 || !strings.Contains(string(b), "debugger_off") {
+		t.Errorf("with no debugger: %d %s", resp.StatusCode, b)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/woorelay/woorelay/debugger"
 	"github.com/woorelay/woorelay/queue"
 	"github.com/woorelay/woorelay/server"
 )
@@ -66,8 +67,13 @@ type Config struct {
 	AdminToken string
 	// Logger receives the relay's messages; nil discards them.
 	Logger *slog.Logger
-	// Tap, when set, watches every event through ingest, mapping and delivery (a debugger).
+	// Tap, when set, watches every event through ingest, mapping and delivery, beside the
+	// debugger.
 	Tap Tap
+	// DebuggerEvents is how many of the latest events the debugger page (/debugger/ on the
+	// admin listener) keeps (--debugger-events, default 1000; negative: no debugger, and ingest
+	// and delivery run without its tap).
+	DebuggerEvents int
 	// NoSync acknowledges before the disk sync. UNSAFE, for benchmarks only: an acknowledged
 	// event is lost if the machine crashes.
 	NoSync bool
@@ -86,6 +92,8 @@ func Defaults() Config {
 		RetryMin:      time.Second,
 		RetryMax:      5 * time.Minute,
 		DrainTimeout:  20 * time.Second,
+
+		DebuggerEvents: debugger.DefaultEvents,
 	}
 }
 
@@ -117,6 +125,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Workers == 0 {
 		c.Workers = d.Workers
+	}
+	if c.DebuggerEvents == 0 {
+		c.DebuggerEvents = d.DebuggerEvents
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -55,6 +55,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/woorelay/woorelay/admin"
+	"github.com/woorelay/woorelay/debugger"
 	"github.com/woorelay/woorelay/destination"
 	"github.com/woorelay/woorelay/emulator"
 	"github.com/woorelay/woorelay/queue"
@@ -76,7 +77,8 @@ type Relay struct {
 	sources *sourceMap
 	reg     *prometheus.Registry
 	api     *admin.API
-	certs   *certHolder // the ingest listener's TLS certificate; nil for plain HTTP
+	certs   *certHolder        // the ingest listener's TLS certificate; nil for plain HTTP
+	dbg     *debugger.Debugger // nil when turned off
 
 	reloadMu sync.Mutex // one Reload at a time
 	filesMu  sync.Mutex // one ReloadFromFiles at a time
@@ -145,13 +147,18 @@ func New(cfg Config) (_ *Relay, err error) {
 
 	var sender destination.Sender = destination.NewClient(destination.ClientOptions{Timeout: cfg.WoopraTimeout, Conns: cfg.Workers})
 	var store server.Store = r.q
-	if cfg.Tap != nil {
-		sender, store = tapSender{sender, cfg.Tap}, tapStore{r.q, cfg.Tap}
+	tap := cfg.Tap
+	if cfg.DebuggerEvents > 0 {
+		r.dbg = debugger.New(debugger.Options{Events: cfg.DebuggerEvents, Program: r.sources.program, Counters: r.q.Counters})
+		tap = bothTaps(tap, r.dbg)
+	}
+	if tap != nil {
+		sender, store = tapSender{sender, tap}, tapStore{r.q, tap}
 	}
 	r.disp = destination.NewDispatcher(r.q, sender, destination.DispatcherOptions{
 		Workers: cfg.Workers, RetryWindow: cfg.RetryWindow, DrainTimeout: cfg.DrainTimeout,
 		Backoff: destination.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax}, Logger: r.log, Registerer: r.reg,
-		Map: r.sources.mapAtDelivery(cfg.Tap),
+		Map: r.sources.mapAtDelivery(tap),
 	})
 
 	r.api = &admin.API{Queue: r.q, Token: cfg.AdminToken}
@@ -293,8 +300,11 @@ func (r *Relay) stop(drain time.Duration) error {
 	return r.closeParts()
 }
 
-// closeParts closes the queue and the sandbox emulator, whichever were opened.
+// closeParts closes the queue, the debugger and the sandbox emulator, whichever were opened.
 func (r *Relay) closeParts() error {
+	if r.dbg != nil {
+		r.dbg.Close()
+	}
 	var err error
 	if r.q != nil {
 		err = r.q.Close()

@@ -34,6 +34,14 @@ func (m *sourceMap) set(sources []*server.Source) {
 
 func (m *sourceMap) count() int { return len(*m.byName.Load()) }
 
+// program is the running program of a source, nil when there is no such source.
+func (m *sourceMap) program(name string) *mapping.Program {
+	if s := (*m.byName.Load())[name]; s != nil {
+		return s.Program
+	}
+	return nil
+}
+
 // mapAtDelivery maps stored events with their source's current program, as the dispatcher
 // loads them: a fixed preset or mapping applies to the whole backlog and to replayed dead
 // letters. A tap, when not nil, sees every outcome.

@@ -50,3 +50,28 @@ func (s tapSender) Send(ctx context.Context, r queue.Request) destination.Attemp
 	s.tap.Attempted(r, a)
 	return a
 }
+
+// bothTaps tells a and b (a may be nil) about everything.
+func bothTaps(a, b Tap) Tap {
+	if a == nil {
+		return b
+	}
+	return twoTaps{a, b}
+}
+
+type twoTaps struct{ a, b Tap }
+
+func (t twoTaps) Ingested(entries []queue.Entry, res queue.AppendResult, err error) {
+	t.a.Ingested(entries, res, err)
+	t.b.Ingested(entries, res, err)
+}
+
+func (t twoTaps) Mapped(e queue.Entry, reqs []queue.Request, filtered string, err error) {
+	t.a.Mapped(e, reqs, filtered, err)
+	t.b.Mapped(e, reqs, filtered, err)
+}
+
+func (t twoTaps) Attempted(r queue.Request, a destination.Attempt) {
+	t.a.Attempted(r, a)
+	t.b.Attempted(r, a)
+}

@@ -22,7 +22,7 @@ type serveFlags struct {
 	config, listen, adminListen, data, woopraURL string
 	adminToken, tlsCert, tlsKey                  string
 	diskBudget                                   string
-	workers                                      int
+	workers, debuggerEvents                      int
 	retryWindow, retryMin, retryMax              time.Duration
 	woopraTimeout, drainTimeout                  time.Duration
 	logLevel                                     string
@@ -42,6 +42,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.adminToken, "admin-token", "", "token the admin listener requires; none = loopback callers only")
 	fs.StringVar(&f.diskBudget, "disk-budget", "10GB", "disk the queue may use; past it ingest answers 503 with Retry-After (0 = no limit)")
 	fs.IntVar(&f.workers, "workers", d.Workers, "concurrent requests to Woopra")
+	fs.IntVar(&f.debuggerEvents, "debugger-events", d.DebuggerEvents, "how many of the latest events the debugger page (/debugger/ on the admin listener) keeps (0 = no debugger)")
 	fs.DurationVar(&f.retryWindow, "retry-window", d.RetryWindow, "how long a failing event is retried before it is dead-lettered")
 	fs.DurationVar(&f.retryMin, "retry-min", d.RetryMin, "first retry backoff (exponential, full jitter)")
 	fs.DurationVar(&f.retryMax, "retry-max", d.RetryMax, "largest retry backoff")
@@ -62,10 +63,14 @@ func (f serveFlags) relayConfig(log *slog.Logger) (relay.Config, error) {
 	if budget == 0 {
 		budget = -1 // the flag's 0 is "no limit"
 	}
+	dbgEvents := f.debuggerEvents
+	if dbgEvents <= 0 {
+		dbgEvents = -1 // the flag's 0 is "no debugger"
+	}
 	cfg := relay.Config{
 		Listen: f.listen, AdminListen: f.adminListen, TLSCert: f.tlsCert, TLSKey: f.tlsKey, DataDir: f.data, WoopraURL: f.woopraURL, DiskBudget: budget, Workers: f.workers,
 		WoopraTimeout: f.woopraTimeout, RetryWindow: f.retryWindow, RetryMin: f.retryMin, RetryMax: f.retryMax,
-		DrainTimeout: f.drainTimeout, AdminToken: f.adminToken, Logger: log,
+		DrainTimeout: f.drainTimeout, AdminToken: f.adminToken, Logger: log, DebuggerEvents: dbgEvents,
 	}
 	if f.config != "" {
 		if cfg.Sources, err = server.LoadConfig(f.config); err != nil {

@@ -1,0 +1,294 @@
+package debugger
+
+import (
+	"embed"
+	"encoding/json"
+	"io/fs"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/woorelay/woorelay/admin"
+	"github.com/woorelay/woorelay/presets"
+	"github.com/woorelay/woorelay/queue"
+)
+
+//go:embed assets
+var assets embed.FS
+
+// Mount adds the debugger's page and API under /debugger to e, behind guard (the admin API's
+// access rule). GET /debugger/login, outside the guard, is a sign-in form that POSTs the admin
+// token to login (admin.API.Login), for browsers, which cannot send a bearer token.
+func (d *Debugger) Mount(e *echo.Echo, guard echo.MiddlewareFunc, login echo.HandlerFunc) {
+	static, _ := fs.Sub(assets, "assets")
+	files := http.StripPrefix("/debugger/", http.FileServer(http.FS(static)))
+	e.GET("/debugger/login", func(c echo.Context) error {
+		b, _ := assets.ReadFile("assets/login.html")
+		return c.HTMLBlob(http.StatusOK, b)
+	})
+	e.POST("/debugger/login", login)
+	g := e.Group("/debugger", guard)
+	g.GET("", func(c echo.Context) error { return c.Redirect(http.StatusFound, "/debugger/") })
+	g.GET("/api/stream", d.stream)
+	g.GET("/api/events", d.list)
+	g.GET("/api/events/:id", d.open)
+	g.POST("/api/explain", d.explainAny)
+	g.POST("/api/playground", d.playground)
+	g.GET("/api/health", d.healthz)
+	g.GET("/api/presets", func(c echo.Context) error { return c.JSON(http.StatusOK, presets.Names()) })
+	g.GET("/*", func(c echo.Context) error {
+		c.Response().Header().Set("Cache-Control", "no-cache")
+		files.ServeHTTP(c.Response(), c.Request())
+		return nil
+	})
+}
+
+// MountOff answers the debugger's paths with why there is no debugger.
+func MountOff(e *echo.Echo, guard echo.MiddlewareFunc) {
+	h := func(c echo.Context) error {
+		return c.JSON(http.StatusNotFound, admin.Error{Code: "debugger_off", Message: "the debugger is turned off (--debugger-events 0); start serve with --debugger-events 1000 to keep the latest 1,000 events for it"})
+	}
+	e.Any("/debugger", h, guard)
+	e.Any("/debugger/*", h, guard)
+}
+
+func fail(c echo.Context, status int, code, msg string) error {
+	return c.JSON(status, admin.Error{Code: code, Message: msg})
+}
+
+// list answers the ring, oldest first.
+func (d *Debugger) list(c echo.Context) error {
+	d.mu.Lock()
+	rs := d.records()
+	out := make([]json.RawMessage, len(rs))
+	for i, r := range rs {
+		out[i] = r.json()
+	}
+	d.mu.Unlock()
+	return c.JSON(http.StatusOK, map[string]any{"events": out, "dropped": d.dropped.Load()})
+}
+
+// opened is one event as the page opens it.
+type opened struct {
+	Event   json.RawMessage `json:"event"`
+	Raw     json.RawMessage `json:"raw"`
+	Explain *Explanation    `json:"explain"`
+}
+
+// open answers one event of the ring, with its raw JSON and the explain trace of the
+// source's running program.
+func (d *Debugger) open(c echo.Context) error {
+	id, err := strconv.ParseUint(c.Param("id"), 10, 64)
+	if err != nil {
+		return fail(c, http.StatusBadRequest, "bad_request", "the event id must be a whole number")
+	}
+	d.mu.Lock()
+	r := d.find(id)
+	var summary, raw []byte
+	var source string
+	var received time.Time
+	if r != nil {
+		summary, raw, source, received = r.json(), r.event, r.Source, r.Received
+	}
+	d.mu.Unlock()
+	if r == nil {
+		return fail(c, http.StatusNotFound, "not_found", "event "+c.Param("id")+" is no longer in the debugger's ring (it keeps the latest --debugger-events events)")
+	}
+	out := opened{Event: summary, Explain: d.explain(source, raw, received)}
+	if json.Valid(raw) {
+		out.Raw = raw
+	} else {
+		out.Raw, _ = json.Marshal(string(raw))
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// ExplainRequest is the body of POST /debugger/api/explain.
+type ExplainRequest struct {
+	Source   string          `json:"source"`
+	Event    json.RawMessage `json:"event"`
+	Received time.Time       `json:"received"`
+}
+
+// explainAny explains any event with a source's running program (a dead letter's event).
+func (d *Debugger) explainAny(c echo.Context) error {
+	var req ExplainRequest
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	if req.Received.IsZero() {
+		req.Received = time.Now()
+	}
+	return c.JSON(http.StatusOK, d.explain(req.Source, req.Event, req.Received))
+}
+
+func (d *Debugger) explain(source string, event []byte, received time.Time) *Explanation {
+	if d.o.Program == nil {
+		return &Explanation{Outcome: "unknown", Error: "no source programs are known to the debugger"}
+	}
+	p := d.o.Program(source)
+	if p == nil {
+		return &Explanation{Outcome: "unknown", Error: "source " + strconv.Quote(source) + " is not configured any more"}
+	}
+	return explainWith(p, event, received)
+}
+
+// decode reads a JSON body of at most 1 MB; it wants Content-Type application/json, which a
+// page of another origin cannot send without a CORS preflight the admin listener never grants.
+func decode(c echo.Context, into any) error {
+	if c.Request().Header.Get("Content-Type") != "application/json" {
+		return fail(c, http.StatusUnsupportedMediaType, "bad_request", "send the body as Content-Type: application/json")
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 1<<20)).Decode(into); err != nil {
+		return fail(c, http.StatusBadRequest, "bad_request", "the body must be a JSON object of at most 1 MB: "+err.Error())
+	}
+	return nil
+}
+
+// health is the answer of GET /debugger/api/health.
+type health struct {
+	Counters admin.Counters `json:"counters"`
+	Series   []bucket       `json:"series"`
+	Dropped  int64          `json:"dropped"` // notes the debugger could not take
+	Viewers  int            `json:"viewers"` // browsers on the stream now
+	// ViewerDropped is how many changes the browsers on the stream now have lost, not yet
+	// told to them.
+	ViewerDropped int64 `json:"viewer_dropped"`
+}
+
+func (d *Debugger) healthz(c echo.Context) error {
+	var qc queue.Counters
+	if d.o.Counters != nil {
+		qc = d.o.Counters()
+	}
+	d.mu.Lock()
+	out := health{Counters: admin.CountersOf(qc), Series: append([]bucket(nil), d.health.buckets...), Dropped: d.dropped.Load(), Viewers: len(d.viewers)}
+	for v := range d.viewers {
+		out.ViewerDropped += v.dropped.Load()
+	}
+	d.mu.Unlock()
+	return c.JSON(http.StatusOK, out)
+}
+
+// viewer is one browser watching the stream.
+type viewer struct {
+	ch      chan []byte
+	dropped atomic.Int64
+	gone    chan struct{}
+	closed  bool
+}
+
+func (v *viewer) close() {
+	if !v.closed {
+		v.closed = true
+		close(v.gone)
+	}
+}
+
+// publish hands a changed record to every viewer without waiting (d.mu held).
+func (d *Debugger) publish(r *record) {
+	var b []byte // marshalled once, and only when some viewer has room: a stalled one costs nothing
+	for v := range d.viewers {
+		if len(v.ch) == cap(v.ch) {
+			v.dropped.Add(1)
+			continue
+		}
+		if b == nil {
+			b = r.json()
+		}
+		select {
+		case v.ch <- b:
+		default:
+			v.dropped.Add(1)
+		}
+	}
+}
+
+// stream serves server-sent events: the ring first, then every change. A write that takes
+// more than 10 s ends the stream; the changes a slow browser cannot take are dropped, and it
+// is told how many with a "dropped" event.
+func (d *Debugger) stream(c echo.Context) error {
+	w := c.Response()
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Time{})
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+
+	v := &viewer{ch: make(chan []byte, d.o.ViewerBuffer), gone: make(chan struct{})}
+	d.mu.Lock()
+	var first [][]byte
+	for _, r := range d.records() {
+		first = append(first, r.json())
+	}
+	d.viewers[v] = struct{}{}
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		delete(d.viewers, v)
+		d.mu.Unlock()
+	}()
+
+	write := func(event string, data []byte) error {
+		rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := w.Write([]byte("event: " + event + "\ndata: ")); err != nil {
+			return err
+		}
+		if _, err := w.Write(data); err != nil {
+			return err
+		}
+		if _, err := w.Write([]byte("\n\n")); err != nil {
+			return err
+		}
+		return nil
+	}
+	for _, b := range first {
+		if write("event", b) != nil {
+			return nil
+		}
+	}
+	if write("ready", []byte(`{}`)) != nil || rc.Flush() != nil {
+		return nil
+	}
+	ping := time.NewTicker(15 * time.Second)
+	defer ping.Stop()
+	for {
+		select {
+		case <-c.Request().Context().Done():
+			return nil
+		case <-v.gone:
+			return nil
+		case <-ping.C:
+			if write("ping", []byte(`{}`)) != nil || rc.Flush() != nil {
+				return nil
+			}
+		case b := <-v.ch:
+			if n := v.dropped.Swap(0); n > 0 {
+				if write("dropped", []byte(`{"dropped":`+strconv.FormatInt(n, 10)+`}`)) != nil {
+					return nil
+				}
+			}
+			if write("event", b) != nil {
+				return nil
+			}
+			for more := true; more; { // write what is waiting, then flush once
+				select {
+				case b := <-v.ch:
+					if write("event", b) != nil {
+						return nil
+					}
+				default:
+					more = false
+				}
+			}
+			if rc.Flush() != nil {
+				return nil
+			}
+		}
+	}
+}
