@@ -122,7 +122,7 @@ type rec struct {
 type part struct {
 	rev       uint64    // lease revision
 	renewed   time.Time // last successful renewal
-	releasing bool   // given up: no new attempts; writes still recorded until the grace ends
+	releasing bool      // given up: no new attempts; writes still recorded until the grace ends
 	releaseAt time.Time
 	stop      context.CancelFunc
 	done      chan struct{}
