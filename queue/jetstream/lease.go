@@ -43,11 +43,21 @@ func assigned(members []string, p int) string {
 		h.Write([]byte(m))
 		h.Write([]byte{'/'})
 		h.Write([]byte(strconv.Itoa(p)))
-		if v := h.Sum64(); best == "" || v > bestH {
+		if v := mix(h.Sum64()); best == "" || v > bestH {
 			best, bestH = m, v
 		}
 	}
 	return best
+}
+
+// mix is splitmix64's finaliser: FNV of short keys that differ in one byte is too
+// correlated to rank members fairly.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
 }
 
 // round is one pass of the lease protocol.
