@@ -126,7 +126,11 @@ func New(cfg Config) (_ *Relay, err error) {
 	}
 	r.sources = newSourceMap(compiled)
 
-	if r.q = cfg.Queue; r.q == nil {
+	if r.q = cfg.Queue; r.q == nil && cfg.queueConfig() != nil {
+		if r.q, err = r.openJetStream(cfg.queueConfig()); err != nil {
+			return nil, err
+		}
+	} else if r.q == nil {
 		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 			return nil, fmt.Errorf("create the data directory: %v", err)
 		}
