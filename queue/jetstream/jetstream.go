@@ -388,7 +388,7 @@ func (q *Queue) count(name string, n int64, id string) error {
 	if id != "" {
 		m.Header.Set(jetstream.MsgIDHeader, id)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err := q.js.PublishMsg(ctx, m)
 	q.stale()
@@ -396,6 +396,23 @@ func (q *Queue) count(name string, n int64, id string) error {
 		return fmt.Errorf("queue/jetstream: count %s: %w", name, err)
 	}
 	return nil
+}
+
+// retry runs a delivery-side write until it succeeds, for up to 30 s: a stream's leader
+// election after a NATS node is lost takes a few seconds, and delivery would otherwise stop.
+// Every write it retries is idempotent.
+func (q *Queue) retry(f func() error) error {
+	deadline := time.Now().Add(30 * time.Second)
+	wait := 100 * time.Millisecond
+	for {
+		err := f()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		q.log.Warn("a write to JetStream failed; retrying", "err", err, "in", wait)
+		time.Sleep(wait)
+		wait = min(2*wait, time.Second)
+	}
 }
 
 func finID(sseq uint64) string { return "fin-" + strconv.FormatUint(sseq, 10) }
@@ -496,10 +513,17 @@ func (q *Queue) removeLocked(r *rec) {
 // finish counts the item's outcome once (by its stream sequence), acknowledges its message
 // (which removes it from the work-queue stream) and forgets it.
 func (q *Queue) finish(r *rec, counter string) error {
-	if err := q.count(counter, 1, finID(r.sseq)); err != nil {
+	if err := q.retry(func() error { return q.count(counter, 1, finID(r.sseq)) }); err != nil {
 		return err
 	}
-	if err := r.msg.Ack(); err != nil {
+	// Confirmed, not fire-and-forget: delivery sends the visitor's next event once this
+	// returns, and an acknowledgement lost in a crash would make the next owner send this
+	// one again after it.
+	if err := q.retry(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return r.msg.DoubleAck(ctx)
+	}); err != nil {
 		return fmt.Errorf("queue/jetstream: acknowledge item %d: %w", r.sseq, err)
 	}
 	if r.hasState {
@@ -542,9 +566,9 @@ func (q *Queue) Filter(seq uint64, reason string) error {
 
 // putState stores the item's delivery state in the state bucket.
 func (q *Queue) putState(r *rec, st state) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	if _, err := q.states.Put(ctx, q.stateKey(r), encodeState(st)); err != nil {
+	if err := q.retry(func() error { _, err := q.states.Put(ctx, q.stateKey(r), encodeState(st)); return err }); err != nil {
 		return fmt.Errorf("queue/jetstream: record the state of item %d: %w", r.sseq, err)
 	}
 	q.mu.Lock()
@@ -588,9 +612,12 @@ func (q *Queue) deadLetter(r *rec, at time.Time, f queue.Failure) error {
 	m := nats.NewMsg(q.o.Stream + ".dlq")
 	m.Data = encodeDeadLetter(at, f, &r.entry)
 	m.Header.Set(jetstream.MsgIDHeader, "dl-"+strconv.FormatUint(r.sseq, 10))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := q.js.PublishMsg(ctx, m); err != nil {
+	if err := q.retry(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := q.js.PublishMsg(ctx, m)
+		return err
+	}); err != nil {
 		return fmt.Errorf("queue/jetstream: store dead letter of item %d: %w", r.sseq, err)
 	}
 	return q.finish(r, cDead)
