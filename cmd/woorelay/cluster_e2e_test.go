@@ -313,7 +313,7 @@ func TestClusterOutage(t *testing.T) {
 	}
 	var l clusterLoad
 	stop := make(chan struct{})
-	wg := l.run(c, 6, 200, 20, 50*time.Millisecond, stop)
+	wg := l.run(c, 4, 250, 20, 100*time.Millisecond, stop)
 	time.Sleep(outage)
 	close(stop)
 	wg.Wait()
