@@ -194,7 +194,7 @@ func Open(o Options) (*Queue, error) {
 		return nil, fmt.Errorf("queue/jetstream: %w", err)
 	}
 	q.js = js
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := q.setup(ctx); err != nil {
 		q.closeConn()
@@ -220,41 +220,71 @@ func (q *Queue) storage() jetstream.StorageType {
 	return jetstream.FileStorage
 }
 
-// setup creates (or binds) the three streams and two buckets.
+// setup creates (or binds) the three streams and two buckets. Each is tried again (10 s an
+// attempt, for up to a minute): relays starting together race to create a replicated stream,
+// and the loser's request can time out while the winner's is proposed; the retry finds it.
 func (q *Queue) setup(ctx context.Context) error {
 	s, r := q.o.Stream, q.o.Replicas
-	var err error
-	q.items, err = q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: s, Subjects: []string{s + ".q.*"}, Retention: jetstream.WorkQueuePolicy,
-		Storage: q.storage(), Replicas: r, Duplicates: q.o.DedupWindow, AllowDirect: true,
-		Description: "woorelay: events waiting for delivery, one subject per partition",
+	ensure := func(what string, f func(ctx context.Context) error) error {
+		var err error
+		for ctx.Err() == nil {
+			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err = f(actx)
+			cancel()
+			if err == nil {
+				return nil
+			}
+			q.log.Warn("creating a stream or bucket failed; retrying", "what", what, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+		return fmt.Errorf("queue/jetstream: create %s: %w", what, err)
+	}
+	err := ensure("stream "+s, func(ctx context.Context) (err error) {
+		q.items, err = q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name: s, Subjects: []string{s + ".q.*"}, Retention: jetstream.WorkQueuePolicy,
+			Storage: q.storage(), Replicas: r, Duplicates: q.o.DedupWindow, AllowDirect: true,
+			Description: "woorelay: events waiting for delivery, one subject per partition",
+		})
+		return err
 	})
 	if err != nil {
-		return fmt.Errorf("queue/jetstream: create stream %s: %w (hint: the replicas cannot exceed the cluster's nodes, and an existing stream's partitions and retention cannot change)", s, err)
+		return fmt.Errorf("%w (hint: the replicas cannot exceed the cluster's nodes, and an existing stream's partitions and retention cannot change)", err)
 	}
-	if q.dlq, err = q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: s + "_DLQ", Subjects: []string{s + ".dlq"}, Storage: q.storage(), Replicas: r,
-		Duplicates: 10 * time.Minute, AllowDirect: true,
-		Description: "woorelay: dead letters, replayable",
+	if err := ensure("stream "+s+"_DLQ", func(ctx context.Context) (err error) {
+		q.dlq, err = q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name: s + "_DLQ", Subjects: []string{s + ".dlq"}, Storage: q.storage(), Replicas: r,
+			Duplicates: 10 * time.Minute, AllowDirect: true,
+			Description: "woorelay: dead letters, replayable",
+		})
+		return err
 	}); err != nil {
-		return fmt.Errorf("queue/jetstream: create stream %s_DLQ: %w", s, err)
-	}
-	if q.ctrs, err = q.counterStream(ctx); err != nil {
 		return err
 	}
-	if q.leases, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: s + "_LEASES", TTL: q.o.LeaseTTL, Storage: q.storage(), Replicas: r,
-		Description: "woorelay: which relay delivers which partition, and which relays are alive",
+	if err := ensure("stream "+s+"_COUNTERS", func(ctx context.Context) (err error) {
+		q.ctrs, err = q.counterStream(ctx)
+		return err
 	}); err != nil {
-		return fmt.Errorf("queue/jetstream: create bucket %s_LEASES: %w", s, err)
+		return err
 	}
-	if q.states, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: s + "_STATE", Storage: q.storage(), Replicas: r, TTL: 7 * 24 * time.Hour,
-		Description: "woorelay: attempts, first failure and progress of items being retried",
+	if err := ensure("bucket "+s+"_LEASES", func(ctx context.Context) (err error) {
+		q.leases, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: s + "_LEASES", TTL: q.o.LeaseTTL, Storage: q.storage(), Replicas: r,
+			Description: "woorelay: which relay delivers which partition, and which relays are alive",
+		})
+		return err
 	}); err != nil {
-		return fmt.Errorf("queue/jetstream: create bucket %s_STATE: %w", s, err)
+		return err
 	}
-	return nil
+	return ensure("bucket "+s+"_STATE", func(ctx context.Context) (err error) {
+		q.states, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: s + "_STATE", Storage: q.storage(), Replicas: r, TTL: 7 * 24 * time.Hour,
+			Description: "woorelay: attempts, first failure and progress of items being retried",
+		})
+		return err
+	})
 }
 
 // counterStream creates the counters stream, a stream of counter CRDTs (allow_msg_counter,
