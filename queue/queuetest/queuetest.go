@@ -269,7 +269,7 @@ func settle(t testing.TB, b Backend, q queue.Queue, want queue.Counters) queue.C
 	deadline := time.Now().Add(b.Settle)
 	for {
 		c := q.Counters()
-		if c == want || !time.Now().Before(deadline) {
+		if c == want && int64(len(ScanAll(t, q))) == c.Queued || !time.Now().Before(deadline) {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -530,7 +530,7 @@ func testDedup(t *testing.T, b Backend) {
 			tc.run(t, e)
 			WaitPending(t, e.q, tc.stored, b.Settle)
 			for deadline := time.Now().Add(b.Settle); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-				if c := e.q.Counters(); c.Queued == int64(tc.stored) && c.Duplicates == tc.dups {
+				if c := e.q.Counters(); c.Queued == int64(tc.stored) && c.Duplicates == tc.dups && len(ScanAll(t, e.q)) == tc.stored {
 					break
 				}
 			}
