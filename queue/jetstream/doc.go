@@ -61,9 +61,11 @@
 // stream holds, DeadLettered what the dead-letter stream holds; an item's outcome is counted
 // in the COUNTERS stream before its message is acknowledged, with Nats-Msg-Id fin-<sequence>,
 // so a relay that redoes an item after a crash does not count it twice (within the counter
-// stream's 2 h window). Received is the items stream's last sequence less the replays, and
-// the replays are the dead letters counted less those still stored, so Received =
-// Delivered + DeadLettered + Filtered + Queued holds whenever no outcome is half recorded.
+// stream's 5 minute window: an item redone later than that, one whose delivery succeeded but
+// was not acknowledged and whose redo then failed for longer, would be counted twice).
+// Received is the items stream's last sequence less the replays, and the replays are the dead
+// letters counted less those still stored, so Received = Delivered + DeadLettered + Filtered +
+// Queued holds whenever no outcome is half recorded.
 //
 // # What differs from the disk queue
 //

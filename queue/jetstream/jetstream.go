@@ -99,6 +99,12 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
+// finWindow is the counters stream's duplicate window: how long an item's outcome id
+// (fin-<sequence>) is remembered, so that a relay redoing the item after another crashed
+// between counting and acknowledging it does not count it again. The redo comes within a
+// lease TTL and one attempt; 5 minutes keeps the ids' memory small (about 130 bytes each).
+const finWindow = 5 * time.Minute
+
 // counter subjects' last tokens.
 const (
 	cDelivered  = "delivered"
@@ -297,7 +303,7 @@ func (q *Queue) counterStream(ctx context.Context) (jetstream.Stream, error) {
 	cfg := map[string]any{
 		"name": name, "subjects": []string{q.o.Stream + ".c.*"}, "retention": "limits", "storage": q.storage().String(),
 		"num_replicas": q.o.Replicas, "allow_msg_counter": true, "allow_direct": true, "max_msgs_per_subject": 1,
-		"duplicate_window": int64(2 * time.Hour), "discard": "old",
+		"duplicate_window": int64(finWindow), "discard": "old",
 		"description": "woorelay: delivered, filtered, dead-lettered and duplicate counts; each item counted once by its id",
 	}
 	if q.o.MemoryStorage {
