@@ -1,13 +1,8 @@
 package disk
 
 import (
-	"encoding/hex"
-	"fmt"
-	"hash/fnv"
 	"io"
 	"log/slog"
-	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,27 +14,10 @@ import (
 
 var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// testClock is an injectable clock tests move by hand.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// testClock is an injectable clock tests move by hand (the suite's).
+type testClock = queuetest.Clock
 
-func newTestClock() *testClock {
-	return &testClock{t: time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)}
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newTestClock() *testClock { return queuetest.NewClock() }
 
 // open opens a queue in dir with a quiet logger and closes it when the test ends (unless the
 // test closed it already).
@@ -56,44 +34,9 @@ func open(t testing.TB, dir string, opts Options) *Queue {
 	return q
 }
 
-// entry builds an entry; payload pads the event to about that many bytes.
+// entry builds an entry (queuetest.Entry); payload pads the event to about that many bytes.
 func entry(source, id, visitor string, o queue.Outcome, payload int) queue.Entry {
-	e := queue.Entry{
-		Source:    source,
-		MessageID: id,
-		Visitor:   visitor,
-		Received:  time.Date(2026, 11, 20, 8, 59, 0, 123, time.UTC),
-		Outcome:   o,
-	}
-	e.Event = []byte(fmt.Sprintf(`{"messageId":%q,"anonymousId":%q,"pad":%q}`, id, visitor, padding(id, payload-80)))
-	switch o {
-	case queue.Deliver:
-		e.Requests = []queue.Request{{
-			Method:  "GET",
-			URL:     "https://www.woopra.com/track/ce?project=example.com&event=purchase&cookie=" + visitor,
-			Headers: []queue.Header{{Name: "User-Agent", Value: "Mozilla/5.0"}},
-		}}
-	case queue.Filtered:
-		e.Reason = "filtered: deny list"
-	case queue.Rejected:
-		e.Reason = "no_identity: no cv_id, cv_email or cookie"
-	}
-	return e
-}
-
-// padding returns n bytes of hex derived from seed: realistic to compress (about 2:1).
-func padding(seed string, n int) string {
-	if n <= 0 {
-		return ""
-	}
-	h := fnv.New64a()
-	h.Write([]byte(seed))
-	r := rand.New(rand.NewPCG(h.Sum64(), 1))
-	b := make([]byte, n/2+1)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return hex.EncodeToString(b)[:n]
+	return queuetest.Entry(source, id, visitor, o, payload)
 }
 
 // diskBackend describes the disk queue to the shared suite: a test clock (exact dedup

@@ -8,8 +8,11 @@ package queuetest
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"sync"
@@ -135,11 +138,7 @@ func Entry(source, id, visitor string, o queue.Outcome, payload int) queue.Entry
 		Received:  time.Date(2026, 11, 20, 8, 59, 0, 123, time.UTC),
 		Outcome:   o,
 	}
-	pad := ""
-	if n := payload - 80; n > 0 {
-		pad = strings.Repeat(fmt.Sprintf("%x", len(id)+len(visitor)), n)[:n]
-	}
-	e.Event = []byte(fmt.Sprintf(`{"messageId":%q,"anonymousId":%q,"pad":%q}`, id, visitor, pad))
+	e.Event = []byte(fmt.Sprintf(`{"messageId":%q,"anonymousId":%q,"pad":%q}`, id, visitor, padding(id, payload-80)))
 	switch o {
 	case queue.Deliver:
 		e.Requests = []queue.Request{{
@@ -153,6 +152,21 @@ func Entry(source, id, visitor string, o queue.Outcome, payload int) queue.Entry
 		e.Reason = "no_identity: no cv_id, cv_email or cookie"
 	}
 	return e
+}
+
+// padding returns n bytes of hex derived from seed: realistic to compress (about 2:1).
+func padding(seed string, n int) string {
+	if n <= 0 {
+		return ""
+	}
+	h := fnv.New64a()
+	h.Write([]byte(seed))
+	r := rand.New(rand.NewPCG(h.Sum64(), 1))
+	b := make([]byte, n/2+1)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return hex.EncodeToString(b)[:n]
 }
 
 // MustAppend appends entries or fails the test.
