@@ -204,7 +204,11 @@ func (r *Relay) Start() error {
 	}()
 	r.srv.SetReady(true)
 	c := r.q.Counters()
-	r.log.Info("woorelay serving", "listen", r.URL(), "admin", adminLn.Addr().String(), "data", r.cfg.DataDir, "sources", r.sources.count(), "queued", c.Queued, "dead_letters", c.DeadLettered)
+	where := "disk " + r.cfg.DataDir
+	if s, ok := r.q.(fmt.Stringer); ok {
+		where = s.String()
+	}
+	r.log.Info("woorelay serving", "listen", r.URL(), "admin", adminLn.Addr().String(), "queue", where, "sources", r.sources.count(), "queued", c.Queued, "dead_letters", c.DeadLettered)
 	return nil
 }
 

@@ -5,8 +5,8 @@
 //
 // # Streams and buckets
 //
-//	<Stream>           work-queue stream, subjects <Stream>.q.<partition>: the events waiting
-//	                   for delivery; an acknowledgement removes one
+//	<Stream>           subjects <Stream>.q.<partition>: the events waiting for delivery; a
+//	                   finished one is deleted from it (the stream is what is pending)
 //	<Stream>_DLQ       dead letters (<Stream>.dlq); a letter's id is its stream sequence
 //	<Stream>_COUNTERS  counter CRDTs (nats-server 2.12+): delivered, filtered, dead, duplicates
 //	KV <Stream>_LEASES which relay delivers which partition (p.<n>), which relays live (m.<id>)
@@ -37,9 +37,13 @@
 // A relay giving one up stops starting attempts on it at once (Owns answers false, and
 // delivery drops the visitor's lanes), records the attempts under way for Options.Grace, then
 // deletes the lease; the next holder reads the partition from its first message through a
-// consumer it creates anew. So a partition is sent from by one relay at a time, in order,
-// with one exception: a relay cut off from NATS keeps sending what it holds until its renewal
-// fails (at most TTL·2/3).
+// consumer it creates anew. An item is deleted from the stream (confirmed) before delivery
+// sends the visitor's next one, so what the next holder reads is exactly what is left. A relay
+// starts attempts on a partition only until half a TTL after it sent its last successful
+// renewal, while the lease lasts a TTL after the server stored it: a relay cut off from NATS
+// stops starting attempts at least half a TTL before another can take over (an attempt
+// already under way may still finish in that half: keep the Woopra timeout below it, or
+// accept that rare overlap as a duplicate).
 //
 // Consumer priority groups with pinned clients were the other candidate. They were not taken
 // because a pinned client is whichever pulls first and stays pinned until it stops pulling:

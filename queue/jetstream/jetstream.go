@@ -128,6 +128,7 @@ type rec struct {
 type part struct {
 	rev       uint64    // lease revision
 	renewed   time.Time // last successful renewal
+	valid     time.Time // attempts may start until then: half a TTL after the last renewal was sent
 	releasing bool      // given up: no new attempts; writes still recorded until the grace ends
 	releaseAt time.Time
 	stop      context.CancelFunc
@@ -250,7 +251,7 @@ func (q *Queue) setup(ctx context.Context) error {
 	}
 	err := ensure("stream "+s, func(ctx context.Context) (err error) {
 		q.items, err = q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name: s, Subjects: []string{s + ".q.*"}, Retention: jetstream.WorkQueuePolicy,
+			Name: s, Subjects: []string{s + ".q.*"}, Retention: jetstream.LimitsPolicy,
 			Storage: q.storage(), Replicas: r, Duplicates: q.o.DedupWindow, AllowDirect: true,
 			Description: "woorelay: events waiting for delivery, one subject per partition",
 		})
@@ -466,7 +467,7 @@ func (q *Queue) signal() {
 // owned reports whether items of partition p may be given out (lock held).
 func (q *Queue) ownedLocked(p int) bool {
 	pt := q.parts[p]
-	return pt != nil && !pt.releasing
+	return pt != nil && !pt.releasing && time.Now().Before(pt.valid)
 }
 
 func item(r *rec) queue.Item {
@@ -547,21 +548,26 @@ func (q *Queue) removeLocked(r *rec) {
 }
 
 // finish counts the item's outcome once (by its stream sequence), acknowledges its message
-// (which removes it from the work-queue stream) and forgets it.
+// (deleting it from the items stream) and forgets it.
 func (q *Queue) finish(r *rec, counter string) error {
 	if err := q.retry(func() error { return q.count(counter, 1, finID(r.sseq)) }); err != nil {
 		return err
 	}
-	// Confirmed, not fire-and-forget: delivery sends the visitor's next event once this
-	// returns, and an acknowledgement lost in a crash would make the next owner send this
-	// one again after it.
+	// The stream, not the consumer, says what is pending: the item is deleted from it (a
+	// replicated stream operation, confirmed) before delivery sends the visitor's next event,
+	// so the next owner of the partition, reading what the stream holds, never sends it again
+	// after a later one. The acknowledgement only frees the consumer's MaxAckPending slot.
 	if err := q.retry(func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return r.msg.DoubleAck(ctx)
+		if err := q.items.DeleteMsg(ctx, r.sseq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return err
+		}
+		return nil
 	}); err != nil {
-		return fmt.Errorf("queue/jetstream: acknowledge item %d: %w", r.sseq, err)
+		return fmt.Errorf("queue/jetstream: remove item %d: %w", r.sseq, err)
 	}
+	_ = r.msg.Ack()
 	if r.hasState {
 		q.dropState(r)
 	}

@@ -95,11 +95,12 @@ func (q *Queue) round(ctx context.Context) {
 			q.drop(p, true)
 			continue
 		}
+		sent := time.Now()
 		rev, err := q.leases.Update(rctx, leaseKey(p), me, pt.rev)
 		switch {
 		case err == nil:
 			q.mu.Lock()
-			pt.rev, pt.renewed = rev, now
+			pt.rev, pt.renewed, pt.valid = rev, now, sent.Add(q.o.LeaseTTL/2)
 			q.mu.Unlock()
 		case errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyNotFound) || now.Sub(pt.renewed) > q.o.LeaseTTL*2/3:
 			q.log.Warn("lost the lease of a partition; another relay delivers it", "partition", p, "err", err)
@@ -122,6 +123,7 @@ func (q *Queue) round(ctx context.Context) {
 // reading the partition.
 func (q *Queue) acquire(ctx context.Context, p int) {
 	me := []byte(q.o.Instance)
+	sent := time.Now()
 	rev, err := q.leases.Create(ctx, leaseKey(p), me)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		// Held: by another relay (wait for it to expire or be given up), or by this one from
@@ -136,7 +138,7 @@ func (q *Queue) acquire(ctx context.Context, p int) {
 		return
 	}
 	rctx, stop := context.WithCancel(context.Background())
-	pt := &part{rev: rev, renewed: time.Now(), stop: stop, done: make(chan struct{})}
+	pt := &part{rev: rev, renewed: time.Now(), valid: sent.Add(q.o.LeaseTTL / 2), stop: stop, done: make(chan struct{})}
 	q.mu.Lock()
 	q.parts[p] = pt
 	q.mu.Unlock()
