@@ -129,12 +129,15 @@ func (c Counters) Reconciles() bool {
 	return c.Received == c.Delivered+c.DeadLettered+c.Filtered+c.Queued
 }
 
-// Errors Append returns; ingest turns both into 503 with Retry-After.
+// Errors Append returns; ingest turns each into 503 with Retry-After.
 var (
 	// ErrFull means the disk budget is used up; nothing of the call was stored.
 	ErrFull = errors.New("queue: disk budget reached; retry later")
 	// ErrClosed means the queue is shutting down; nothing of the call was stored.
 	ErrClosed = errors.New("queue: closed")
+	// ErrUnavailable means a shared store did not acknowledge every entry in time (a leader
+	// election, a lost server); what it did store is found a duplicate when the client retries.
+	ErrUnavailable = errors.New("queue: the store did not acknowledge; retry later")
 )
 
 // Queue is the durable store between ingest and delivery.

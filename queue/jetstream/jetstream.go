@@ -381,7 +381,7 @@ func (q *Queue) Append(ctx context.Context, entries []queue.Entry) (queue.Append
 		}
 		f, err := q.js.PublishMsgAsync(m)
 		if err != nil {
-			return res, fmt.Errorf("queue/jetstream: publish: %w", err)
+			return res, fmt.Errorf("queue/jetstream: publish: %w: %w", queue.ErrUnavailable, err)
 		}
 		futures[i] = f
 	}
@@ -412,7 +412,7 @@ func (q *Queue) Append(ctx context.Context, entries []queue.Entry) (queue.Append
 	}
 	q.stale()
 	if firstErr != nil {
-		return res, fmt.Errorf("queue/jetstream: %d of %d events not acknowledged: %w (hint: is the stream's leader reachable? the client's retry finds the others duplicates)", len(entries)-res.Queued-res.Filtered-res.Rejected-res.Duplicates, len(entries), firstErr)
+		return res, fmt.Errorf("queue/jetstream: %d of %d events not acknowledged: %w: %w (hint: is the stream's leader reachable? the client's retry finds the others duplicates)", len(entries)-res.Queued-res.Filtered-res.Rejected-res.Duplicates, len(entries), queue.ErrUnavailable, firstErr)
 	}
 	return res, nil
 }
