@@ -55,6 +55,12 @@ type Options struct {
 	LiveIngest bool          // ingest stage: deliver while ingesting instead of holding delivery
 	NoSync     bool          // diagnostics: the relay acknowledges before the disk sync
 	Progress   io.Writer     // progress lines; nil: none
+	// Queue "nats" also runs the ingest and e2e stages with the relay's queue on JetStream
+	// (a nats-server started in this process for each side, file storage, one replica), in the
+	// same run, after the disk queue's: results "ingest-nats" and "e2e-nats".
+	Queue string
+
+	onNATS bool // this pass runs the relay on JetStream
 }
 
 // progressf writes one progress line.
@@ -162,6 +168,23 @@ func Run(o Options) ([]Result, error) {
 			return out, fmt.Errorf("%s stage: %w", st, err)
 		}
 		out = append(out, r)
+		if o.Queue == "nats" && (st == "ingest" || st == "e2e") {
+			on := o
+			on.onNATS = true
+			var rn Result
+			if st == "ingest" {
+				rn, err = benchIngest(on)
+			} else {
+				rn, err = benchE2E(on)
+			}
+			if err != nil {
+				return out, fmt.Errorf("%s stage on JetStream: %w", st, err)
+			}
+			rn.Stage += "-nats"
+			rn.Note = "queue on JetStream (nats-server in process, file storage, 1 replica, 16 partitions): " + rn.Note
+			rn.Goal, rn.Pass = "beside "+st+" (no goal of its own)", true
+			out = append(out, rn)
+		}
 	}
 	return out, nil
 }

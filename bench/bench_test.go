@@ -204,6 +204,17 @@ func TestBenchStagesSmoke(t *testing.T) {
 			t.Errorf("e2e measured nothing: %+v", r)
 		}
 	})
+	t.Run("ingest and e2e on JetStream", func(t *testing.T) {
+		on := o
+		on.Queue, on.Stages = "nats", []string{"ingest", "e2e"}
+		rs, err := Run(on)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rs) != 4 || rs[1].Stage != "ingest-nats" || rs[3].Stage != "e2e-nats" || rs[1].Ours <= 0 || rs[3].Ours <= 0 || !strings.Contains(rs[3].Note, "JetStream") {
+			t.Errorf("stages on JetStream: %+v", rs)
+		}
+	})
 	t.Run("drain", func(t *testing.T) {
 		r, err := benchDrain(o)
 		if err != nil {

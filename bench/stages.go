@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/woorelay/woorelay/internal/natstest"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -117,6 +119,7 @@ type benchRelay struct {
 	em     *emulator.Emulator
 	emStop func(context.Context) error
 	dir    string
+	nats   *natstest.Server // the JetStream server of a relay on NATS
 }
 
 // startBenchRelay starts an emulator (records off, no profiles) and a durable relay with a new
@@ -150,6 +153,13 @@ func startBenchRelayOn(o Options, idle bool, dir string) (*benchRelay, error) {
 		dataDir = b.dir
 	}
 	cfg := relay.Config{Listen: "127.0.0.1:0", DataDir: dataDir, WoopraURL: emURL, DrainTimeout: 5 * time.Second, NoSync: o.NoSync, Logger: benchLogger(o)}
+	if o.onNATS {
+		if b.nats, err = natstest.Start(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: filepath.Join(dataDir, "nats"), NoSigs: true, NoLog: true}); err != nil {
+			b.close()
+			return nil, fmt.Errorf("start nats-server: %v", err)
+		}
+		cfg.QueueURL = b.nats.URL()
+	}
 	if idle {
 		cfg.WoopraTimeout = time.Hour // held requests are not retried while the stage runs
 	}
@@ -172,6 +182,10 @@ func (b *benchRelay) close() {
 	b.em.Release()
 	if b.r != nil {
 		_ = b.r.Stop(5 * time.Second)
+	}
+	if b.nats != nil {
+		b.nats.Shutdown()
+		b.nats.WaitForShutdown()
 	}
 	if b.emStop != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -190,6 +190,7 @@ const (
 	filteredOut
 	retrying
 	abandoned // the attempt was cut short by shutdown; nothing recorded
+	moved     // another process delivers the item now (queue.Owner); nothing sent nor recorded
 	failed    // the queue could not record the outcome
 )
 
@@ -305,6 +306,9 @@ func (d *Dispatcher) fill() bool {
 	for len(d.reloads) > 0 && d.room() > 0 {
 		l := d.reloads[0]
 		limit := min(d.o.PerVisitor-len(l.items), d.room())
+		if d.lanes[l.key] != l { // dropped: its visitor moved to another process
+			limit = 0
+		}
 		if limit > 0 {
 			items, err := d.q.ScanVisitor(l.visitor, l.lastSeq, limit)
 			if err != nil {
@@ -320,7 +324,7 @@ func (d *Dispatcher) fill() bool {
 		}
 		d.reloads = d.reloads[1:]
 		l.reload = false
-		if len(l.items) == 0 && !l.overflow {
+		if len(l.items) == 0 && !l.overflow && d.lanes[l.key] == l {
 			delete(d.lanes, l.key)
 		}
 	}
@@ -482,6 +486,16 @@ func (d *Dispatcher) handle(r result) {
 			d.pauseUntil = r.pause
 		}
 		return
+	case moved:
+		// The visitor's partition moved to another process, which reads these items (and
+		// the later ones) from the shared store: drop the whole lane from memory.
+		d.loaded -= len(l.items)
+		d.m.moved.Add(float64(len(l.items)))
+		l.items, l.state, l.overflow = nil, idle, false
+		if d.lanes[l.key] == l {
+			delete(d.lanes, l.key)
+		}
+		return
 	case failed:
 		if d.fatal == nil {
 			d.fatal = r.err
@@ -531,6 +545,10 @@ func (d *Dispatcher) publish() {
 func (d *Dispatcher) deliver(ctx context.Context, j job) result {
 	it := j.it
 	r := result{l: j.l}
+	if o, ok := d.q.(queue.Owner); ok && !o.Owns(it.Seq) {
+		r.it, r.out = it, moved
+		return r
+	}
 	e := &it.Entry
 	if e.Outcome != queue.Deliver {
 		f := queue.Failure{Reason: fmt.Sprintf("entry with outcome %s in the delivery queue; nothing to send", e.Outcome), Attempts: it.Attempts}

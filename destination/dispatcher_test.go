@@ -843,3 +843,44 @@ func TestDispatcherRefillsInChunks(t *testing.T) {
 		t.Fatalf("%d scans for %d items with a window of %d, want at most %d", scans, n, opts.Window, limit)
 	}
 }
+
+// ownerQueue is a fake queue shared with another process: items of the visitors in gone have
+// moved to it (queue.Owner).
+type ownerQueue struct {
+	*fakeQueue
+	gone map[string]bool
+}
+
+func (q *ownerQueue) Owns(seq uint64) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	it := q.items[seq]
+	return it != nil && !q.gone[it.Entry.Visitor]
+}
+
+// TestDispatcherDropsMovedVisitors: a visitor whose items another process now delivers is
+// dropped from memory before any attempt: nothing of it is sent or recorded, and the other
+// visitors are delivered.
+func TestDispatcherDropsMovedVisitors(t *testing.T) {
+	q := &ownerQueue{fakeQueue: newFakeQueue(), gone: map[string]bool{"b": true}}
+	s := newScriptSender()
+	var bs []uint64
+	for i := range 3 {
+		q.add("a", req(evURL("a", i)))
+		bs = append(bs, q.add("b", req(evURL("b", i))))
+	}
+	stop := start(t, NewDispatcher(q, s, fastOpts()))
+	waitFor(t, "a delivered", func() bool { return s.count(evURL("a", 2)) == 1 })
+	time.Sleep(50 * time.Millisecond)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	for i, seq := range bs {
+		if !q.isPending(seq) || s.count(evURL("b", i)) != 0 || q.retries(seq) != 0 {
+			t.Fatalf("moved item b%d: sent %d times, pending %v", i, s.count(evURL("b", i)), q.isPending(seq))
+		}
+	}
+	if c := q.Counters(); c.Delivered != 3 || c.Queued != 3 {
+		t.Fatalf("counters %+v, want a's 3 delivered and b's 3 left for the other process", c)
+	}
+}

@@ -64,6 +64,12 @@
 // in the queue. Delivery is at least once: an item is sent again if the process stops between
 // the destination's answer and the queue recording it.
 //
+// A queue shared by several relays (queue/jetstream) implements queue.Owner: before each
+// attempt the dispatcher asks whether the item is still its own, and when its partition has
+// moved to another relay it drops the visitor's whole lane from memory, sending and recording
+// nothing (the new owner reads those items, with their state, from the shared store), so two
+// relays never send one visitor's events side by side.
+//
 // The queue is assumed to make items visible to Scan in Seq order (an item never appears
 // after a higher Seq was read). If one does, it is picked up the next time the dispatcher
 // has nothing in memory.
@@ -81,6 +87,6 @@
 // woorelay_delivery_events_total{outcome}, woorelay_delivery_latency_seconds (ingest to
 // delivery), woorelay_delivery_request_duration_seconds, woorelay_delivery_in_flight,
 // woorelay_delivery_loaded_items, woorelay_delivery_lanes, woorelay_delivery_pauses_total,
-// woorelay_delivery_pause_seconds_total, woorelay_delivery_lane_overflows_total,
+// woorelay_delivery_pause_seconds_total, woorelay_delivery_lane_overflows_total, woorelay_delivery_moved_items_total,
 // woorelay_delivery_queue_errors_total{op} and woorelay_queue_backlog (Counters().Queued).
 package destination

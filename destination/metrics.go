@@ -22,6 +22,7 @@ type metrics struct {
 	pauses       prometheus.Counter
 	pauseSeconds prometheus.Counter
 	overflows    prometheus.Counter
+	moved        prometheus.Counter
 	queueErrors  *prometheus.CounterVec // by operation
 	backlog      prometheus.GaugeFunc
 }
@@ -67,6 +68,10 @@ func newMetrics(q queue.Queue) *metrics {
 			Namespace: ns, Subsystem: sub, Name: "pause_seconds_total",
 			Help: "Seconds of pause the destination asked for with 429 Retry-After.",
 		}),
+		moved: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "moved_items_total",
+			Help: "Items dropped from memory because their partition moved to another relay, which delivers them.",
+		}),
 		overflows: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "lane_overflows_total",
 			Help: "Times a visitor had more items pending than one lane holds; the rest are read later, in order.",
@@ -88,7 +93,7 @@ func (m *metrics) register(r prometheus.Registerer) error {
 	}
 	var errs []error
 	for _, c := range []prometheus.Collector{m.attempts, m.events, m.latency, m.duration, m.inflight,
-		m.loaded, m.lanes, m.pauses, m.pauseSeconds, m.overflows, m.queueErrors, m.backlog} {
+		m.loaded, m.lanes, m.pauses, m.pauseSeconds, m.overflows, m.moved, m.queueErrors, m.backlog} {
 		if err := r.Register(c); err != nil {
 			errs = append(errs, err)
 		}

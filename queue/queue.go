@@ -2,9 +2,18 @@
 // (Entry), what delivery reads back (Item), the dead-letter store, and the counters that
 // reconcile (received = delivered + dead-lettered + filtered + queued).
 //
-// The embedded default implementation lives in queue/disk (an on-disk log on pebble). Any
-// other backend (a distributed log, say) implements the same Queue interface, so neither the
-// HTTP server nor the delivery workers change when the backend does.
+// The embedded default implementation lives in queue/disk (an on-disk log on pebble);
+// queue/jetstream keeps the same promises on a NATS JetStream cluster shared by several
+// relays. Both implement the same Queue interface, so neither the HTTP server nor the delivery
+// workers change when the backend does; queue/queuetest is the behavioural suite both pass.
+//
+// # Order
+//
+// Order is promised per ordering key (Entry.Visitor): two items of one visitor are scanned in
+// the order they were appended. Across visitors Seq only says when an item became visible to
+// this process: a distributed log split in partitions cannot promise more, and delivery needs
+// no more. A queue shared by several processes gives each item to one of them at a time; it
+// implements Owner so that delivery stops at once when an item moves to another process.
 package queue
 
 import (
@@ -70,7 +79,7 @@ type Entry struct {
 
 // Item is a stored entry waiting for delivery, as delivery reads it back.
 type Item struct {
-	Seq          uint64 // position in the queue; strictly increasing in append order
+	Seq          uint64 // position in this process's view of the queue; increasing in append order per visitor, and in the order items became visible to Scan
 	Entry        Entry
 	Attempts     int       // delivery attempts made so far (persisted by Retrying)
 	FirstAttempt time.Time // zero until the first attempt failed
@@ -120,12 +129,15 @@ func (c Counters) Reconciles() bool {
 	return c.Received == c.Delivered+c.DeadLettered+c.Filtered+c.Queued
 }
 
-// Errors Append returns; ingest turns both into 503 with Retry-After.
+// Errors Append returns; ingest turns each into 503 with Retry-After.
 var (
 	// ErrFull means the disk budget is used up; nothing of the call was stored.
 	ErrFull = errors.New("queue: disk budget reached; retry later")
 	// ErrClosed means the queue is shutting down; nothing of the call was stored.
 	ErrClosed = errors.New("queue: closed")
+	// ErrUnavailable means a shared store did not acknowledge every entry in time (a leader
+	// election, a lost server); what it did store is found a duplicate when the client retries.
+	ErrUnavailable = errors.New("queue: the store did not acknowledge; retry later")
 )
 
 // Queue is the durable store between ingest and delivery.
@@ -137,7 +149,8 @@ type Queue interface {
 	// Append stores the entries durably and atomically: all or none.
 	Append(ctx context.Context, entries []Entry) (AppendResult, error)
 
-	// Scan returns up to limit pending items with Seq > after, in Seq order.
+	// Scan returns up to limit pending items with Seq > after, in Seq order. An item never
+	// becomes visible after one with a higher Seq was returned.
 	Scan(after uint64, limit int) ([]Item, error)
 	// ScanVisitor returns up to limit pending items of one visitor with Seq > after, in order.
 	ScanVisitor(visitor string, after uint64, limit int) ([]Item, error)
@@ -171,4 +184,14 @@ type Queue interface {
 	Counters() Counters
 	// Close flushes and closes the store; later Appends fail with ErrClosed.
 	Close() error
+}
+
+// Owner is implemented by a queue whose items can move to another process (a queue shared by
+// several relays, each delivering the partitions it holds). Delivery asks before every attempt;
+// a false answer means another process now delivers the item and those after it of the same
+// visitor, so this one drops them from memory without recording anything (they are not lost:
+// the new owner reads them, with their attempts and progress, from the shared store).
+type Owner interface {
+	// Owns reports whether the item with this Seq is still this process's to deliver.
+	Owns(seq uint64) bool
 }

@@ -42,6 +42,11 @@ type Config struct {
 	// Queue, when set, is the queue backend to use instead of the disk queue in DataDir. The
 	// relay owns it from New on: Stop (or a failed New) closes it.
 	Queue queue.Queue
+	// QueueURL, when set, puts the queue on NATS JetStream (queue/jetstream) instead of the
+	// disk: the servers' URLs, comma separated (--queue nats://host:4222). The sources file's
+	// queue: section gives the rest (stream, replicas, partitions, dedup window, credentials)
+	// and its urls when QueueURL is empty. Unused when Queue is set.
+	QueueURL string
 	// WoopraURL, when set, is where every source delivers instead of its base_url (an
 	// emulator, a proxy) (--woopra-url).
 	WoopraURL string
@@ -170,6 +175,14 @@ func (c Config) validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		bad("tls-cert", "give both --tls-cert and --tls-key (the certificate and its private key), or neither for plain HTTP")
+	}
+	for _, u := range strings.Split(c.QueueURL, ",") {
+		if c.QueueURL != "" && !strings.HasPrefix(u, "nats://") && !strings.HasPrefix(u, "tls://") {
+			bad("queue", "%q is not a NATS URL; write it like nats://127.0.0.1:4222 (several: comma separated)", u)
+		}
+	}
+	if c.Sources != nil && c.Sources.Queue != nil && len(c.Sources.Queue.URLs) == 0 && c.QueueURL == "" {
+		bad("queue", "%s: the queue section has no urls and no --queue is given; list the NATS servers (urls: [nats://host:4222]) or pass --queue nats://host:4222", c.Sources.Queue.Where)
 	}
 	if c.WoopraURL != "" {
 		if u, err := url.Parse(c.WoopraURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -130,7 +130,11 @@ func New(cfg Config) (_ *Relay, err error) {
 	}
 	r.sources = newSourceMap(compiled)
 
-	if r.q = cfg.Queue; r.q == nil {
+	if r.q = cfg.Queue; r.q == nil && cfg.queueConfig() != nil {
+		if r.q, err = r.openJetStream(cfg.queueConfig()); err != nil {
+			return nil, err
+		}
+	} else if r.q == nil {
 		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 			return nil, fmt.Errorf("create the data directory: %v", err)
 		}
@@ -210,7 +214,11 @@ func (r *Relay) Start() error {
 	}()
 	r.srv.SetReady(true)
 	c := r.q.Counters()
-	r.log.Info("woorelay serving", "listen", r.URL(), "admin", adminLn.Addr().String(), "data", r.cfg.DataDir, "sources", r.sources.count(), "queued", c.Queued, "dead_letters", c.DeadLettered)
+	where := "disk " + r.cfg.DataDir
+	if s, ok := r.q.(fmt.Stringer); ok {
+		where = s.String()
+	}
+	r.log.Info("woorelay serving", "listen", r.URL(), "admin", adminLn.Addr().String(), "queue", where, "sources", r.sources.count(), "queued", c.Queued, "dead_letters", c.DeadLettered)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"fmt"
+	"github.com/woorelay/woorelay/server"
 	"reflect"
 )
 
@@ -62,6 +63,9 @@ func (c Config) restartOnly(next Config) []Finding {
 			fs = append(fs, Finding{Setting: s.name, Message: fmt.Sprintf("changing it from %v to %v needs a restart of serve; a reload changes only the sources file", redact(s.name, s.old), redact(s.name, s.next))})
 		}
 	}
+	if a, b := c.queueConfig(), next.queueConfig(); !reflect.DeepEqual(a, b) && (a == nil || b == nil || !reflect.DeepEqual(*a, withWhere(*b, a.Where))) {
+		fs = append(fs, Finding{Setting: "queue", Message: "changing the queue (--queue or the sources file's queue: section) needs a restart of serve"})
+	}
 	if next.Queue != nil && next.Queue != c.Queue {
 		fs = append(fs, Finding{Setting: "queue", Message: "another queue backend needs a restart of serve"})
 	}
@@ -77,4 +81,9 @@ func redact(name string, v any) any {
 		return "(a token)"
 	}
 	return v
+}
+
+func withWhere(q server.QueueConfig, where string) server.QueueConfig {
+	q.Where = where
+	return q
 }

@@ -24,6 +24,7 @@ import (
 //	public_url: https://ingest.example.com   # optional: what the settings endpoint tells browser SDKs
 //	allowed_origins: [https://www.example.com] # optional: CORS allow list of every source; default any origin
 //	trusted_proxies: [127.0.0.1, 10.0.0.0/8]  # optional: proxies whose X-Forwarded-For / Forwarded is believed; default none
+//	queue: {urls: [nats://127.0.0.1:4222]}    # optional: the queue on NATS JetStream (QueueConfig); default the disk queue
 //	sources:
 //	  - name: website                        # required, unique: names the source in metrics and the queue
 //	    write_key: 2bQZ4kE7xN                # or write_key_env: WEBSITE_WRITE_KEY (read from the environment)
@@ -42,6 +43,8 @@ type Config struct {
 	// TrustedProxies are the addresses (CIDRs; a bare address is one host) of the reverse
 	// proxies whose forwarding headers name the client; empty trusts none.
 	TrustedProxies []netip.Prefix
+	// Queue, when the file has a queue: section, puts the relay's queue on NATS JetStream.
+	Queue *QueueConfig
 	// Sources are the configured sources, in file order.
 	Sources []SourceConfig
 }
@@ -111,7 +114,7 @@ func (l *loader) errAt(n *yaml.Node, code, hint, format string, args ...any) {
 }
 
 var (
-	topKeys    = []string{"public_url", "allowed_origins", "trusted_proxies", "sources"}
+	topKeys    = []string{"public_url", "allowed_origins", "trusted_proxies", "queue", "sources"}
 	sourceKeys = []string{"name", "write_key", "write_key_env", "preset", "settings", "mappings", "allowed_origins"}
 )
 
@@ -147,6 +150,8 @@ func (l *loader) parse(data []byte) *Config {
 			cfg.AllowedOrigins = l.origins(v)
 		case "trusted_proxies":
 			cfg.TrustedProxies = l.prefixes(v)
+		case "queue":
+			cfg.Queue = l.queue(v)
 		case "sources":
 			sourcesNode = v
 		}

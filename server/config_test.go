@@ -92,6 +92,8 @@ func TestBadConfig(t *testing.T) {
 		"bad_yaml.yaml":                `testdata/bad_yaml.yaml:2:1: yaml_syntax: `,
 		"bad_no_sources.yaml":          `testdata/bad_no_sources.yaml:1:1: missing_key: the configuration has no sources:`,
 		"bad_trusted_proxy.yaml":       `testdata/bad_trusted_proxy.yaml:1:31: bad_value: trusted proxy "proxy.internal" is not an IP address or CIDR (hint: write an address like 127.0.0.1`,
+		"bad_queue.yaml":               `testdata/bad_queue.yaml:2:33: bad_value: queue url "http://nats.internal:4222" is not a nats:// URL (hint: write a NATS server as nats://host:4222`,
+		"bad_queue_key.yaml":           `testdata/bad_queue_key.yaml:3:3: unknown_key: unknown key "partitoins" (hint: did you mean "partitions"?)`,
 	}
 	files, _ := filepath.Glob("testdata/bad_*.yaml")
 	if len(files) != len(cases) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -174,6 +175,7 @@ func TestStoreErrors(t *testing.T) {
 		{queue.ErrFull, 503, "store_full", true},
 		{queue.ErrClosed, 503, "shutting_down", true},
 		{context.DeadlineExceeded, 503, "store_timeout", true},
+		{fmt.Errorf("queue/jetstream: 3 of 20 events not acknowledged: %w: timeout", queue.ErrUnavailable), 503, "store_unavailable", true},
 		{errors.New("disk on fire"), 500, "store_error", false},
 	}
 	for _, tc := range cases {

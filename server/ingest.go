@@ -46,6 +46,7 @@ var (
 	errClosed  = &reqError{http.StatusServiceUnavailable, "shutting_down", "the queue is closed while the server shuts down; retry after the Retry-After delay"}
 	errStore   = &reqError{http.StatusInternalServerError, "store_error", "the events could not be stored; retry later"}
 	errTimeout = &reqError{http.StatusServiceUnavailable, "store_timeout", "storing the events took too long; retry after the Retry-After delay"}
+	errUnavail = &reqError{http.StatusServiceUnavailable, "store_unavailable", "the queue's servers did not acknowledge the events; retry after the Retry-After delay"}
 )
 
 // ingestHandler handles one route: authenticate, read and validate the body, normalise and
@@ -145,6 +146,8 @@ func (s *Server) ingestHandler(rt route) echo.HandlerFunc {
 				return fail(errFull)
 			case errors.Is(err, queue.ErrClosed):
 				return fail(errClosed)
+			case errors.Is(err, queue.ErrUnavailable):
+				return fail(errUnavail)
 			case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 				return fail(errTimeout)
 			}

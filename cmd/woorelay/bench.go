@@ -18,7 +18,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `usage: woorelay bench [--stage S[,S...]] [--rounds N] [--conns N] [--duration D] [--outage D] [--json]
+		fmt.Fprint(stderr, `usage: woorelay bench [--stage S[,S...]] [--queue disk|nats] [--rounds N] [--conns N] [--duration D] [--outage D] [--json]
 
 Measures each stage against its ceiling in the same run (interleaved rounds, medians, ratios):
   transform  default preset vs the hand-written single-pass ceiling, one core
@@ -42,6 +42,7 @@ Measures each stage against its ceiling in the same run (interleaved rounds, med
 	fs.DurationVar(&o.DrainLimit, "drain-limit", 15*time.Minute, "how long the outage stage waits for the backlog to drain")
 	fs.IntVar(&o.Backlog, "backlog", 200_000, "events on disk that the drain stage delivers")
 	fs.BoolVar(&o.LiveIngest, "ingest-live", false, "ingest stage: let delivery run while ingesting (default: delivery held, ingest measured alone)")
+	fs.StringVar(&o.Queue, "queue", "disk", "disk, or nats: also run ingest and e2e with the queue on JetStream (in-process nats-server), beside the disk queue's, in the same run")
 	fs.BoolVar(&o.NoSync, "nosync", false, "diagnostics only: the relay acknowledges before the disk sync (not durable; shows what the sync costs)")
 	jsonOut := fs.Bool("json", false, "print the results as JSON instead of a table")
 	quiet := fs.Bool("q", false, "no progress lines on stderr")
@@ -59,6 +60,10 @@ Measures each stage against its ceiling in the same run (interleaved rounds, med
 	}
 	if o.Rounds < 1 || o.Conns < 1 || o.Duration <= 0 || o.Outage <= 0 || o.OutageRate < 20 {
 		fmt.Fprintln(stderr, "woorelay bench: --rounds and --conns must be at least 1, --duration and --outage positive, --outage-rate at least 20")
+		return 2
+	}
+	if o.Queue != "disk" && o.Queue != "nats" {
+		fmt.Fprintf(stderr, "woorelay bench: --queue %q: use disk or nats\n", o.Queue)
 		return 2
 	}
 	o.Stages = stages

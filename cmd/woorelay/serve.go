@@ -20,7 +20,7 @@ import (
 // serveFlags are the flags of `woorelay serve`; each can also be set by WOORELAY_<FLAG>.
 type serveFlags struct {
 	config, listen, adminListen, data, woopraURL string
-	adminToken, tlsCert, tlsKey                  string
+	adminToken, tlsCert, tlsKey, queueURL        string
 	diskBudget                                   string
 	workers, debuggerEvents                      int
 	retryWindow, retryMin, retryMax              time.Duration
@@ -38,6 +38,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (with its chain) of the ingest listener: serve HTTPS; reloaded when the file changes")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&f.data, "data", d.DataDir, "directory of the durable queue")
+	fs.StringVar(&f.queueURL, "queue", "", "queue on NATS JetStream instead of --data: nats://host:4222 (comma separated for several); shared by every relay given the same servers")
 	fs.StringVar(&f.woopraURL, "woopra-url", "", "deliver to this Woopra endpoint (an emulator, a proxy) instead of each source's base_url")
 	fs.StringVar(&f.adminToken, "admin-token", "", "token the admin listener requires; none = loopback callers only")
 	fs.StringVar(&f.diskBudget, "disk-budget", "10GB", "disk the queue may use; past it ingest answers 503 with Retry-After (0 = no limit)")
@@ -68,7 +69,7 @@ func (f serveFlags) relayConfig(log *slog.Logger) (relay.Config, error) {
 		dbgEvents = -1 // the flag's 0 is "no debugger"
 	}
 	cfg := relay.Config{
-		Listen: f.listen, AdminListen: f.adminListen, TLSCert: f.tlsCert, TLSKey: f.tlsKey, DataDir: f.data, WoopraURL: f.woopraURL, DiskBudget: budget, Workers: f.workers,
+		Listen: f.listen, AdminListen: f.adminListen, TLSCert: f.tlsCert, TLSKey: f.tlsKey, DataDir: f.data, QueueURL: f.queueURL, WoopraURL: f.woopraURL, DiskBudget: budget, Workers: f.workers,
 		WoopraTimeout: f.woopraTimeout, RetryWindow: f.retryWindow, RetryMin: f.retryMin, RetryMax: f.retryMax,
 		DrainTimeout: f.drainTimeout, AdminToken: f.adminToken, Logger: log, DebuggerEvents: dbgEvents,
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -13,283 +12,51 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/woorelay/woorelay/queue"
+	"github.com/woorelay/woorelay/queue/queuetest"
 )
 
 var ctx = context.Background()
 
-// TestLifecycle walks append, scan, done, progress, retrying, dead and replay, and after every
-// step checks the counters and what the store holds.
-func TestLifecycle(t *testing.T) {
-	dir := t.TempDir()
-	clock := newTestClock()
-	q := open(t, dir, Options{Clock: clock.Now})
-	steps := []struct {
-		name string
-		do   func(t *testing.T)
-		want queue.Counters
-	}{
-		{"append mixed outcomes", func(t *testing.T) {
-			res, err := q.Append(ctx, []queue.Entry{
-				entry("web", "a1", "alice", queue.Deliver, 500),
-				entry("web", "b1", "bob", queue.Deliver, 500),
-				entry("web", "f1", "carol", queue.Filtered, 100),
-				entry("web", "r1", "", queue.Rejected, 100),
-				entry("web", "a2", "alice", queue.Deliver, 500),
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := (queue.AppendResult{Queued: 3, Filtered: 1, Rejected: 1}); res != want {
-				t.Fatalf("result %+v, want %+v", res, want)
-			}
-		}, queue.Counters{Received: 5, Queued: 3, Filtered: 1, DeadLettered: 1}},
-		{"scan returns the items in order with their entries", func(t *testing.T) {
-			items, err := q.Scan(0, 10)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var ids []string
-			for _, it := range items {
-				ids = append(ids, it.Entry.MessageID)
-			}
-			if strings.Join(ids, ",") != "a1,b1,a2" || items[0].Seq != 1 || items[2].Seq != 3 {
-				t.Fatalf("scan = %v (seqs %d..%d)", ids, items[0].Seq, items[2].Seq)
-			}
-			want := entry("web", "a1", "alice", queue.Deliver, 500)
-			if !reflect.DeepEqual(items[0].Entry, want) {
-				t.Fatalf("entry read back differs:\n got %+v\nwant %+v", items[0].Entry, want)
-			}
-			if page, _ := q.Scan(1, 1); len(page) != 1 || page[0].Seq != 2 {
-				t.Fatalf("Scan(1, 1) = %+v", page)
-			}
-			alice, _ := q.ScanVisitor("alice", 0, 10)
-			if len(alice) != 2 || alice[0].Seq != 1 || alice[1].Seq != 3 {
-				t.Fatalf("ScanVisitor(alice) = %+v", alice)
-			}
-			if rest, _ := q.ScanVisitor("alice", 1, 10); len(rest) != 1 || rest[0].Seq != 3 {
-				t.Fatalf("ScanVisitor(alice, 1) = %+v", rest)
-			}
-			if none, _ := q.ScanVisitor("alic", 0, 10); len(none) != 0 {
-				t.Fatalf("ScanVisitor(alic) = %+v, want nothing (prefix of another visitor)", none)
-			}
-		}, queue.Counters{Received: 5, Queued: 3, Filtered: 1, DeadLettered: 1}},
-		{"the rejected entry is a dead letter with its reason", func(t *testing.T) {
-			dls := deadAll(t, q)
-			if len(dls) != 1 || dls[0].Entry.MessageID != "r1" || dls[0].Failure.Reason != "no_identity: no cv_id, cv_email or cookie" || !dls[0].At.Equal(clock.Now()) {
-				t.Fatalf("dead letters = %+v", dls)
-			}
-		}, queue.Counters{Received: 5, Queued: 3, Filtered: 1, DeadLettered: 1}},
-		{"done removes the item", func(t *testing.T) {
-			if err := q.Done(1); err != nil {
-				t.Fatal(err)
-			}
-			if err := q.Done(1); err != nil { // again: nothing to do, counters unchanged
-				t.Fatal(err)
-			}
-		}, queue.Counters{Received: 5, Queued: 2, Filtered: 1, DeadLettered: 1, Delivered: 1}},
-		{"progress and retrying are kept", func(t *testing.T) {
-			first := clock.Now().Add(-time.Minute)
-			if err := q.Progress(2, 1); err != nil {
-				t.Fatal(err)
-			}
-			if err := q.Retrying(2, 3, first); err != nil {
-				t.Fatal(err)
-			}
-			items, _ := q.ScanVisitor("bob", 0, 1)
-			if len(items) != 1 || items[0].Attempts != 3 || !items[0].FirstAttempt.Equal(first) || items[0].NextRequest != 1 {
-				t.Fatalf("item after Progress/Retrying = %+v", items)
-			}
-			if err := q.Retrying(99, 1, first); err != nil {
-				t.Fatalf("Retrying of an unknown item: %v", err)
-			}
-		}, queue.Counters{Received: 5, Queued: 2, Filtered: 1, DeadLettered: 1, Delivered: 1}},
-		{"dead moves the item to the dead letters", func(t *testing.T) {
-			f := queue.Failure{Reason: "woopra answered 403 Forbidden", Request: "GET https://www.woopra.com/track/ce", Status: 403, Response: "forbidden", Attempts: 4}
-			if err := q.Dead(2, f); err != nil {
-				t.Fatal(err)
-			}
-			dl, ok, err := q.DeadLetter(2)
-			if err != nil || !ok || dl.Failure != f || dl.Entry.MessageID != "b1" {
-				t.Fatalf("DeadLetter(2) = %+v, %v, %v", dl, ok, err)
-			}
-			if _, ok, _ := q.DeadLetter(3); ok {
-				t.Fatal("DeadLetter(3) exists")
-			}
-		}, queue.Counters{Received: 5, Queued: 1, Filtered: 1, DeadLettered: 2, Delivered: 1}},
-		{"replay: unchanged, remapped, left in place", func(t *testing.T) {
-			// Letter 1 was rejected at ingest: without a remap it stays; letter 2 goes back.
-			n, err := q.Replay([]uint64{1, 2, 2, 77}, nil)
-			if err != nil || n != 1 {
-				t.Fatalf("Replay = %d, %v; want 1", n, err)
-			}
-			items := scanAll(t, q)
-			last := items[len(items)-1]
-			if last.Seq != 4 || last.Entry.MessageID != "b1" || last.Attempts != 0 {
-				t.Fatalf("replayed item = %+v, want seq 4 b1 with a fresh state", last)
-			}
-			n, err = q.Replay([]uint64{1}, func(e queue.Entry) (queue.Entry, error) {
-				return queue.Entry{}, errors.New("still broken")
-			})
-			if err != nil || n != 0 {
-				t.Fatalf("Replay with a failing remap = %d, %v", n, err)
-			}
-			n, err = q.Replay([]uint64{1}, func(e queue.Entry) (queue.Entry, error) {
-				e.Outcome, e.Visitor, e.Reason = queue.Deliver, "dave", ""
-				e.Requests = []queue.Request{{Method: "GET", URL: "https://www.woopra.com/track/ce?cookie=dave"}}
-				return e, nil
-			})
-			if err != nil || n != 1 {
-				t.Fatalf("Replay with a remap = %d, %v", n, err)
-			}
-			dave, _ := q.ScanVisitor("dave", 0, 10)
-			if len(dave) != 1 || dave[0].Seq != 5 || dave[0].Entry.MessageID != "r1" {
-				t.Fatalf("remapped item = %+v", dave)
-			}
-		}, queue.Counters{Received: 5, Queued: 3, Filtered: 1, DeadLettered: 0, Delivered: 1, Replayed: 2}},
-		{"reopen resumes", func(t *testing.T) {
-			before := q.Counters()
-			if err := q.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := q.Append(ctx, []queue.Entry{entry("web", "x", "v", queue.Deliver, 10)}); !errors.Is(err, queue.ErrClosed) {
-				t.Fatalf("Append after Close = %v, want ErrClosed", err)
-			}
-			q = open(t, dir, Options{Clock: clock.Now})
-			if q.Counters() != before {
-				t.Fatalf("counters after reopen %+v, want %+v", q.Counters(), before)
-			}
-			if _, err := q.Append(ctx, []queue.Entry{entry("web", "a3", "alice", queue.Deliver, 10)}); err != nil {
-				t.Fatal(err)
-			}
-			items := scanAll(t, q)
-			if len(items) != 4 || items[3].Seq != 6 {
-				t.Fatalf("after reopen the new item has seq %d, want 6 (items %d)", items[len(items)-1].Seq, len(items))
-			}
-			for _, s := range []uint64{3, 4, 5, 6} {
-				if err := q.Done(s); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}, queue.Counters{Received: 6, Queued: 0, Filtered: 1, DeadLettered: 0, Delivered: 5, Replayed: 2}},
-	}
-	for _, s := range steps {
-		t.Run(s.name, func(t *testing.T) {
-			s.do(t)
-			if got := checkStore(t, q); got != s.want {
-				t.Fatalf("counters %+v, want %+v", got, s.want)
-			}
-		})
-	}
+// TestSuite runs the behavioural suite every queue backend passes (queue/queuetest) on the
+// disk queue, on a test clock, with its exact sequence numbers and store checks.
+func TestSuite(t *testing.T) {
+	queuetest.Run(t, diskBackend)
 }
 
-func TestDedup(t *testing.T) {
+// TestDedupPruning: pruning removes expired dedup keys only, also the ones found on open.
+func TestDedupPruning(t *testing.T) {
 	const window = time.Hour
-	tests := []struct {
-		name   string
-		run    func(t *testing.T, q *Queue, clock *testClock, reopen func() *Queue) *Queue
-		stored int   // pending items at the end
-		dups   int64 // Counters.Duplicates at the end
-	}{
-		{"within one append", func(t *testing.T, q *Queue, _ *testClock, _ func() *Queue) *Queue {
-			res, err := q.Append(ctx, []queue.Entry{entry("web", "m", "v", queue.Deliver, 10), entry("web", "m", "v", queue.Deliver, 10), entry("web", "m", "v", queue.Rejected, 10)})
-			if err != nil || res != (queue.AppendResult{Queued: 1, Duplicates: 2}) {
-				t.Fatalf("Append = %+v, %v", res, err)
-			}
-			return q
-		}, 1, 2},
-		{"across appends and outcomes", func(t *testing.T, q *Queue, _ *testClock, _ func() *Queue) *Queue {
-			mustAppend(t, q, entry("web", "m", "v", queue.Filtered, 10))
-			res := mustAppend(t, q, entry("web", "m", "v", queue.Deliver, 10))
-			if res.Duplicates != 1 {
-				t.Fatalf("second append = %+v", res)
-			}
-			return q
-		}, 0, 1},
-		{"no message id is never a duplicate", func(t *testing.T, q *Queue, _ *testClock, _ func() *Queue) *Queue {
-			mustAppend(t, q, entry("web", "", "v", queue.Deliver, 10), entry("web", "", "v", queue.Deliver, 10))
-			mustAppend(t, q, entry("web", "", "v", queue.Deliver, 10))
-			return q
-		}, 3, 0},
-		{"same id from another source is not a duplicate", func(t *testing.T, q *Queue, _ *testClock, _ func() *Queue) *Queue {
-			mustAppend(t, q, entry("web", "m", "v", queue.Deliver, 10), entry("ios", "m", "v", queue.Deliver, 10))
-			// A source name that is a prefix of another must not collide either.
-			mustAppend(t, q, entry("we", "bm", "v", queue.Deliver, 10))
-			return q
-		}, 3, 0},
-		{"across a reopen", func(t *testing.T, q *Queue, _ *testClock, reopen func() *Queue) *Queue {
-			mustAppend(t, q, entry("web", "m", "v", queue.Deliver, 10))
-			q = reopen()
-			if res := mustAppend(t, q, entry("web", "m", "v", queue.Deliver, 10)); res.Duplicates != 1 {
-				t.Fatalf("after reopen: %+v", res)
-			}
-			return q
-		}, 1, 1},
-		{"after delivery, still within the window", func(t *testing.T, q *Queue, clock *testClock, _ func() *Queue) *Queue {
-			mustAppend(t, q, entry("web", "m", "v", queue.Deliver, 10))
-			if err := q.Done(1); err != nil {
-				t.Fatal(err)
-			}
-			clock.Advance(window - time.Nanosecond)
-			mustAppend(t, q, entry("web", "m", "v", queue.Deliver, 10))
-			return q
-		}, 0, 1},
-		{"just outside the window", func(t *testing.T, q *Queue, clock *testClock, _ func() *Queue) *Queue {
-			mustAppend(t, q, entry("web", "m", "v", queue.Deliver, 10))
-			clock.Advance(window)
-			if res := mustAppend(t, q, entry("web", "m", "v", queue.Deliver, 10)); res.Queued != 1 {
-				t.Fatalf("outside the window: %+v", res)
-			}
-			// ...and the new sighting opens a new window.
-			clock.Advance(window / 2)
-			if res := mustAppend(t, q, entry("web", "m", "v", queue.Deliver, 10)); res.Duplicates != 1 {
-				t.Fatalf("inside the new window: %+v", res)
-			}
-			return q
-		}, 2, 1},
-		{"pruning removes expired keys only", func(t *testing.T, q *Queue, clock *testClock, reopen func() *Queue) *Queue {
-			for i := range 50 {
-				mustAppend(t, q, entry("web", fmt.Sprint("old", i), "v", queue.Deliver, 10))
-			}
-			clock.Advance(window / 2)
-			mustAppend(t, q, entry("web", "new", "v", queue.Deliver, 10))
-			mustAppend(t, q, entry("web", "old0", "v", queue.Deliver, 10)) // duplicate
-			clock.Advance(window / 2)
-			mustAppend(t, q, entry("web", "old1", "v", queue.Deliver, 10)) // expired: stored again
-			prune(q)
-			if k, tk := countPrefix(t, q, prefixDedup), countPrefix(t, q, prefixDedupTime); k != 2 || tk != 2 {
-				t.Fatalf("after pruning %d dedup keys and %d time entries remain, want 2 and 2 (new, old1)", k, tk)
-			}
-			if res := mustAppend(t, q, entry("web", "new", "v", queue.Deliver, 10), entry("web", "old1", "v", queue.Deliver, 10)); res.Duplicates != 2 {
-				t.Fatalf("kept keys no longer deduplicate: %+v", res)
-			}
-			clock.Advance(window)
-			q = reopen() // pruning also runs on open
-			prune(q)
-			if k := countPrefix(t, q, prefixDedup); k != 0 {
-				t.Fatalf("%d dedup keys remain after every window expired", k)
-			}
-			return q
-		}, 52, 3},
+	dir := t.TempDir()
+	clock := newTestClock()
+	opts := Options{Clock: clock.Now, DedupWindow: window}
+	q := open(t, dir, opts)
+	for i := range 50 {
+		mustAppend(t, q, entry("web", fmt.Sprint("old", i), "v", queue.Deliver, 10))
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			clock := newTestClock()
-			opts := Options{Clock: clock.Now, DedupWindow: window}
-			q := open(t, dir, opts)
-			reopen := func() *Queue {
-				if err := q.Close(); err != nil {
-					t.Fatal(err)
-				}
-				q = open(t, dir, opts)
-				return q
-			}
-			q = tc.run(t, q, clock, reopen)
-			c := checkStore(t, q)
-			if c.Queued != int64(tc.stored) || c.Duplicates != tc.dups {
-				t.Fatalf("queued %d, duplicates %d; want %d, %d", c.Queued, c.Duplicates, tc.stored, tc.dups)
-			}
-		})
+	clock.Advance(window / 2)
+	mustAppend(t, q, entry("web", "new", "v", queue.Deliver, 10))
+	mustAppend(t, q, entry("web", "old0", "v", queue.Deliver, 10)) // duplicate
+	clock.Advance(window / 2)
+	mustAppend(t, q, entry("web", "old1", "v", queue.Deliver, 10)) // expired: stored again
+	prune(q)
+	if k, tk := countPrefix(t, q, prefixDedup), countPrefix(t, q, prefixDedupTime); k != 2 || tk != 2 {
+		t.Fatalf("after pruning %d dedup keys and %d time entries remain, want 2 and 2 (new, old1)", k, tk)
+	}
+	if res := mustAppend(t, q, entry("web", "new", "v", queue.Deliver, 10), entry("web", "old1", "v", queue.Deliver, 10)); res.Duplicates != 2 {
+		t.Fatalf("kept keys no longer deduplicate: %+v", res)
+	}
+	clock.Advance(window)
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q = open(t, dir, opts) // pruning also runs on open
+	prune(q)
+	if k := countPrefix(t, q, prefixDedup); k != 0 {
+		t.Fatalf("%d dedup keys remain after every window expired", k)
+	}
+	c := checkStore(t, q)
+	if c.Queued != 52 || c.Duplicates != 3 {
+		t.Fatalf("queued %d, duplicates %d; want 52, 3", c.Queued, c.Duplicates)
 	}
 }
 
@@ -307,36 +74,6 @@ func prune(q *Queue) {
 	done := make(chan struct{})
 	q.pruneReq <- done
 	<-done
-}
-
-// TestDedupConcurrent appends the same message id from many goroutines at once: exactly one
-// is stored, every other is a duplicate.
-func TestDedupConcurrent(t *testing.T) {
-	q := open(t, t.TempDir(), Options{})
-	const n = 32
-	var wg sync.WaitGroup
-	results := make([]queue.AppendResult, n)
-	for i := range n {
-		wg.Go(func() {
-			res, err := q.Append(ctx, []queue.Entry{entry("web", "same", fmt.Sprint("v", i), queue.Deliver, 100)})
-			if err != nil {
-				t.Error(err)
-			}
-			results[i] = res
-		})
-	}
-	wg.Wait()
-	var total queue.AppendResult
-	for _, r := range results {
-		total.Queued += r.Queued
-		total.Duplicates += r.Duplicates
-	}
-	if total != (queue.AppendResult{Queued: 1, Duplicates: n - 1}) {
-		t.Fatalf("results add up to %+v", total)
-	}
-	if c := checkStore(t, q); c.Queued != 1 || c.Duplicates != n-1 || c.Received != 1 {
-		t.Fatalf("counters %+v", c)
-	}
 }
 
 // TestGroupCommit holds the committer while N appenders queue up, then checks that they all
@@ -526,56 +263,6 @@ func TestAppendCallerGoneMidCommit(t *testing.T) {
 	checkStore(t, q)
 }
 
-// TestCloseUnderLoad closes the queue while appenders run: every Append returns (nil or
-// ErrClosed), and what was acknowledged is exactly what the reopened store holds.
-func TestCloseUnderLoad(t *testing.T) {
-	dir := t.TempDir()
-	q := open(t, dir, Options{})
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	acked := map[string]bool{}
-	started := make(chan struct{}, 8)
-	for g := range 8 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				id := fmt.Sprintf("g%d-%d", g, i)
-				_, err := q.Append(ctx, []queue.Entry{entry("web", id, "v", queue.Deliver, 200)})
-				if errors.Is(err, queue.ErrClosed) {
-					return
-				}
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				acked[id] = true
-				mu.Unlock()
-				if i == 10 {
-					started <- struct{}{}
-				}
-			}
-		})
-	}
-	for range 8 {
-		<-started
-	}
-	if err := q.Close(); err != nil {
-		t.Fatal(err)
-	}
-	wg.Wait()
-	q = open(t, dir, Options{})
-	items := scanAll(t, q)
-	if len(items) != len(acked) {
-		t.Fatalf("%d items stored, %d acknowledged", len(items), len(acked))
-	}
-	for _, it := range items {
-		if !acked[it.Entry.MessageID] {
-			t.Fatalf("item %s stored but not acknowledged", it.Entry.MessageID)
-		}
-	}
-	checkStore(t, q)
-}
-
 // TestCorruptItem: a pending item that cannot be decoded is moved to the dead letters with
 // its raw record and a reason naming the failure, instead of panicking or stalling delivery.
 func TestCorruptItem(t *testing.T) {
@@ -676,35 +363,6 @@ func TestScanSkipsDeliveredHead(t *testing.T) {
 		t.Fatalf("pending after reopen: %d items from %d", len(items), items[0].Seq)
 	}
 	checkStore(t, q)
-}
-
-// TestFilterAtDelivery: an item delivery's mapping drops on purpose leaves the queue and is
-// counted as filtered; filtering it again, or a finished item, changes nothing.
-func TestFilterAtDelivery(t *testing.T) {
-	q := open(t, t.TempDir(), Options{})
-	mustAppend(t, q, entry("web", "f-1", "u:1", queue.Deliver, 100), entry("web", "f-2", "u:1", queue.Deliver, 100))
-	items := scanAll(t, q)
-	if len(items) != 2 {
-		t.Fatalf("scanned %d items, want 2", len(items))
-	}
-	if err := q.Filter(items[0].Seq, "consent: denied"); err != nil {
-		t.Fatal(err)
-	}
-	if err := q.Done(items[1].Seq); err != nil {
-		t.Fatal(err)
-	}
-	for _, seq := range []uint64{items[0].Seq, items[1].Seq} {
-		if err := q.Filter(seq, "again"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want := queue.Counters{Received: 2, Delivered: 1, Filtered: 1}
-	if c := checkStore(t, q); c != want {
-		t.Errorf("counters %+v, want %+v", c, want)
-	}
-	if n := len(scanAll(t, q)); n != 0 {
-		t.Errorf("%d items still pending", n)
-	}
 }
 
 // TestRemoveScannedItems checks removals of items a scan returned, which use what the scan

@@ -1,0 +1,351 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/woorelay/woorelay/admin"
+	"github.com/woorelay/woorelay/bench"
+	"github.com/woorelay/woorelay/emulator"
+	"github.com/woorelay/woorelay/internal/natstest"
+)
+
+// The cluster tests run three `woorelay serve` processes on one three-node JetStream cluster
+// (nats-server in the test process, from its Go module), behind a client that spreads
+// requests over them as a load balancer would. WOORELAY_LONG_E2E=1 runs the long versions
+// (more visitors, a longer load, a five-minute outage).
+
+func longE2E() bool { return os.Getenv("WOORELAY_LONG_E2E") == "1" }
+
+// cluster is three relays on one JetStream cluster, delivering to one emulator.
+type cluster struct {
+	t      *testing.T
+	nats   *natstest.Cluster
+	em     *emulator.Emulator
+	config string
+	woopra string
+	addrs  [3]string
+	admins [3]string
+	procs  [3]*proc
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end cluster test; skipped with -short")
+	}
+	c := &cluster{t: t, nats: natstest.RunCluster(t, 3)}
+	c.em = emulator.New(emulator.Options{MaxRecords: 1 << 21})
+	url, stop, err := c.em.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.em.Release(); stop(context.Background()) })
+	c.woopra = url
+	dir := t.TempDir()
+	c.config = filepath.Join(dir, "woorelay.yaml")
+	urls := strings.Split(c.nats.URLs(), ",")
+	src := fmt.Sprintf("queue:\n  urls: [%s]\n  replicas: 3\n  partitions: 12\n  dedup_window: 10m\nsources:\n  - name: web\n    write_key: any-key\n    preset: default\n    settings: {project: cluster.example}\n", strings.Join(urls, ", "))
+	if err := os.WriteFile(c.config, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.procs {
+		if c.addrs[i], err = bench.FreeLoopback(); err != nil {
+			t.Fatal(err)
+		}
+		if c.admins[i], err = bench.FreeLoopback(); err != nil {
+			t.Fatal(err)
+		}
+		c.start(i)
+	}
+	return c
+}
+
+// start runs relay i (again).
+func (c *cluster) start(i int) {
+	c.procs[i] = startWoorelay(c.t, c.addrs[i], nil, "serve", "--config", c.config, "--listen", c.addrs[i],
+		"--admin-listen", c.admins[i], "--data", c.t.TempDir(), "--woopra-url", c.woopra,
+		"--retry-min", "5ms", "--retry-max", "200ms", "--woopra-timeout", "2s", "--log-level", "warn")
+}
+
+func (c *cluster) counters(i int) (admin.Counters, error) {
+	return admin.NewClient(c.procs[i].admin, "", nil).Counters(context.Background())
+}
+
+// quiet waits until relay i reports nothing queued, twice a second apart (the cluster is
+// quiet), and returns the counters.
+func (c *cluster) quiet(i int, timeout time.Duration) admin.Counters {
+	c.t.Helper()
+	var last admin.Counters
+	stable := 0
+	waitFor(c.t, timeout, "a quiet cluster", func() bool {
+		n, err := c.counters(i)
+		if err != nil || n.Queued != 0 || n != last {
+			last, stable = n, 0
+			return false
+		}
+		stable++
+		time.Sleep(500 * time.Millisecond)
+		return stable >= 2
+	})
+	return last
+}
+
+// clusterLoad is the oracle of the cluster tests: workers each own a set of visitors and send
+// batches one after another, each retried (at the next relay) until a relay answers 200, so
+// a visitor's events are acknowledged in the order of their n.
+type clusterLoad struct {
+	mu       sync.Mutex
+	acked    map[string]bool
+	issued   int
+	statuses map[int]int
+}
+
+func (l *clusterLoad) run(c *cluster, workers, visitorsPer, size int, pace time.Duration, stop <-chan struct{}) *sync.WaitGroup {
+	l.acked, l.statuses = map[string]bool{}, map[int]int{}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			client := &http.Client{Timeout: 10 * time.Second}
+			next := make([]int, visitorsPer)
+			relay := w % len(c.addrs)
+			for k := 0; ; k++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(pace):
+				}
+				var b bytes.Buffer
+				ids := make([]string, size)
+				b.WriteString(`{"batch":[`)
+				for i := range size {
+					v := (k*size + i) % visitorsPer
+					ids[i] = fmt.Sprintf("w%d-v%d-%d", w, v, next[v])
+					if i > 0 {
+						b.WriteByte(',')
+					}
+					fmt.Fprintf(&b, `{"type":"track","event":"Cluster","userId":"w%d-v%d","messageId":%q,"properties":{"mid":%q}}`, w, v, ids[i], ids[i])
+					next[v]++
+				}
+				b.WriteString(`]}`)
+				l.mu.Lock()
+				l.issued += size
+				l.mu.Unlock()
+				for {
+					req, _ := http.NewRequest("POST", "http://"+c.addrs[relay]+"/v1/batch", bytes.NewReader(b.Bytes()))
+					req.SetBasicAuth("any-key", "")
+					status := 0
+					if resp, err := client.Do(req); err == nil {
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						status = resp.StatusCode
+					}
+					l.mu.Lock()
+					l.statuses[status]++
+					if status == 200 {
+						for _, id := range ids {
+							l.acked[id] = true
+						}
+					}
+					l.mu.Unlock()
+					relay = (relay + 1) % len(c.addrs) // the load balancer's next relay
+					if status == 200 {
+						break
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		})
+	}
+	return &wg
+}
+
+func (l *clusterLoad) ackedCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.acked)
+}
+
+// check waits until every acknowledged event reached the emulator, then checks each
+// visitor's order (first deliveries in n order; a repeat is allowed only of the last one)
+// and returns the deliveries and duplicates.
+func (l *clusterLoad) check(t *testing.T, em *emulator.Emulator, timeout time.Duration) (delivered, dups int) {
+	t.Helper()
+	var got map[string]int
+	waitFor(t, timeout, "every acknowledged event at the emulator", func() bool {
+		got = map[string]int{}
+		for _, r := range em.Requests() {
+			if r.Status == 200 {
+				got[r.Params.Get("ce_mid")]++
+			}
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for id := range l.acked {
+			if got[id] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	last := map[string]int{}
+	violations := 0
+	for _, r := range em.Requests() {
+		if r.Status != 200 {
+			continue
+		}
+		mid := r.Params.Get("ce_mid")
+		i := strings.LastIndexByte(mid, '-')
+		var n int
+		fmt.Sscan(mid[i+1:], &n)
+		v := mid[:i]
+		prev, seen := last[v]
+		if seen && n < prev {
+			if violations++; violations <= 5 {
+				t.Errorf("visitor %s: event %d reached Woopra after event %d", v, n, prev)
+			}
+		}
+		if !seen || n > prev {
+			last[v] = n
+		}
+	}
+	if violations > 5 {
+		t.Errorf("%d order violations in all", violations)
+	}
+	for _, n := range got {
+		delivered++
+		dups += n - 1
+	}
+	return delivered, dups
+}
+
+// TestClusterChaos: three relays on a three-node JetStream cluster under a load of thousands
+// of visitors; one relay is SIGKILLed and restarted three times, and one NATS node is killed
+// (and later restarted) during the load. Every acknowledged event reaches Woopra, each
+// visitor's in order; duplicates are counted; every relay's counters are the cluster's and
+// reconcile.
+func TestClusterChaos(t *testing.T) {
+	c := newCluster(t)
+	// 3,000 visitors, paced (a batch of 25 every 100 ms per worker) to keep CI short.
+	workers, visitorsPer, hold, pace := 12, 250, 2*time.Second, 100*time.Millisecond
+	if longE2E() {
+		workers, visitorsPer, hold, pace = 20, 1000, 10*time.Second, 0 // 20,000 visitors, flat out
+	}
+	var l clusterLoad
+	stop := make(chan struct{})
+	wg := l.run(c, workers, visitorsPer, 25, pace, stop)
+	waitFor(t, 30*time.Second, "the load under way", func() bool { return l.ackedCount() >= 2000 })
+	for k := range 3 {
+		victim := k % 3
+		time.Sleep(hold)
+		c.procs[victim].kill()
+		if k == 1 {
+			c.nats.Kill(0) // a NATS node dies once, mid-load
+		}
+		time.Sleep(hold)
+		c.start(victim)
+	}
+	time.Sleep(hold)
+	if err := c.nats.Restart(0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(hold)
+	close(stop)
+	wg.Wait()
+	acked := l.ackedCount()
+	delivered, dups := l.check(t, c.em, 3*time.Minute)
+	n := c.quiet(2, time.Minute)
+	for i := range c.procs {
+		ci, err := c.counters(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ci != n {
+			t.Errorf("relay %d's counters %+v differ from relay 2's %+v", i, ci, n)
+		}
+	}
+	if !n.Reconciles || n.Received != n.Delivered+n.DeadLettered+n.Filtered+n.Queued {
+		t.Errorf("counters do not reconcile: %+v", n)
+	}
+	if n.Received < int64(acked) || n.DeadLettered != 0 {
+		t.Errorf("counters %+v: want at least the %d acknowledged events received, no dead letters", n, acked)
+	}
+	statuses := fmt.Sprint(l.statuses)
+	t.Logf("3 relays, 3 NATS nodes, %d visitors, 3 relay SIGKILLs, 1 NATS node killed: %d events issued, %d acknowledged, %d distinct delivered, %d duplicate deliveries (%.2f%%); answers by status %s; counters %+v",
+		workers*visitorsPer, l.issued, acked, delivered, dups, 100*float64(dups)/float64(max(delivered, 1)), statuses, n)
+}
+
+// TestClusterOutage: Woopra refuses everything (500) for a stretch while three relays take a
+// load: ingest keeps answering 200, and everything drains once it recovers. A 403 dead
+// letter is listed and shown through one relay and replayed through another (woorelay dlq).
+// The outage lasts 20 s (WOORELAY_LONG_E2E=1: five minutes).
+func TestClusterOutage(t *testing.T) {
+	c := newCluster(t)
+	outage := 20 * time.Second
+	if longE2E() {
+		outage = 5 * time.Minute
+	}
+	c.em.Script("w403", 403)
+	if s := sendOne403(t, c.addrs[0]); s != 200 {
+		t.Fatalf("ingest answered %d", s)
+	}
+	waitFor(t, 30*time.Second, "the dead letter", func() bool { n, err := c.counters(1); return err == nil && n.DeadLettered == 1 })
+	var out, errb bytes.Buffer
+	if code := run([]string{"dlq", "--server", c.procs[1].admin, "list"}, nil, &out, &errb); code != 0 || !strings.Contains(out.String(), "403") {
+		t.Fatalf("dlq list on relay 1: exit %d: %s%s", code, out.String(), errb.String())
+	}
+	out.Reset()
+	if code := run([]string{"dlq", "--server", c.procs[2].admin, "show", "1"}, nil, &out, &errb); code != 0 || !strings.Contains(out.String(), `"message_id": "m-403"`) {
+		t.Fatalf("dlq show on relay 2: exit %d: %s%s", code, out.String(), errb.String())
+	}
+	if err := c.em.SetFaults(emulator.Faults{Always: 500}); err != nil {
+		t.Fatal(err)
+	}
+	var l clusterLoad
+	stop := make(chan struct{})
+	wg := l.run(c, 4, 250, 20, 100*time.Millisecond, stop)
+	time.Sleep(outage)
+	close(stop)
+	wg.Wait()
+	refused := c.em.Stats().ByStatus[500]
+	for status, n := range l.statuses {
+		if status != 200 {
+			t.Errorf("ingest answered %d to %d requests during the outage; want 200 to every request", status, n)
+		}
+	}
+	if refused == 0 {
+		t.Error("the emulator refused nothing; the outage did not happen")
+	}
+	c.em.ClearFaults()
+	out.Reset()
+	if code := run([]string{"dlq", "--server", c.procs[0].admin, "replay", "--all"}, nil, &out, &errb); code != 0 || !strings.Contains(out.String(), "replayed 1 of 1") {
+		t.Fatalf("dlq replay on relay 0: exit %d: %s%s", code, out.String(), errb.String())
+	}
+	delivered, dups := l.check(t, c.em, 3*time.Minute)
+	n := c.quiet(1, 2*time.Minute)
+	if !n.Reconciles || n.DeadLettered != 0 || n.Replayed != 1 || n.Delivered < int64(l.ackedCount())+1 {
+		t.Errorf("after the outage: %+v; want every event delivered, the replayed one too, no dead letters, reconciling", n)
+	}
+	mids := []string{}
+	for _, r := range c.em.RequestsOf("w403") {
+		mids = append(mids, fmt.Sprint(r.Status))
+	}
+	sort.Strings(mids)
+	t.Logf("outage of %s with 3 relays: %d requests refused with 500; %d events acknowledged (all 200), all delivered after recovery, %d duplicates; the 403 letter (answers %v) replayed through another relay; counters %+v",
+		outage, refused, l.ackedCount(), dups, mids, n)
+	_ = delivered
+}
+
+func sendOne403(t *testing.T, addr string) int {
+	return sendOne(t, "http://"+addr, "w403", "m-403")
+}

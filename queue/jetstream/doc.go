@@ -1,0 +1,80 @@
+// Package jetstream is a queue.Queue on NATS JetStream, shared by any number of relays: each
+// `woorelay serve --queue nats://...` opens the same streams, ingests into them, and delivers
+// the partitions it holds. It keeps the promises of queue/disk and passes the same
+// behavioural suite (queue/queuetest).
+//
+// # Streams and buckets
+//
+//	<Stream>           subjects <Stream>.q.<partition>: the events waiting for delivery; a
+//	                   finished one is deleted from it (the stream is what is pending)
+//	<Stream>_DLQ       dead letters (<Stream>.dlq); a letter's id is its stream sequence
+//	<Stream>_COUNTERS  counter CRDTs (nats-server 2.12+): delivered, filtered, dead, duplicates
+//	KV <Stream>_LEASES which relay delivers which partition (p.<n>), which relays live (m.<id>)
+//	KV <Stream>_STATE  attempts, first failure and next request of items being retried
+//
+// # Durable acknowledgement and dedup
+//
+// Append publishes every entry of the request asynchronously and waits for all the
+// acknowledgements together, so ingest answers 200 only once every event is stored on a
+// quorum of the stream's replicas, for one round trip per request, not per event. Each
+// message carries Nats-Msg-Id = source and messageId: JetStream drops a second one within
+// Options.DedupWindow and says so in its acknowledgement, which Append counts as a
+// duplicate. Filtered and rejected entries are stored too and finished by the partition's
+// owner (counted filtered, or moved to the dead letters with their reason), so that every
+// event received is one message of the items stream. An Append is not all-or-none as on
+// disk: when some acknowledgements fail, the request gets 503 and its retry finds the stored
+// ones duplicates (an event without messageId would be stored twice).
+//
+// # Partitions and ownership: a KV lease
+//
+// An entry goes to partition fnv32a(visitor) mod Partitions, so a visitor's events are in
+// one partition, in the order they were acknowledged. Each partition is delivered by one relay
+// at a time, the holder of its lease in the LEASES bucket (a key with the bucket's TTL,
+// Options.LeaseTTL, created with Create and renewed with Update on its revision every TTL/3).
+// Which relay should hold a partition is a rendezvous hash over the live relays (their m.<id>
+// keys, renewed the same way): all relays agree, a dead relay's partitions move once its keys
+// expire, and a relay that joins takes an even share, moving only the partitions it wins.
+// A relay giving one up stops starting attempts on it at once (Owns answers false, and
+// delivery drops the visitor's lanes), records the attempts under way for Options.Grace, then
+// deletes the lease; the next holder reads the partition from its first message through a
+// consumer it creates anew. An item is deleted from the stream (confirmed) before delivery
+// sends the visitor's next one, so what the next holder reads is exactly what is left. A relay
+// starts attempts on a partition only until half a TTL after it sent its last successful
+// renewal, while the lease lasts a TTL after the server stored it: a relay cut off from NATS
+// stops starting attempts at least half a TTL before another can take over (an attempt
+// already under way may still finish in that half: keep the Woopra timeout below it, or
+// accept that rare overlap as a duplicate).
+//
+// Consumer priority groups with pinned clients were the other candidate. They were not taken
+// because a pinned client is whichever pulls first and stays pinned until it stops pulling:
+// a relay that joins gets nothing until another dies, so work does not spread; and the
+// messages the dead client held come back only after AckWait, which must be hours here,
+// since a failing head is held back (unacknowledged) for up to the 4 h retry window.
+//
+// # Retries, progress and restarts
+//
+// Retrying and Progress write the item's state to the STATE bucket under
+// <partition>.<stream sequence>; the next holder of the partition reads those keys before the
+// messages, so attempts, the first failure (the 4 h window) and the next request survive a
+// restart and a move. A relay holds at most Options.MaxPending items per partition (the
+// consumer's MaxAckPending), whatever the backlog in the stream.
+//
+// # Counters
+//
+// Counters are the cluster's totals, the same from every relay: Queued is what the items
+// stream holds, DeadLettered what the dead-letter stream holds; an item's outcome is counted
+// in the COUNTERS stream before its message is acknowledged, with Nats-Msg-Id fin-<sequence>,
+// so a relay that redoes an item after a crash does not count it twice (within the counter
+// stream's 5 minute window: an item redone later than that, one whose delivery succeeded but
+// was not acknowledged and whose redo then failed for longer, would be counted twice).
+// Received is the items stream's last sequence less the replays, and the replays are the dead
+// letters counted less those still stored, so Received = Delivered + DeadLettered + Filtered +
+// Queued holds whenever no outcome is half recorded.
+//
+// # What differs from the disk queue
+//
+// Seq is this relay's own numbering of the items it reads, in per-visitor order; it starts
+// again after a restart. Dedup after delivery lasts as long as the stream leader keeps its
+// in-memory window: a NATS node that restarts rebuilds it from the messages still stored, so
+// a delivered event resent after a leader restart is not recognised.
+package jetstream

@@ -1,0 +1,307 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/woorelay/woorelay/queue"
+)
+
+// leaseLoop renews this relay's presence and leases every LeaseTTL/3 and moves partitions as
+// relays come and go, until ctx ends.
+func (q *Queue) leaseLoop(ctx context.Context) {
+	defer close(q.loopDone)
+	t := time.NewTicker(q.o.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			q.round(ctx)
+		}
+	}
+}
+
+func leaseKey(p int) string { return "p." + strconv.Itoa(p) }
+
+// assigned is the rendezvous hash of a partition over the live relays: every relay computes
+// the same owner from the same member list, and a relay joining or leaving moves only the
+// partitions it wins or held.
+func assigned(members []string, p int) string {
+	var best string
+	var bestH uint64
+	for _, m := range members {
+		h := fnv.New64a()
+		h.Write([]byte(m))
+		h.Write([]byte{'/'})
+		h.Write([]byte(strconv.Itoa(p)))
+		if v := mix(h.Sum64()); best == "" || v > bestH {
+			best, bestH = m, v
+		}
+	}
+	return best
+}
+
+// mix is splitmix64's finaliser: FNV of short keys that differ in one byte is too
+// correlated to rank members fairly.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+// round is one pass of the lease protocol.
+func (q *Queue) round(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, q.o.LeaseTTL/3)
+	defer cancel()
+	me := []byte(q.o.Instance)
+	if _, err := q.leases.Put(rctx, "m."+q.o.Instance, me); err != nil {
+		if ctx.Err() == nil {
+			q.log.Warn("renewing this relay's presence failed", "err", err)
+		}
+	}
+	members := []string{q.o.Instance}
+	if l, err := q.leases.ListKeysFiltered(rctx, "m.*"); err == nil {
+		for k := range l.Keys() {
+			if m := strings.TrimPrefix(k, "m."); m != q.o.Instance {
+				members = append(members, m)
+			}
+		}
+		sort.Strings(members)
+	}
+	now := time.Now()
+	for p := range q.o.Partitions {
+		want := assigned(members, p) == q.o.Instance
+		q.mu.Lock()
+		pt := q.parts[p]
+		q.mu.Unlock()
+		if pt == nil {
+			if want {
+				q.acquire(rctx, p)
+			}
+			continue
+		}
+		if pt.releasing && now.After(pt.releaseAt) {
+			q.drop(p, true)
+			continue
+		}
+		sent := time.Now()
+		rev, err := q.leases.Update(rctx, leaseKey(p), me, pt.rev)
+		switch {
+		case err == nil:
+			q.mu.Lock()
+			pt.rev, pt.renewed, pt.valid = rev, now, sent.Add(q.o.LeaseTTL/2)
+			q.mu.Unlock()
+		case errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyNotFound) || now.Sub(pt.renewed) > q.o.LeaseTTL*2/3:
+			q.log.Warn("lost the lease of a partition; another relay delivers it", "partition", p, "err", err)
+			q.drop(p, false)
+			continue
+		default:
+			q.log.Warn("renewing a partition's lease failed; retrying", "partition", p, "err", err)
+		}
+		if !want && !pt.releasing {
+			q.log.Info("giving a partition up to a relay that joined", "partition", p, "grace", q.o.Grace)
+			q.mu.Lock()
+			pt.releasing, pt.releaseAt = true, now.Add(q.o.Grace)
+			q.mu.Unlock()
+			pt.stop()
+		}
+	}
+}
+
+// acquire takes partition p's lease if it is free (or still this relay's) and starts
+// reading the partition.
+func (q *Queue) acquire(ctx context.Context, p int) {
+	me := []byte(q.o.Instance)
+	sent := time.Now()
+	rev, err := q.leases.Create(ctx, leaseKey(p), me)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		// Held: by another relay (wait for it to expire or be given up), or by this one from
+		// before a lost renewal.
+		e, gerr := q.leases.Get(ctx, leaseKey(p))
+		if gerr != nil || string(e.Value()) != q.o.Instance {
+			return
+		}
+		rev, err = q.leases.Update(ctx, leaseKey(p), me, e.Revision())
+	}
+	if err != nil {
+		return
+	}
+	rctx, stop := context.WithCancel(context.Background())
+	pt := &part{rev: rev, renewed: time.Now(), valid: sent.Add(q.o.LeaseTTL / 2), stop: stop, done: make(chan struct{})}
+	q.mu.Lock()
+	q.parts[p] = pt
+	q.mu.Unlock()
+	q.log.Info("delivering a partition", "partition", p)
+	go q.read(rctx, p, pt)
+}
+
+// drop forgets partition p and its items; with release it deletes the lease so another relay
+// takes it at once.
+func (q *Queue) drop(p int, release bool) {
+	q.mu.Lock()
+	pt := q.parts[p]
+	if pt == nil {
+		q.mu.Unlock()
+		return
+	}
+	delete(q.parts, p)
+	for _, r := range q.recs {
+		if r.part == p {
+			q.removeLocked(r)
+		}
+	}
+	q.mu.Unlock()
+	pt.stop()
+	<-pt.done
+	if release {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := q.leases.Delete(ctx, leaseKey(p), jetstream.LastRevision(pt.rev)); err != nil {
+			q.log.Warn("giving a partition's lease up failed; it expires", "partition", p, "err", err)
+		}
+	}
+}
+
+// read loads partition p: the retry states of its items, then every message it holds, from
+// the first, through a consumer created anew (a previous owner's deliveries are not waited
+// for). Delivered items are held for delivery; filtered and rejected ones are finished here.
+func (q *Queue) read(ctx context.Context, p int, pt *part) {
+	defer close(pt.done)
+	for first := true; ctx.Err() == nil; first = false {
+		err := q.readOnce(ctx, p, pt, first)
+		if ctx.Err() != nil {
+			return
+		}
+		q.log.Warn("reading a partition failed; retrying in 1s", "partition", p, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (q *Queue) readOnce(ctx context.Context, p int, pt *part, first bool) error {
+	states := map[uint64]state{}
+	w, err := q.states.WatchFiltered(ctx, []string{strconv.Itoa(p) + ".*"}, jetstream.IgnoreDeletes())
+	if err != nil {
+		return err
+	}
+	for e := range w.Updates() {
+		if e == nil {
+			break
+		}
+		_, s, _ := strings.Cut(e.Key(), ".")
+		sseq, _ := strconv.ParseUint(s, 10, 64)
+		if st, err := decodeState(e.Value(), "state "+e.Key()); err == nil {
+			states[sseq] = st
+		}
+	}
+	_ = w.Stop()
+	name := q.o.Stream + "_p" + strconv.Itoa(p)
+	if first {
+		// Anew: what a previous owner was given and did not acknowledge is read again now.
+		// After a read error the consumer is kept: the items held are acknowledged on it.
+		if err := q.js.DeleteConsumer(ctx, q.o.Stream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return err
+		}
+	}
+	cons, err := q.js.CreateOrUpdateConsumer(ctx, q.o.Stream, jetstream.ConsumerConfig{
+		Durable: name, FilterSubject: q.subject(p), AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: time.Hour, MaxDeliver: -1, MaxAckPending: q.o.MaxPending, DeliverPolicy: jetstream.DeliverAllPolicy,
+		MemoryStorage: q.o.MemoryStorage,
+	})
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(256))
+	if err != nil {
+		return err
+	}
+	go func() { <-ctx.Done(); it.Stop() }()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			it.Stop()
+			return err
+		}
+		q.take(ctx, p, pt, msg, states)
+	}
+}
+
+// take handles one message read from partition p.
+func (q *Queue) take(ctx context.Context, p int, pt *part, msg jetstream.Msg, states map[uint64]state) {
+	md, err := msg.Metadata()
+	if err != nil {
+		return
+	}
+	sseq := md.Sequence.Stream
+	q.mu.Lock()
+	_, dup := q.bySSeq[sseq]
+	q.mu.Unlock()
+	if dup {
+		return // a redelivery of an item held
+	}
+	r := &rec{sseq: sseq, part: p, msg: msg}
+	e, derr := decodeEntry(msg.Data(), "item "+strconv.FormatUint(sseq, 10))
+	var finish func() error
+	switch {
+	case derr != nil:
+		r.entry = queue.Entry{Event: msg.Data()}
+		finish = func() error { return q.deadLetter(r, q.o.Clock(), queue.Failure{Reason: derr.Error()}) }
+	case e.Outcome == queue.Filtered:
+		r.entry = e
+		finish = func() error { return q.finish(r, cFiltered) }
+	case e.Outcome == queue.Rejected:
+		r.entry = e
+		at := q.o.Clock()
+		if n, err := strconv.ParseInt(msg.Headers().Get("Woorelay-At"), 10, 64); err == nil {
+			at = time.Unix(0, n).UTC()
+		}
+		finish = func() error { return q.deadLetter(r, at, queue.Failure{Reason: e.Reason}) }
+	}
+	if finish != nil {
+		for ctx.Err() == nil {
+			if err := finish(); err == nil {
+				return
+			} else {
+				q.log.Warn("finishing a filtered or rejected event failed; retrying", "item", sseq, "err", err)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+		return
+	}
+	r.entry = e
+	if st, ok := states[sseq]; ok {
+		r.st, r.hasState = st, true
+	}
+	q.mu.Lock()
+	if q.parts[p] != pt || pt.releasing {
+		q.mu.Unlock()
+		return
+	}
+	q.nextSeq++
+	r.seq = q.nextSeq
+	q.recs[r.seq] = r
+	q.bySSeq[sseq] = r.seq
+	q.order = append(q.order, r.seq)
+	q.byVisitor[e.Visitor] = append(q.byVisitor[e.Visitor], r.seq)
+	q.mu.Unlock()
+	q.signal()
+}
