@@ -191,8 +191,13 @@ const (
 	retrying
 	abandoned // the attempt was cut short by shutdown; nothing recorded
 	moved     // another process delivers the item now (queue.Owner); nothing sent nor recorded
+	paused    // the item is still this process's but may not be attempted now (queue.Owner); nothing sent nor recorded
 	failed    // the queue could not record the outcome
 )
+
+// pausedRecheck is how long a lane waits when its queue answers that the head may not be
+// attempted now (queue.Paused): about a lease renewal's round trip.
+const pausedRecheck = 100 * time.Millisecond
 
 type job struct {
 	l  *lane
@@ -495,6 +500,17 @@ func (d *Dispatcher) handle(r result) {
 		if d.lanes[l.key] == l {
 			delete(d.lanes, l.key)
 		}
+		// The global scan's cursor may be past items of this visitor that were not in the
+		// lane yet (the partition came back with new Seqs while the lane held old ones):
+		// read again from the start; admit skips what the other lanes hold.
+		d.cursor, d.scanMore = 0, true
+		return
+	case paused:
+		// Ask again shortly, keeping the lane's place and its items: nothing was attempted.
+		l.items[0] = r.it
+		l.state = waiting
+		l.nextAt = d.o.Clock.Now().Add(pausedRecheck)
+		heap.Push(&d.waiting, l)
 		return
 	case failed:
 		if d.fatal == nil {
@@ -545,9 +561,15 @@ func (d *Dispatcher) publish() {
 func (d *Dispatcher) deliver(ctx context.Context, j job) result {
 	it := j.it
 	r := result{l: j.l}
-	if o, ok := d.q.(queue.Owner); ok && !o.Owns(it.Seq) {
-		r.it, r.out = it, moved
-		return r
+	if o, ok := d.q.(queue.Owner); ok {
+		switch o.Owns(it.Seq) {
+		case queue.Moved:
+			r.it, r.out = it, moved
+			return r
+		case queue.Paused:
+			r.it, r.out = it, paused
+			return r
+		}
 	}
 	e := &it.Entry
 	if e.Outcome != queue.Deliver {

@@ -845,24 +845,167 @@ func TestDispatcherRefillsInChunks(t *testing.T) {
 }
 
 // ownerQueue is a fake queue shared with another process: items of the visitors in gone have
-// moved to it (queue.Owner).
+// moved to it, and those in paused may not be attempted for now (queue.Owner).
 type ownerQueue struct {
 	*fakeQueue
-	gone map[string]bool
+	gone    map[string]bool
+	paused  map[uint64]bool
+	answers map[queue.Ownership]int
 }
 
-func (q *ownerQueue) Owns(seq uint64) bool {
+func newOwnerQueue() *ownerQueue {
+	return &ownerQueue{fakeQueue: newFakeQueue(), gone: map[string]bool{}, paused: map[uint64]bool{}, answers: map[queue.Ownership]int{}}
+}
+
+func (q *ownerQueue) Owns(seq uint64) queue.Ownership {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	it := q.items[seq]
-	return it != nil && !q.gone[it.Entry.Visitor]
+	a := queue.Owned
+	switch {
+	case q.paused[seq]:
+		a = queue.Paused
+	case it == nil || q.gone[it.Entry.Visitor]:
+		a = queue.Moved
+	}
+	q.answers[a]++
+	return a
+}
+
+func (q *ownerQueue) answered(a queue.Ownership) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.answers[a]
+}
+
+// forget removes a visitor's pending items, as a shared queue does when the visitor's
+// partition leaves this process, and returns their Seqs.
+func (q *ownerQueue) forget(visitor string) []uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var seqs []uint64
+	for _, seq := range q.order {
+		if it := q.items[seq]; it != nil && it.Entry.Visitor == visitor {
+			delete(q.items, seq)
+			q.counters.Queued--
+			q.counters.Received--
+			seqs = append(seqs, seq)
+		}
+	}
+	return seqs
+}
+
+// inOrder checks that a visitor's sends never go back to an earlier event (a retried one may
+// repeat).
+func inOrder(t *testing.T, s *scriptSender, visitor string, want int) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sent := s.byVisitor[visitor]
+	for i := 1; i < len(sent); i++ {
+		if sent[i] < sent[i-1] {
+			t.Fatalf("visitor %s: event %d sent after event %d (sends %v)", visitor, sent[i], sent[i-1], sent)
+		}
+	}
+	if len(sent) == 0 || sent[len(sent)-1] != want-1 {
+		t.Fatalf("visitor %s: sends %v, want events 0 to %d", visitor, sent, want-1)
+	}
+}
+
+// TestDispatcherWaitsWhilePaused: while the queue answers Paused for a visitor's head (its
+// lease is overdue for renewal), nothing of that visitor is sent or recorded and its later
+// items wait behind it; other visitors flow; once owned again, all go out once, in order.
+func TestDispatcherWaitsWhilePaused(t *testing.T) {
+	q := newOwnerQueue()
+	s := newScriptSender()
+	var bs []uint64
+	for i := range 3 {
+		q.add("a", req(evURL("a", i)))
+		bs = append(bs, q.add("b", req(evURL("b", i))))
+	}
+	q.mu.Lock()
+	for _, seq := range bs {
+		q.paused[seq] = true
+	}
+	q.mu.Unlock()
+	stop := start(t, NewDispatcher(q, s, fastOpts()))
+	waitFor(t, "a delivered", func() bool { return s.count(evURL("a", 2)) == 1 })
+	waitFor(t, "b asked again while paused", func() bool { return q.answered(queue.Paused) >= 3 })
+	for i := 3; i < 5; i++ {
+		bs = append(bs, q.add("b", req(evURL("b", i))))
+	}
+	time.Sleep(50 * time.Millisecond)
+	for i, seq := range bs {
+		if !q.isPending(seq) || s.count(evURL("b", i)) != 0 || q.retries(seq) != 0 {
+			t.Fatalf("paused item b%d: sent %d times, pending %v, %d retries recorded", i, s.count(evURL("b", i)), q.isPending(seq), q.retries(seq))
+		}
+	}
+	q.mu.Lock()
+	clear(q.paused)
+	q.mu.Unlock()
+	waitFor(t, "the backlog to drain", drained(q.fakeQueue))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkQueue(t, q.fakeQueue)
+	s.check(t)
+	inOrder(t, s, "b", 5)
+	if q.answered(queue.Moved) != 0 {
+		t.Fatalf("%d Moved answers; the fake never moved anything", q.answered(queue.Moved))
+	}
+}
+
+// TestDispatcherRereadsAPartitionThatCameBack: a visitor's partition leaves this process and
+// comes back while its lane still holds the old items (so the new copies, with new Seqs, are
+// admitted behind them); when the head is found Moved, the whole lane goes, and the copies
+// must be read again: the visitor's events are delivered once each, in order, even when a
+// newer event arrives just after.
+func TestDispatcherRereadsAPartitionThatCameBack(t *testing.T) {
+	q := newOwnerQueue()
+	s := newScriptSender()
+	var old []uint64
+	for i := range 3 {
+		old = append(old, q.add("b", req(evURL("b", i))))
+	}
+	s.script(evURL("b", 0), resp{status: 500})
+	stop := start(t, NewDispatcher(q, s, fastOpts()))
+	waitFor(t, "b0 retrying", func() bool { return s.count(evURL("b", 0)) >= 2 })
+	// The partition leaves (the old items' head is held Paused meanwhile) and comes back
+	// with the same events under new Seqs, and two more.
+	q.mu.Lock()
+	for _, seq := range old {
+		q.paused[seq] = true
+	}
+	q.mu.Unlock()
+	q.forget("b")
+	q.mu.Lock()
+	scans := q.scans
+	q.mu.Unlock()
+	for i := range 5 {
+		q.add("b", req(evURL("b", i)))
+	}
+	waitFor(t, "the copies scanned into the old lane", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return q.scans > scans })
+	s.script(evURL("b", 0), resp{status: 200})
+	q.mu.Lock()
+	clear(q.paused)
+	q.mu.Unlock()
+	waitFor(t, "the old head found moved", func() bool { return q.answered(queue.Moved) >= 1 })
+	q.add("b", req(evURL("b", 5)))
+	waitFor(t, "the backlog to drain", drained(q.fakeQueue))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkQueue(t, q.fakeQueue)
+	s.check(t)
+	inOrder(t, s, "b", 6)
 }
 
 // TestDispatcherDropsMovedVisitors: a visitor whose items another process now delivers is
 // dropped from memory before any attempt: nothing of it is sent or recorded, and the other
 // visitors are delivered.
 func TestDispatcherDropsMovedVisitors(t *testing.T) {
-	q := &ownerQueue{fakeQueue: newFakeQueue(), gone: map[string]bool{"b": true}}
+	q := newOwnerQueue()
+	q.gone["b"] = true
 	s := newScriptSender()
 	var bs []uint64
 	for i := range 3 {

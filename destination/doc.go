@@ -68,7 +68,11 @@
 // attempt the dispatcher asks whether the item is still its own, and when its partition has
 // moved to another relay it drops the visitor's whole lane from memory, sending and recording
 // nothing (the new owner reads those items, with their state, from the shared store), so two
-// relays never send one visitor's events side by side.
+// relays never send one visitor's events side by side; it then reads the queue again from
+// the start, in case the partition comes back with new Seqs while the lane held old ones.
+// When the queue answers Paused (its lease on the partition is overdue for renewal, so it may
+// not start attempts but still holds the items) the lane keeps its items and its place and
+// asks again 100 ms later, recording nothing.
 //
 // The queue is assumed to make items visible to Scan in Seq order (an item never appears
 // after a higher Seq was read). If one does, it is picked up the next time the dispatcher

@@ -186,12 +186,41 @@ type Queue interface {
 	Close() error
 }
 
+// Ownership is a shared queue's answer to whether delivery may attempt an item now.
+type Ownership uint8
+
+const (
+	// Owned means the item is this process's to deliver: attempt it.
+	Owned Ownership = iota
+	// Paused means the item is still this process's, but no attempt may start now (its claim
+	// on the item's partition is overdue for renewal, so another process might be about to
+	// take it over): keep it, with the visitor's later items, and ask again shortly.
+	Paused
+	// Moved means another process delivers the item now, and those after it of the same
+	// visitor: drop them from memory without recording anything. They are not lost: the new
+	// owner reads them, with their attempts and progress, from the shared store; and if the
+	// partition comes back to this process, its items come back with new Seqs.
+	Moved
+)
+
+// String names the answer as logs print it.
+func (o Ownership) String() string {
+	switch o {
+	case Owned:
+		return "owned"
+	case Paused:
+		return "paused"
+	case Moved:
+		return "moved"
+	}
+	return "unknown"
+}
+
 // Owner is implemented by a queue whose items can move to another process (a queue shared by
-// several relays, each delivering the partitions it holds). Delivery asks before every attempt;
-// a false answer means another process now delivers the item and those after it of the same
-// visitor, so this one drops them from memory without recording anything (they are not lost:
-// the new owner reads them, with their attempts and progress, from the shared store).
+// several relays, each delivering the partitions it holds). Delivery asks before every
+// attempt. Scan and ScanVisitor return a Paused item like an Owned one (so that a scan's
+// cursor never passes an item it did not return), and never a Moved one.
 type Owner interface {
-	// Owns reports whether the item with this Seq is still this process's to deliver.
-	Owns(seq uint64) bool
+	// Owns says whether the item with this Seq may be attempted now.
+	Owns(seq uint64) Ownership
 }

@@ -76,6 +76,20 @@ func (c *cluster) start(i int) {
 	c.procs[i] = startWoorelay(c.t, c.addrs[i], nil, "serve", "--config", c.config, "--listen", c.addrs[i],
 		"--admin-listen", c.admins[i], "--data", c.t.TempDir(), "--woopra-url", c.woopra,
 		"--retry-min", "5ms", "--retry-max", "200ms", "--woopra-timeout", "2s", "--log-level", "warn")
+	p := c.procs[i]
+	c.t.Cleanup(func() {
+		if !c.t.Failed() {
+			return
+		}
+		// What the relay said about its partitions tells a lost lease from a lost item.
+		n := 0
+		for line := range strings.Lines(p.output.String()) {
+			if strings.Contains(line, "partition") && n < 20 {
+				c.t.Logf("relay %d: %s", i, strings.TrimSpace(line))
+				n++
+			}
+		}
+	})
 }
 
 func (c *cluster) counters(i int) (admin.Counters, error) {

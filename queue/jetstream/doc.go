@@ -30,18 +30,23 @@
 // An entry goes to partition fnv32a(visitor) mod Partitions, so a visitor's events are in
 // one partition, in the order they were acknowledged. Each partition is delivered by one relay
 // at a time, the holder of its lease in the LEASES bucket (a key with the bucket's TTL,
-// Options.LeaseTTL, created with Create and renewed with Update on its revision every TTL/3).
+// Options.LeaseTTL, created with Create and renewed with Update on its revision every TTL/3,
+// all of a relay's leases at once, so a round costs one round trip to the store however many
+// it holds; a renewal that timed out here but was stored is recognised by its value, this
+// relay's id).
 // Which relay should hold a partition is a rendezvous hash over the live relays (their m.<id>
 // keys, renewed the same way): all relays agree, a dead relay's partitions move once its keys
 // expire, and a relay that joins takes an even share, moving only the partitions it wins.
-// A relay giving one up stops starting attempts on it at once (Owns answers false, and
+// A relay giving one up stops starting attempts on it at once (Owns answers Moved, and
 // delivery drops the visitor's lanes), records the attempts under way for Options.Grace, then
 // deletes the lease; the next holder reads the partition from its first message through a
 // consumer it creates anew. An item is deleted from the stream (confirmed) before delivery
 // sends the visitor's next one, so what the next holder reads is exactly what is left. A relay
 // starts attempts on a partition only until half a TTL after it sent its last successful
 // renewal, while the lease lasts a TTL after the server stored it: a relay cut off from NATS
-// stops starting attempts at least half a TTL before another can take over (an attempt
+// stops starting attempts at least half a TTL before another can take over (Owns answers
+// Paused: delivery keeps the items, in order, and asks again; once a renewal lands it goes
+// on, and once the lease is lost the items are dropped and read by the next holder; an attempt
 // already under way may still finish in that half: keep the Woopra timeout below it, or
 // accept that rare overlap as a duplicate).
 //

@@ -464,10 +464,11 @@ func (q *Queue) signal() {
 	}
 }
 
-// owned reports whether items of partition p may be given out (lock held).
-func (q *Queue) ownedLocked(p int) bool {
+// heldLocked reports whether this relay holds partition p and has not begun to give it up:
+// its items are given out by Scan (lock held).
+func (q *Queue) heldLocked(p int) bool {
 	pt := q.parts[p]
-	return pt != nil && !pt.releasing && time.Now().Before(pt.valid)
+	return pt != nil && !pt.releasing
 }
 
 func item(r *rec) queue.Item {
@@ -480,7 +481,7 @@ func (q *Queue) Scan(after uint64, limit int) ([]queue.Item, error) {
 	defer q.mu.Unlock()
 	var out []queue.Item
 	for i := sort.Search(len(q.order), func(i int) bool { return q.order[i] > after }); i < len(q.order) && len(out) < limit; i++ {
-		if r := q.recs[q.order[i]]; r != nil && q.ownedLocked(r.part) {
+		if r := q.recs[q.order[i]]; r != nil && q.heldLocked(r.part) {
 			out = append(out, item(r))
 		}
 	}
@@ -494,19 +495,28 @@ func (q *Queue) ScanVisitor(visitor string, after uint64, limit int) ([]queue.It
 	seqs := q.byVisitor[visitor]
 	var out []queue.Item
 	for i := sort.Search(len(seqs), func(i int) bool { return seqs[i] > after }); i < len(seqs) && len(out) < limit; i++ {
-		if r := q.recs[seqs[i]]; r != nil && q.ownedLocked(r.part) {
+		if r := q.recs[seqs[i]]; r != nil && q.heldLocked(r.part) {
 			out = append(out, item(r))
 		}
 	}
 	return out, nil
 }
 
-// Owns reports whether the item is still this relay's to deliver (queue.Owner).
-func (q *Queue) Owns(seq uint64) bool {
+// Owns says whether the item may be attempted now (queue.Owner): Moved once its partition is
+// dropped or being given up, Paused while the partition's lease is overdue for renewal (half
+// a TTL after the last renewal was sent), so that an attempt never starts when another relay
+// might be taking over.
+func (q *Queue) Owns(seq uint64) queue.Ownership {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	r := q.recs[seq]
-	return r != nil && q.ownedLocked(r.part)
+	if r == nil || !q.heldLocked(r.part) {
+		return queue.Moved
+	}
+	if !time.Now().Before(q.parts[r.part].valid) {
+		return queue.Paused
+	}
+	return queue.Owned
 }
 
 // get returns the item to write to, or nil when this relay no longer holds it (delivered,

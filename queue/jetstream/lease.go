@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -80,6 +81,7 @@ func (q *Queue) round(ctx context.Context) {
 		sort.Strings(members)
 	}
 	now := time.Now()
+	var held []*renewal
 	for p := range q.o.Partitions {
 		want := assigned(members, p) == q.o.Instance
 		q.mu.Lock()
@@ -95,12 +97,27 @@ func (q *Queue) round(ctx context.Context) {
 			q.drop(p, true)
 			continue
 		}
-		sent := time.Now()
-		rev, err := q.leases.Update(rctx, leaseKey(p), me, pt.rev)
-		switch {
+		held = append(held, &renewal{p: p, pt: pt, want: want})
+	}
+	// Every lease is renewed at once: a round costs one round trip to the store, not one per
+	// partition, so a slow store (a busy machine, a leader election) does not make the last
+	// partitions' renewals late.
+	var wg sync.WaitGroup
+	for _, r := range held {
+		wg.Go(func() {
+			rctx, cancel := context.WithTimeout(ctx, q.o.LeaseTTL/3)
+			defer cancel()
+			r.sent = time.Now()
+			r.rev, r.err = q.renew(rctx, r.p, r.pt.rev)
+		})
+	}
+	wg.Wait()
+	for _, r := range held {
+		p, pt := r.p, r.pt
+		switch err := r.err; {
 		case err == nil:
 			q.mu.Lock()
-			pt.rev, pt.renewed, pt.valid = rev, now, sent.Add(q.o.LeaseTTL/2)
+			pt.rev, pt.renewed, pt.valid = r.rev, now, r.sent.Add(q.o.LeaseTTL/2)
 			q.mu.Unlock()
 		case errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyNotFound) || now.Sub(pt.renewed) > q.o.LeaseTTL*2/3:
 			q.log.Warn("lost the lease of a partition; another relay delivers it", "partition", p, "err", err)
@@ -109,7 +126,7 @@ func (q *Queue) round(ctx context.Context) {
 		default:
 			q.log.Warn("renewing a partition's lease failed; retrying", "partition", p, "err", err)
 		}
-		if !want && !pt.releasing {
+		if !r.want && !pt.releasing {
 			q.log.Info("giving a partition up to a relay that joined", "partition", p, "grace", q.o.Grace)
 			q.mu.Lock()
 			pt.releasing, pt.releaseAt = true, now.Add(q.o.Grace)
@@ -117,6 +134,32 @@ func (q *Queue) round(ctx context.Context) {
 			pt.stop()
 		}
 	}
+}
+
+// renewal is one partition's lease renewal in a round.
+type renewal struct {
+	p    int
+	pt   *part
+	want bool // the rendezvous hash still gives this relay the partition
+	sent time.Time
+	rev  uint64
+	err  error
+}
+
+// renew updates partition p's lease from revision rev. When the store has a later revision
+// that is still this relay's (an earlier renewal that timed out here but was stored), it
+// renews from that one: the lease was never another relay's.
+func (q *Queue) renew(ctx context.Context, p int, rev uint64) (uint64, error) {
+	me := []byte(q.o.Instance)
+	n, err := q.leases.Update(ctx, leaseKey(p), me, rev)
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return n, err
+	}
+	e, gerr := q.leases.Get(ctx, leaseKey(p))
+	if gerr != nil || string(e.Value()) != q.o.Instance {
+		return 0, err
+	}
+	return q.leases.Update(ctx, leaseKey(p), me, e.Revision())
 }
 
 // acquire takes partition p's lease if it is free (or still this relay's) and starts
