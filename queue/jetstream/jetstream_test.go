@@ -1,6 +1,7 @@
 package jetstream
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -54,4 +55,58 @@ func connect(t *testing.T, url string) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// TestOverdueLeasePauses: while a partition's lease is overdue for renewal, its items are
+// still scanned (so a scan's cursor never passes them) but Owns answers Paused, not Moved;
+// the next renewal makes them Owned again, under the same Seqs.
+func TestOverdueLeasePauses(t *testing.T) {
+	srv := natstest.Run(t)
+	q, err := Open(Options{URL: srv.URL(), Stream: "PAUSE", Partitions: 2, Logger: quiet, LeaseTTL: 900 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = q.Close() })
+	var entries []queue.Entry
+	for i := range 6 {
+		entries = append(entries, queue.Entry{Source: "s", MessageID: fmt.Sprint("m", i), Visitor: fmt.Sprint("v", i%3), Event: []byte(`{}`), Received: time.Now()})
+	}
+	if _, err := q.Append(context.Background(), entries); err != nil {
+		t.Fatal(err)
+	}
+	var items []queue.Item
+	deadline := time.Now().Add(10 * time.Second)
+	for len(items) < len(entries) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		items, _ = q.Scan(0, 100)
+	}
+	if len(items) != len(entries) {
+		t.Fatalf("scanned %d items, want %d", len(items), len(entries))
+	}
+	q.mu.Lock()
+	for _, pt := range q.parts {
+		pt.valid = time.Now().Add(-time.Millisecond)
+	}
+	q.mu.Unlock()
+	again, _ := q.Scan(0, 100)
+	if len(again) != len(items) {
+		t.Fatalf("with overdue leases Scan gave %d items, want all %d", len(again), len(items))
+	}
+	for _, it := range items {
+		if o := q.Owns(it.Seq); o != queue.Paused {
+			t.Fatalf("item %d with an overdue lease: %s, want paused", it.Seq, o)
+		}
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for q.Owns(items[0].Seq) != queue.Owned && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, it := range items {
+		if o := q.Owns(it.Seq); o != queue.Owned {
+			t.Fatalf("item %d after the next renewal: %s, want owned", it.Seq, o)
+		}
+	}
+	if o := q.Owns(1 << 40); o != queue.Moved {
+		t.Fatalf("an unknown item: %s, want moved", o)
+	}
 }
