@@ -47,6 +47,11 @@ func TestDedupWindowMemory(t *testing.T) {
 		if _, err := js.PublishMsgAsync(m); err != nil {
 			t.Fatal(err)
 		}
+		if i%1000 == 999 {
+			// In rounds of 1,000: more outstanding than the client allows stalls it on a
+			// busy machine.
+			<-js.PublishAsyncComplete()
+		}
 	}
 	<-js.PublishAsyncComplete()
 	if err := s.Purge(ctx); err != nil {
