@@ -127,6 +127,13 @@ func TestSettingsEndpoints(t *testing.T) {
 			t.Errorf("got %d %s", rec.Code, code)
 		}
 	})
+	t.Run("rudderstack go cluster-info", func(t *testing.T) {
+		s, _ := newTest(t, nil)
+		rec := do(t, s, req{method: "GET", path: "/cluster-info", headers: map[string]string{"Authorization": basic(keyBackend)}})
+		if rec.Code != 200 || decode(t, rec.Body.String())["nodeCount"] != float64(1) {
+			t.Errorf("got %d %s, want 200 {\"nodeCount\":1}", rec.Code, rec.Body)
+		}
+	})
 	rudder := []struct {
 		name   string
 		path   string
