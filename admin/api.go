@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
+	"fmt"
+	"mime"
 	"net"
 	"net/http"
 	"strconv"
@@ -40,9 +42,16 @@ func fail(c echo.Context, status int, code, msg string) error {
 
 // Guard is the admin API's access rule as middleware, for other routes that must follow it:
 // the bearer token when one is set (compared as SHA-256 digests in constant time), else a
-// caller on the loopback interface.
+// caller on the loopback interface that addressed the request to a loopback name (so that a
+// web page whose domain was rebound to 127.0.0.1 cannot read the API). Whatever the rule, a
+// state-changing request sent by another site's page is refused (http.CrossOriginProtection:
+// Sec-Fetch-Site, or Origin against Host), so no page the operator visits can replay dead
+// letters or reload the configuration through their browser.
 func (a *API) Guard(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if err := crossOrigin.Check(c.Request()); err != nil {
+			return fail(c, http.StatusForbidden, "cross_origin", "the admin API refuses a "+c.Request().Method+" sent by another site's page; call it from the woorelay CLI, curl, or the debugger page on this listener")
+		}
 		if a.Token != "" {
 			got, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
 			if !ok {
@@ -59,8 +68,30 @@ func (a *API) Guard(next echo.HandlerFunc) echo.HandlerFunc {
 		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
 			return fail(c, http.StatusForbidden, "forbidden", "the admin API answers only loopback callers unless an admin token is set (--admin-token or WOORELAY_ADMIN_TOKEN)")
 		}
+		if !LoopbackName(c.Request().Host) {
+			return fail(c, http.StatusForbidden, "forbidden", fmt.Sprintf("without an admin token the admin API answers only requests addressed to 127.0.0.1, [::1] or localhost; this one was addressed to %q (as a page on a rebound domain would be): use one of those names, or set an admin token (--admin-token or WOORELAY_ADMIN_TOKEN)", c.Request().Host))
+		}
 		return next(c)
 	}
+}
+
+// crossOrigin is the standard library's CSRF check: it refuses non-safe requests that a
+// browser says (Sec-Fetch-Site) or shows (Origin unlike Host) come from another site.
+var crossOrigin = http.NewCrossOriginProtection()
+
+// LoopbackName reports whether host (a Host header: name or address, with or without a
+// port) names this machine's loopback interface: localhost, a name under .localhost, or a
+// loopback address.
+func LoopbackName(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	return host == "localhost" || strings.HasSuffix(host, ".localhost")
 }
 
 // TokenCookie is the cookie a browser signed in with the admin token (Login) sends instead of
@@ -129,6 +160,11 @@ func (a *API) show(c echo.Context) error {
 }
 
 func (a *API) replay(c echo.Context) error {
+	// Only JSON: an HTML form cannot send it without the browser asking first (CORS), which
+	// this listener never allows.
+	if mt, _, _ := mime.ParseMediaType(c.Request().Header.Get("Content-Type")); mt != "application/json" {
+		return fail(c, http.StatusUnsupportedMediaType, "unsupported_media_type", `send the body as Content-Type: application/json, {"ids":[1,2]} or {"all":true}`)
+	}
 	var req ReplayRequest
 	if err := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 1<<20)).Decode(&req); err != nil {
 		return fail(c, http.StatusBadRequest, "bad_request", `the body must be JSON: {"ids":[1,2]} or {"all":true}`)

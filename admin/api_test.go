@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net/http"
@@ -76,18 +77,37 @@ func TestClientRoundTrip(t *testing.T) {
 	}
 }
 
-// TestGuard: with a token only the right bearer passes; without one only loopback callers.
+// TestGuard: with a token only the right bearer passes; without one only loopback callers
+// that name a loopback host (not a rebound domain); and never a state-changing call that a
+// browser says came from another site.
 func TestGuard(t *testing.T) {
 	tests := []struct {
-		name, token, auth, remote string
-		want                      int
+		name, token, auth, remote, host string
+		method, path, body              string
+		headers                         map[string]string
+		want                            int
 	}{
-		{"token, right bearer", "s3cret", "Bearer s3cret", "203.0.113.7:5000", 200},
-		{"token, wrong bearer", "s3cret", "Bearer nope", "127.0.0.1:5000", 401},
-		{"token, none sent", "s3cret", "", "127.0.0.1:5000", 401},
-		{"no token, loopback", "", "", "127.0.0.1:5000", 200},
-		{"no token, IPv6 loopback", "", "", "[::1]:5000", 200},
-		{"no token, remote", "", "", "203.0.113.7:5000", 403},
+		{name: "token, right bearer", token: "s3cret", auth: "Bearer s3cret", remote: "203.0.113.7:5000", host: "relay.internal:9090", want: 200},
+		{name: "token, wrong bearer", token: "s3cret", auth: "Bearer nope", want: 401},
+		{name: "token, none sent", token: "s3cret", want: 401},
+		{name: "token, the sign-in cookie", token: "s3cret", remote: "203.0.113.7:5000", headers: map[string]string{"Cookie": TokenCookie + "=s3cret"}, want: 200},
+		{name: "no token, loopback", want: 200},
+		{name: "no token, IPv6 loopback", remote: "[::1]:5000", host: "[::1]:9090", want: 200},
+		{name: "no token, localhost", host: "localhost:9090", want: 200},
+		{name: "no token, remote", remote: "203.0.113.7:5000", want: 403},
+		{name: "no token, a rebound domain", host: "attacker.example:9090", want: 403},
+		{name: "replay from the debugger page", method: "POST", path: "/admin/dlq/replay", body: `{"ids":[1]}`,
+			headers: map[string]string{"Content-Type": "application/json", "Sec-Fetch-Site": "same-origin", "Origin": "http://127.0.0.1:9090"}, want: 200},
+		{name: "replay by the CLI", method: "POST", path: "/admin/dlq/replay", body: `{"ids":[1]}`,
+			headers: map[string]string{"Content-Type": "application/json"}, want: 200},
+		{name: "replay from another site's page", method: "POST", path: "/admin/dlq/replay", body: `{"ids":[1]}`,
+			headers: map[string]string{"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site", "Origin": "https://attacker.example"}, want: 403},
+		{name: "replay from an old browser on another site", method: "POST", path: "/admin/dlq/replay", body: `{"ids":[1]}`,
+			headers: map[string]string{"Content-Type": "application/json", "Origin": "https://attacker.example"}, want: 403},
+		{name: "replay from another site, even with the cookie", token: "s3cret", method: "POST", path: "/admin/dlq/replay", body: `{"ids":[1]}`,
+			headers: map[string]string{"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site", "Cookie": TokenCookie + "=s3cret"}, want: 403},
+		{name: "replay as a form", method: "POST", path: "/admin/dlq/replay", body: `ids=1`,
+			headers: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, want: 415},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -98,10 +118,14 @@ func TestGuard(t *testing.T) {
 			defer q.Close()
 			e := echo.New()
 			(&API{Queue: q, Token: tt.token}).Mount(e)
-			req := httptest.NewRequest("GET", "/admin/counters", nil)
-			req.RemoteAddr = tt.remote
+			method, path := cmp.Or(tt.method, "GET"), cmp.Or(tt.path, "/admin/counters")
+			req := httptest.NewRequest(method, path, strings.NewReader(tt.body))
+			req.RemoteAddr, req.Host = cmp.Or(tt.remote, "127.0.0.1:5000"), cmp.Or(tt.host, "127.0.0.1:9090")
 			if tt.auth != "" {
 				req.Header.Set("Authorization", tt.auth)
+			}
+			for k, v := range tt.headers {
+				req.Header.Set(k, v)
 			}
 			rec := httptest.NewRecorder()
 			e.ServeHTTP(rec, req)
@@ -109,6 +133,19 @@ func TestGuard(t *testing.T) {
 				t.Errorf("status %d, want %d: %s", rec.Code, tt.want, rec.Body)
 			}
 		})
+	}
+}
+
+// TestLoopbackName: the Host names the loopback-only rule accepts.
+func TestLoopbackName(t *testing.T) {
+	for host, want := range map[string]bool{
+		"127.0.0.1:9090": true, "127.0.0.1": true, "127.8.9.10:1": true, "[::1]:9090": true, "::1": true,
+		"localhost": true, "LOCALHOST:9090": true, "app.localhost:9090": true, "localhost.": true,
+		"attacker.example:9090": false, "10.0.0.1:9090": false, "[2001:db8::1]:9090": false, "localhost.attacker.example": false, "": false,
+	} {
+		if got := LoopbackName(host); got != want {
+			t.Errorf("LoopbackName(%q) = %v, want %v", host, got, want)
+		}
 	}
 }
 
@@ -123,6 +160,7 @@ func TestBadRequests(t *testing.T) {
 		{"POST", "/admin/dlq/replay", `{"ids":[1],"all":true}`, `give either`},
 	} {
 		req, _ := http.NewRequest(c.method, srv.URL+c.path, strings.NewReader(c.body))
+		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

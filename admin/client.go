@@ -52,6 +52,9 @@ func (a *Client) doAccepting(ctx context.Context, method, path string, body any,
 	if a.token != "" {
 		req.Header.Set("Authorization", "Bearer "+a.token)
 	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := a.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("%v (is `woorelay serve` running there? set --server)", err)

@@ -49,7 +49,7 @@ func stalledViewer(tb testing.TB, r *relay.Relay) (close func()) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	fmt.Fprintf(conn, "GET /debugger/api/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+	fmt.Fprintf(conn, "GET /debugger/api/stream HTTP/1.1\r\nHost: %s\r\n\r\n", strings.TrimPrefix(r.AdminURL(), "http://"))
 	line, err := bufio.NewReaderSize(conn, 16).ReadString('\n') // the status line, then no more reading
 	if err != nil || !strings.Contains(line, "200") {
 		tb.Fatalf("the stream answered %q, %v", line, err)
