@@ -30,8 +30,11 @@
 //     the queue's close error, if any. Stop may be called once, after New, with or without
 //     Start.
 //
-// Done is closed when the ingest server stops serving on its own (Err says why); a caller
-// then calls Stop as usual.
+// Done is closed when the ingest server stops serving on its own, or when delivery stops
+// because the queue keeps failing to record outcomes (Err says why); a caller then calls Stop
+// as usual and exits with the error, so that a supervisor starts the relay again: a relay
+// that takes events but no longer delivers them is worse than one that restarts (and, on
+// JetStream, it would keep its partitions from the relays that could deliver them).
 //
 // Events are stored unmapped and mapped at delivery with the configuration in force then, so
 // a fixed preset (after a Reload) applies to the backlog and to replayed dead letters.
@@ -94,8 +97,10 @@ type Relay struct {
 	adminDone  chan struct{}
 	dispCancel context.CancelFunc
 	dispDone   chan error
-	done       chan struct{}
-	serveErr   error
+	done       chan struct{} // closed when the ingest server has stopped
+	halted     chan struct{} // closed when ingest or delivery stopped (Done)
+	haltOnce   sync.Once
+	haltErr    error
 	stopOnce   sync.Once
 	stopErr    error
 }
@@ -206,11 +211,20 @@ func (r *Relay) Start() error {
 	var dispCtx context.Context
 	dispCtx, r.dispCancel = context.WithCancel(context.Background())
 	r.dispDone = make(chan error, 1)
-	go func() { r.dispDone <- r.disp.Run(dispCtx) }()
-	r.done = make(chan struct{})
+	r.done, r.halted = make(chan struct{}), make(chan struct{})
 	go func() {
-		r.serveErr = r.srv.Serve(serveLn)
+		err := r.disp.Run(dispCtx)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			r.log.Error("delivery stopped; stopping the relay so that it is started again (what is queued stays queued)", "err", err)
+			r.srv.SetReady(false)
+			r.halt(err)
+		}
+		r.dispDone <- err
+	}()
+	go func() {
+		err := r.srv.Serve(serveLn)
 		close(r.done)
+		r.halt(err)
 	}()
 	r.srv.SetReady(true)
 	c := r.q.Counters()
@@ -243,12 +257,17 @@ func (r *Relay) AdminURL() string {
 	return "http://" + r.adminLn.Addr().String()
 }
 
-// Done is closed when the ingest server stops serving, on its own or after Stop; nil before
-// Start.
-func (r *Relay) Done() <-chan struct{} { return r.done }
+// Done is closed when the ingest server stops serving (on its own or after Stop) or delivery
+// stops with an error; nil before Start.
+func (r *Relay) Done() <-chan struct{} { return r.halted }
 
-// Err is why the ingest server stopped serving (nil after a Stop), once Done is closed.
-func (r *Relay) Err() error { return r.serveErr }
+// Err is why the relay stopped (nil after a Stop), once Done is closed.
+func (r *Relay) Err() error { return r.haltErr }
+
+// halt closes Done with the first reason to stop.
+func (r *Relay) halt(err error) {
+	r.haltOnce.Do(func() { r.haltErr = err; close(r.halted) })
+}
 
 // Queue is the relay's queue, to read its counters or dead letters.
 func (r *Relay) Queue() queue.Queue { return r.q }

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"os"
@@ -310,5 +311,56 @@ func TestSandbox(t *testing.T) {
 	}
 	if resp, err := http.Get(r2.AdminURL() + "/emulator/requests"); err != nil || resp.StatusCode != 404 {
 		t.Errorf("/emulator/requests without a sandbox: %v %v, want 404", resp.StatusCode, err)
+	}
+}
+
+// brokenDone is a disk queue that cannot record a delivery.
+type brokenDone struct{ queue.Queue }
+
+func (brokenDone) Done(uint64) error { return errors.New("the store refuses writes") }
+
+// TestDeliveryStopHaltsTheRelay: when the queue keeps failing to record outcomes, delivery
+// stops, and the relay says so: readiness turns 503, Done closes and Err gives the reason,
+// so that serve exits for its supervisor to start it again, instead of taking events it no
+// longer delivers. The event stays queued for the next start.
+func TestDeliveryStopHaltsTheRelay(t *testing.T) {
+	_, url := woopra(t)
+	cfg := testConfig(t, url)
+	q, err := disk.Open(cfg.DataDir, disk.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Queue = brokenDone{q}
+	cfg.Sources = sourcesFile(t, "sources:\n  - name: web\n    write_key: k\n    preset: default\n    settings: {project: p.com}\n")
+	r := started(t, cfg)
+	if s := track(t, r, "k", "u1", "m1"); s != 200 {
+		t.Fatalf("track: %d", s)
+	}
+	select {
+	case <-r.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the relay went on after delivery stopped")
+	}
+	if err := r.Err(); err == nil || !strings.Contains(err.Error(), "could not record") {
+		t.Errorf("Err = %v; want delivery's reason", err)
+	}
+	resp, err := http.Get(r.URL() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/readyz after delivery stopped: %d, want 503", resp.StatusCode)
+	}
+	if err := r.Stop(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	q2, err := disk.Open(cfg.DataDir, disk.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q2.Close()
+	if c := q2.Counters(); c.Queued != 1 || c.Delivered != 0 {
+		t.Errorf("after the stop: %+v; want the event still queued", c)
 	}
 }
