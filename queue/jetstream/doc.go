@@ -39,8 +39,12 @@
 // expire, and a relay that joins takes an even share, moving only the partitions it wins.
 // A relay giving one up stops starting attempts on it at once (Owns answers Moved, and
 // delivery drops the visitor's lanes), records the attempts under way for Options.Grace, then
-// deletes the lease; the next holder reads the partition from its first message through a
-// consumer it creates anew. An item is deleted from the stream (confirmed) before delivery
+// deletes the lease; the next holder reads the partition from its first message through an
+// ordered consumer of its own (no acknowledgements: it notices a delivery lost on the way, by
+// a gap in its sequence, missed heartbeats or a reconnect, and starts again after the last
+// message it gave out; and a reader left waiting 5 s asks the stream whether it holds a
+// message the reader has not had, which would mean that the consumer stalled unnoticed, and
+// then reads again from there). An item is deleted from the stream (confirmed) before delivery
 // sends the visitor's next one, so what the next holder reads is exactly what is left. A relay
 // starts attempts on a partition only until half a TTL after it sent its last successful
 // renewal, while the lease lasts a TTL after the server stored it: a relay cut off from NATS
@@ -61,17 +65,17 @@
 // Retrying and Progress write the item's state to the STATE bucket under
 // <partition>.<stream sequence>; the next holder of the partition reads those keys before the
 // messages, so attempts, the first failure (the 4 h window) and the next request survive a
-// restart and a move. A relay holds at most Options.MaxPending items per partition (the
-// consumer's MaxAckPending), whatever the backlog in the stream.
+// restart and a move. A relay holds at most Options.MaxPending items per partition (reading
+// waits while it has that many), whatever the backlog in the stream.
 //
 // # Counters
 //
 // Counters are the cluster's totals, the same from every relay: Queued is what the items
 // stream holds, DeadLettered what the dead-letter stream holds; an item's outcome is counted
-// in the COUNTERS stream before its message is acknowledged, with Nats-Msg-Id fin-<sequence>,
+// in the COUNTERS stream before its message is deleted, with Nats-Msg-Id fin-<sequence>,
 // so a relay that redoes an item after a crash does not count it twice (within the counter
 // stream's 5 minute window: an item redone later than that, one whose delivery succeeded but
-// was not acknowledged and whose redo then failed for longer, would be counted twice).
+// was not removed and whose redo then failed for longer, would be counted twice).
 // Received is the items stream's last sequence less the replays, and the replays are the dead
 // letters counted less those still stored, so Received = Delivered + DeadLettered + Filtered +
 // Queued holds whenever no outcome is half recorded.

@@ -53,8 +53,8 @@ type Options struct {
 	// it stopped starting attempts on it, so that attempts under way finish and are recorded
 	// (default 12s: longer than delivery's 10 s request timeout).
 	Grace time.Duration
-	// MaxPending bounds how many items of one partition this relay holds in memory
-	// (the consumer's MaxAckPending; default 2048).
+	// MaxPending bounds how many items of one partition this relay holds in memory (default
+	// 2048): reading the partition waits while it holds that many.
 	MaxPending int
 
 	// Instance names this relay in the leases (default: a random id).
@@ -118,7 +118,7 @@ type rec struct {
 	seq      uint64 // local
 	sseq     uint64 // items stream sequence: the item's identity in the cluster
 	part     int
-	msg      jetstream.Msg
+	pt       *part // the hold on the partition it was read under
 	entry    queue.Entry
 	st       state
 	hasState bool
@@ -133,12 +133,16 @@ type part struct {
 	releaseAt time.Time
 	stop      context.CancelFunc
 	done      chan struct{}
+	held      int           // items of the partition this hold has (q.mu)
+	room      chan struct{} // signalled when one of them is removed
+	next      uint64        // the stream sequence to read from after a read error
 }
 
 // Queue is a queue.Queue on a JetStream cluster, shared by every relay that opens the same
 // Stream. Create it with Open.
 type Queue struct {
 	o       Options
+	readers atomic.Int64 // consumers created, to name each anew
 	nc      *nats.Conn
 	ownConn bool
 	js      jetstream.JetStream
@@ -317,17 +321,52 @@ func (q *Queue) counterStream(ctx context.Context) (jetstream.Stream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue/jetstream: create stream %s: %w", name, err)
 	}
-	var r struct {
-		Error *struct {
-			Code        int    `json:"code"`
-			ErrCode     int    `json:"err_code"`
-			Description string `json:"description"`
-		} `json:"error"`
-	}
+	var r apiResponse
 	if json.Unmarshal(resp.Data, &r) == nil && r.Error != nil && r.Error.ErrCode != 10058 { // 10058: name in use
 		return nil, fmt.Errorf("queue/jetstream: create stream %s: %s (hint: counter streams need nats-server 2.12 or later)", name, r.Error.Description)
 	}
 	return q.js.Stream(ctx, name)
+}
+
+// apiResponse is the part of a JetStream API response that says what failed.
+type apiResponse struct {
+	Error *struct {
+		Code        int    `json:"code"`
+		ErrCode     int    `json:"err_code"`
+		Description string `json:"description"`
+	} `json:"error"`
+}
+
+// deleteMsg deletes message seq of stream, through the API directly: a message already gone
+// (an earlier try that timed out here but was applied, or another relay's) counts as
+// deleted. nats.go's DeleteMsg cannot tell that case from a failure: in a cluster the server
+// answers 10057 "no message found" (or 10043 "sequence not found"), and nats.go passes it on
+// as text only.
+func (q *Queue) deleteMsg(ctx context.Context, stream string, seq uint64) error {
+	body, _ := json.Marshal(map[string]any{"seq": seq, "no_erase": true})
+	resp, err := q.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.DELETE."+stream, body)
+	if err != nil {
+		return fmt.Errorf("delete message %d of %s: %w", seq, stream, err)
+	}
+	var r apiResponse
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return fmt.Errorf("delete message %d of %s: unreadable answer %q: %w", seq, stream, resp.Data, err)
+	}
+	if r.Error == nil || messageGone(r.Error.ErrCode, r.Error.Description) {
+		return nil
+	}
+	return fmt.Errorf("delete message %d of %s: %s (code %d, err_code %d)", seq, stream, r.Error.Description, r.Error.Code, r.Error.ErrCode)
+}
+
+// messageGone reports whether a delete's error says the message is not in the stream.
+func messageGone(errCode int, description string) bool {
+	switch errCode {
+	case 10037, 10043: // message not found, sequence not found
+		return true
+	case 10057: // delete failed: with the store's reason
+		return strings.Contains(description, "no message found")
+	}
+	return false
 }
 
 // partitionOf hashes the ordering key to a partition; an item without a visitor is placed
@@ -534,6 +573,11 @@ func (q *Queue) removeLocked(r *rec) {
 	}
 	delete(q.recs, r.seq)
 	delete(q.bySSeq, r.sseq)
+	r.pt.held--
+	select {
+	case r.pt.room <- struct{}{}:
+	default:
+	}
 	q.removed++
 	if seqs := q.byVisitor[r.entry.Visitor]; len(seqs) > 0 {
 		i := sort.Search(len(seqs), func(i int) bool { return seqs[i] >= r.seq })
@@ -557,8 +601,8 @@ func (q *Queue) removeLocked(r *rec) {
 	}
 }
 
-// finish counts the item's outcome once (by its stream sequence), acknowledges its message
-// (deleting it from the items stream) and forgets it.
+// finish counts the item's outcome once (by its stream sequence), deletes its message from
+// the items stream and forgets it.
 func (q *Queue) finish(r *rec, counter string) error {
 	if err := q.retry(func() error { return q.count(counter, 1, finID(r.sseq)) }); err != nil {
 		return err
@@ -566,18 +610,14 @@ func (q *Queue) finish(r *rec, counter string) error {
 	// The stream, not the consumer, says what is pending: the item is deleted from it (a
 	// replicated stream operation, confirmed) before delivery sends the visitor's next event,
 	// so the next owner of the partition, reading what the stream holds, never sends it again
-	// after a later one. The acknowledgement only frees the consumer's MaxAckPending slot.
+	// after a later one.
 	if err := q.retry(func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := q.items.DeleteMsg(ctx, r.sseq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-			return err
-		}
-		return nil
+		return q.deleteMsg(ctx, q.o.Stream, r.sseq)
 	}); err != nil {
 		return fmt.Errorf("queue/jetstream: remove item %d: %w", r.sseq, err)
 	}
-	_ = r.msg.Ack()
 	if r.hasState {
 		q.dropState(r)
 	}
@@ -758,7 +798,7 @@ func (q *Queue) Replay(ids []uint64, remap func(queue.Entry) (queue.Entry, error
 		if _, err := q.js.PublishMsg(ctx, m); err != nil {
 			return n, fmt.Errorf("queue/jetstream: replay dead letter %d: %w", id, err)
 		}
-		if err := q.dlq.DeleteMsg(ctx, id); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		if err := q.deleteMsg(ctx, q.o.Stream+"_DLQ", id); err != nil {
 			return n, fmt.Errorf("queue/jetstream: remove replayed dead letter %d: %w", id, err)
 		}
 		n++

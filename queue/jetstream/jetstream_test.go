@@ -110,3 +110,55 @@ func TestOverdueLeasePauses(t *testing.T) {
 		t.Fatalf("an unknown item: %s, want moved", o)
 	}
 }
+
+// TestDoneOfAnItemAlreadyRemoved: on a three-node cluster, an item whose message is already
+// gone from the stream when it is finished (an earlier removal that timed out here but was
+// applied, or another relay's) is finished like any other, counted once; on a cluster the
+// server answers such a delete with 10057 "no message found", not "message not found".
+func TestDoneOfAnItemAlreadyRemoved(t *testing.T) {
+	c := natstest.RunCluster(t, 3)
+	q, err := Open(Options{URL: c.URLs(), Stream: "GONE", Partitions: 1, Replicas: 3, Logger: quiet, LeaseTTL: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = q.Close() })
+	entries := []queue.Entry{
+		{Source: "s", MessageID: "m1", Visitor: "v", Event: []byte(`{}`), Received: time.Now()},
+		{Source: "s", MessageID: "m2", Visitor: "v", Event: []byte(`{}`), Received: time.Now()},
+	}
+	if _, err := q.Append(context.Background(), entries); err != nil {
+		t.Fatal(err)
+	}
+	var items []queue.Item
+	for deadline := time.Now().Add(20 * time.Second); len(items) < 2 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		items, _ = q.Scan(0, 10)
+	}
+	if len(items) != 2 {
+		t.Fatalf("scanned %d items, want 2", len(items))
+	}
+	ctx := context.Background()
+	for _, it := range items {
+		if err := q.items.DeleteMsg(ctx, q.get(it.Seq).sseq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The raw answer a second delete gets, so the test fails if the server changes it.
+	err = q.items.DeleteMsg(ctx, q.get(items[0].Seq).sseq)
+	if err == nil {
+		t.Fatal("deleting a deleted message succeeded; want the server's refusal")
+	}
+	t.Logf("nats.go on a second delete: %v", err)
+	if err := q.Done(items[0].Seq); err != nil {
+		t.Fatalf("Done of an item already removed: %v", err)
+	}
+	if err := q.Filter(items[1].Seq, "test"); err != nil {
+		t.Fatalf("Filter of an item already removed: %v", err)
+	}
+	if err := q.deleteMsg(ctx, "GONE", 1<<40); err == nil {
+		t.Error("deleting a sequence past the stream's end succeeded; want an error")
+	}
+	n := q.Counters()
+	if n.Delivered != 1 || n.Filtered != 1 || n.Queued != 0 || n.Received != 2 || !n.Reconciles() {
+		t.Errorf("counters %+v: want 2 received, 1 delivered, 1 filtered, none queued", n)
+	}
+}

@@ -3,6 +3,7 @@ package jetstream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"sort"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/woorelay/woorelay/queue"
@@ -181,7 +183,7 @@ func (q *Queue) acquire(ctx context.Context, p int) {
 		return
 	}
 	rctx, stop := context.WithCancel(context.Background())
-	pt := &part{rev: rev, renewed: time.Now(), valid: sent.Add(q.o.LeaseTTL / 2), stop: stop, done: make(chan struct{})}
+	pt := &part{rev: rev, renewed: time.Now(), valid: sent.Add(q.o.LeaseTTL / 2), stop: stop, done: make(chan struct{}), room: make(chan struct{}, 1)}
 	q.mu.Lock()
 	q.parts[p] = pt
 	q.mu.Unlock()
@@ -217,12 +219,15 @@ func (q *Queue) drop(p int, release bool) {
 }
 
 // read loads partition p: the retry states of its items, then every message it holds, from
-// the first, through a consumer created anew (a previous owner's deliveries are not waited
-// for). Delivered items are held for delivery; filtered and rejected ones are finished here.
+// the first, through an ordered consumer: one without acknowledgements that notices a
+// delivery lost on the way (a gap in its sequence, missed heartbeats, a reconnect) and
+// starts again after the last message it gave out. The stream, not the consumer, says what
+// is pending, so nothing is acknowledged to it; a hold waits while it has MaxPending items.
+// Delivered items are held for delivery; filtered and rejected ones are finished here.
 func (q *Queue) read(ctx context.Context, p int, pt *part) {
 	defer close(pt.done)
-	for first := true; ctx.Err() == nil; first = false {
-		err := q.readOnce(ctx, p, pt, first)
+	for ctx.Err() == nil {
+		err := q.readOnce(ctx, p, pt)
 		if ctx.Err() != nil {
 			return
 		}
@@ -234,7 +239,7 @@ func (q *Queue) read(ctx context.Context, p int, pt *part) {
 	}
 }
 
-func (q *Queue) readOnce(ctx context.Context, p int, pt *part, first bool) error {
+func (q *Queue) readOnce(ctx context.Context, p int, pt *part) error {
 	states := map[uint64]state{}
 	w, err := q.states.WatchFiltered(ctx, []string{strconv.Itoa(p) + ".*"}, jetstream.IgnoreDeletes())
 	if err != nil {
@@ -251,19 +256,12 @@ func (q *Queue) readOnce(ctx context.Context, p int, pt *part, first bool) error
 		}
 	}
 	_ = w.Stop()
-	name := q.o.Stream + "_p" + strconv.Itoa(p)
-	if first {
-		// Anew: what a previous owner was given and did not acknowledge is read again now.
-		// After a read error the consumer is kept: the items held are acknowledged on it.
-		if err := q.js.DeleteConsumer(ctx, q.o.Stream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return err
-		}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{q.subject(p)}, DeliverPolicy: jetstream.DeliverAllPolicy,
+		NamePrefix: fmt.Sprintf("%s_p%d_%s_%d", q.o.Stream, p, q.o.Instance, q.readers.Add(1))}
+	if pt.next > 0 { // after a read error: the items before are held or finished
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, pt.next
 	}
-	cons, err := q.js.CreateOrUpdateConsumer(ctx, q.o.Stream, jetstream.ConsumerConfig{
-		Durable: name, FilterSubject: q.subject(p), AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: time.Hour, MaxDeliver: -1, MaxAckPending: q.o.MaxPending, DeliverPolicy: jetstream.DeliverAllPolicy,
-		MemoryStorage: q.o.MemoryStorage,
-	})
+	cons, err := q.js.OrderedConsumer(ctx, q.o.Stream, cfg)
 	if err != nil {
 		return err
 	}
@@ -273,7 +271,22 @@ func (q *Queue) readOnce(ctx context.Context, p int, pt *part, first bool) error
 	}
 	go func() { <-ctx.Done(); it.Stop() }()
 	for {
-		msg, err := it.Next()
+		msg, err := it.Next(jetstream.NextMaxWait(stallCheck))
+		if errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
+			// Quiet for a while: if the stream holds a message of the partition this reader
+			// has not given out, the consumer stalled (a pull request or its deliveries lost
+			// with a server, unnoticed by the client): read again from there.
+			if q.unread(ctx, p, pt.next) {
+				it.Stop()
+				if info := cons.CachedInfo(); info != nil {
+					dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+					_ = q.js.DeleteConsumer(dctx, q.o.Stream, info.Name)
+					cancel()
+				}
+				return errStalled
+			}
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -283,6 +296,20 @@ func (q *Queue) readOnce(ctx context.Context, p int, pt *part, first bool) error
 		}
 		q.take(ctx, p, pt, msg, states)
 	}
+}
+
+// stallCheck is how long a partition's reader waits for a message before it asks the stream
+// whether it missed one.
+const stallCheck = 5 * time.Second
+
+var errStalled = errors.New("queue/jetstream: the partition's consumer stopped delivering messages the stream holds")
+
+// unread reports whether the stream holds a message of partition p at sequence from or later.
+func (q *Queue) unread(ctx context.Context, p int, from uint64) bool {
+	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := q.items.GetMsg(gctx, max(from, 1), jetstream.WithGetMsgSubject(q.subject(p)))
+	return err == nil
 }
 
 // take handles one message read from partition p.
@@ -298,7 +325,7 @@ func (q *Queue) take(ctx context.Context, p int, pt *part, msg jetstream.Msg, st
 	if dup {
 		return // a redelivery of an item held
 	}
-	r := &rec{sseq: sseq, part: p, msg: msg}
+	r := &rec{sseq: sseq, part: p, pt: pt}
 	e, derr := decodeEntry(msg.Data(), "item "+strconv.FormatUint(sseq, 10))
 	var finish func() error
 	switch {
@@ -319,6 +346,7 @@ func (q *Queue) take(ctx context.Context, p int, pt *part, msg jetstream.Msg, st
 	if finish != nil {
 		for ctx.Err() == nil {
 			if err := finish(); err == nil {
+				pt.next = sseq + 1
 				return
 			} else {
 				q.log.Warn("finishing a filtered or rejected event failed; retrying", "item", sseq, "err", err)
@@ -335,10 +363,21 @@ func (q *Queue) take(ctx context.Context, p int, pt *part, msg jetstream.Msg, st
 		r.st, r.hasState = st, true
 	}
 	q.mu.Lock()
+	for pt.held >= q.o.MaxPending && q.parts[p] == pt {
+		q.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-pt.room:
+		}
+		q.mu.Lock()
+	}
 	if q.parts[p] != pt || pt.releasing {
 		q.mu.Unlock()
 		return
 	}
+	pt.held++
+	pt.next = sseq + 1
 	q.nextSeq++
 	r.seq = q.nextSeq
 	q.recs[r.seq] = r

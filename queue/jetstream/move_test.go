@@ -49,7 +49,13 @@ type relay struct {
 }
 
 func startRelay(t *testing.T, url, stream, name string, rec *recorder) *relay {
-	q, err := Open(Options{URL: url, Stream: stream, Partitions: 8, Logger: quiet, LeaseTTL: 900 * time.Millisecond, Grace: 300 * time.Millisecond, Instance: name})
+	return startRelayWith(t, Options{URL: url, Stream: stream, Partitions: 8, Logger: quiet, LeaseTTL: 900 * time.Millisecond, Grace: 300 * time.Millisecond, Instance: name}, rec)
+}
+
+// startRelayWith opens a queue with o and runs a dispatcher on it, sending as o.Instance.
+func startRelayWith(t *testing.T, o Options, rec *recorder) *relay {
+	name := o.Instance
+	q, err := Open(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,15 +92,7 @@ func TestPartitionsMoveBetweenRelays(t *testing.T) {
 	rec.mu.Lock()
 	rec.failing["v7"] = true
 	rec.mu.Unlock()
-	for i := range per {
-		var batch []queue.Entry
-		for v := range visitors {
-			e := queuetest.Entry("web", fmt.Sprintf("v%d-%d", v, i), fmt.Sprint("v", v), queue.Deliver, 200)
-			e.Requests[0].URL = fmt.Sprintf("https://woopra.test/ce?cookie=v%d&id=%d", v, i)
-			batch = append(batch, e)
-		}
-		queuetest.MustAppend(t, a.q, batch...)
-	}
+	appendBacklog(t, a.q, visitors, per)
 	b := startRelay(t, srv.URL(), "MOVE", "b", rec)
 	time.Sleep(2 * time.Second) // the partitions rebalance; v7 keeps failing, wherever it is
 	a.q.mu.Lock()
@@ -151,6 +149,21 @@ func TestPartitionsMoveBetweenRelays(t *testing.T) {
 		t.Errorf("counters %+v, want %d delivered, none queued, reconciling", c, visitors*per)
 	}
 	t.Logf("sends: %d (%d repeated after a move), by relay %v, counters %+v", len(rec.sent), dups, by, c)
+}
+
+// appendBacklog appends per events for each of visitors visitors (v0 to v<visitors-1>), in
+// rounds, each event's request naming its visitor and number for the recorder.
+func appendBacklog(t *testing.T, q *Queue, visitors, per int) {
+	t.Helper()
+	for i := range per {
+		var batch []queue.Entry
+		for v := range visitors {
+			e := queuetest.Entry("web", fmt.Sprintf("v%d-%d", v, i), fmt.Sprint("v", v), queue.Deliver, 200)
+			e.Requests[0].URL = fmt.Sprintf("https://woopra.test/ce?cookie=v%d&id=%d", v, i)
+			batch = append(batch, e)
+		}
+		queuetest.MustAppend(t, q, batch...)
+	}
 }
 
 func waitRetried(t *testing.T, q *Queue, visitor string) {
