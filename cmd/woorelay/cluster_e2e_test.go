@@ -11,8 +11,12 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/woorelay/woorelay/admin"
 	"github.com/woorelay/woorelay/bench"
@@ -75,19 +79,17 @@ func newCluster(t *testing.T) *cluster {
 func (c *cluster) start(i int) {
 	c.procs[i] = startWoorelay(c.t, c.addrs[i], nil, "serve", "--config", c.config, "--listen", c.addrs[i],
 		"--admin-listen", c.admins[i], "--data", c.t.TempDir(), "--woopra-url", c.woopra,
-		"--retry-min", "5ms", "--retry-max", "200ms", "--woopra-timeout", "2s", "--log-level", "warn")
+		"--retry-min", "5ms", "--retry-max", "200ms", "--woopra-timeout", "2s", "--log-level", "info")
 	p := c.procs[i]
 	c.t.Cleanup(func() {
 		if !c.t.Failed() {
 			return
 		}
-		// What the relay said about its partitions tells a lost lease from a lost item.
-		n := 0
-		for line := range strings.Lines(p.output.String()) {
-			if strings.Contains(line, "partition") && n < 20 {
-				c.t.Logf("relay %d: %s", i, strings.TrimSpace(line))
-				n++
-			}
+		// What the relay said (its partitions, failed writes) tells a lost lease from a lost
+		// item; the last lines of each run of each relay.
+		lines := strings.Split(strings.TrimSpace(p.output.String()), "\n")
+		for _, line := range lines[max(0, len(lines)-40):] {
+			c.t.Logf("relay %d (pid %d): %s", i, p.cmd.Process.Pid, line)
 		}
 	})
 }
@@ -193,25 +195,35 @@ func (l *clusterLoad) ackedCount() int {
 // check waits until every acknowledged event reached the emulator, then checks each
 // visitor's order (first deliveries in n order; a repeat is allowed only of the last one)
 // and returns the deliveries and duplicates.
-func (l *clusterLoad) check(t *testing.T, em *emulator.Emulator, timeout time.Duration) (delivered, dups int) {
+func (l *clusterLoad) check(c *cluster, timeout time.Duration) (delivered, dups int) {
+	t, em := c.t, c.em
 	t.Helper()
 	var got map[string]int
-	waitFor(t, timeout, "every acknowledged event at the emulator", func() bool {
-		got = map[string]int{}
+	var missing []string
+	for deadline := time.Now().Add(timeout); ; time.Sleep(100 * time.Millisecond) {
+		got, missing = map[string]int{}, missing[:0]
 		for _, r := range em.Requests() {
 			if r.Status == 200 {
 				got[r.Params.Get("ce_mid")]++
 			}
 		}
 		l.mu.Lock()
-		defer l.mu.Unlock()
 		for id := range l.acked {
 			if got[id] == 0 {
-				return false
+				missing = append(missing, id)
 			}
 		}
-		return true
-	})
+		l.mu.Unlock()
+		if len(missing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			sort.Strings(missing)
+			t.Errorf("after %s, %d acknowledged events have not reached the emulator, e.g. %v", timeout, len(missing), missing[:min(len(missing), 10)])
+			c.diagnose(missing)
+			t.FailNow()
+		}
+	}
 	last := map[string]int{}
 	violations := 0
 	for _, r := range em.Requests() {
@@ -277,7 +289,7 @@ func TestClusterChaos(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	acked := l.ackedCount()
-	delivered, dups := l.check(t, c.em, 3*time.Minute)
+	delivered, dups := l.check(c, 3*time.Minute)
 	n := c.quiet(2, time.Minute)
 	for i := range c.procs {
 		ci, err := c.counters(i)
@@ -345,7 +357,7 @@ func TestClusterOutage(t *testing.T) {
 	if code := run([]string{"dlq", "--server", c.procs[0].admin, "replay", "--all"}, nil, &out, &errb); code != 0 || !strings.Contains(out.String(), "replayed 1 of 1") {
 		t.Fatalf("dlq replay on relay 0: exit %d: %s%s", code, out.String(), errb.String())
 	}
-	delivered, dups := l.check(t, c.em, 3*time.Minute)
+	delivered, dups := l.check(c, 3*time.Minute)
 	n := c.quiet(1, 2*time.Minute)
 	if !n.Reconciles || n.DeadLettered != 0 || n.Replayed != 1 || n.Delivered < int64(l.ackedCount())+1 {
 		t.Errorf("after the outage: %+v; want every event delivered, the replayed one too, no dead letters, reconciling", n)
@@ -358,6 +370,92 @@ func TestClusterOutage(t *testing.T) {
 	t.Logf("outage of %s with 3 relays: %d requests refused with 500; %d events acknowledged (all 200), all delivered after recovery, %d duplicates; the 403 letter (answers %v) replayed through another relay; counters %+v",
 		outage, refused, l.ackedCount(), dups, mids, n)
 	_ = delivered
+}
+
+// diagnose logs what the cluster holds: each relay's counters, and per partition the messages
+// its subject holds and its lease's holder, and every consumer's progress, read from NATS
+// itself.
+func (c *cluster) diagnose(missing []string) {
+	t := c.t
+	for i := range c.procs {
+		n, err := c.counters(i)
+		t.Logf("relay %d: counters %+v (err %v)", i, n, err)
+		if resp, err := http.Get(c.procs[i].url + "/metrics"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for line := range strings.Lines(string(b)) {
+				if strings.HasPrefix(line, "woorelay_delivery_") && !strings.Contains(line, "_bucket") && !strings.Contains(line, "seconds") {
+					t.Logf("relay %d: %s", i, strings.TrimSpace(line))
+				}
+			}
+		}
+	}
+	// Each relay's goroutines that read partitions or run delivery: where a stuck one waits.
+	for i, p := range c.procs {
+		before := len(p.output.String())
+		p.cmd.Process.Signal(syscall.SIGQUIT)
+		<-p.done
+		for _, g := range strings.Split(p.output.String()[before:], "\n\n") {
+			if strings.Contains(g, "jetstream.(*Queue).readOnce(") || strings.Contains(g, "jetstream.(*Queue).take(") || strings.Contains(g, "jetstream.(*Queue).round(") {
+				t.Logf("relay %d goroutine:\n%s", i, g)
+			}
+		}
+	}
+	if len(missing) > 0 {
+		by := map[int]int{}
+		for _, r := range c.em.Requests() {
+			if r.Params.Get("ce_mid") == missing[0] {
+				by[r.Status]++
+			}
+		}
+		t.Logf("attempts of %s at the emulator, by status: %v", missing[0], by)
+	}
+	nc, err := nats.Connect(c.nats.URLs())
+	if err != nil {
+		t.Logf("diagnose: %v", err)
+		return
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, "WOORELAY")
+	if err != nil {
+		t.Logf("diagnose: stream: %v", err)
+		return
+	}
+	si, err := st.Info(ctx, jetstream.WithSubjectFilter("WOORELAY.q.>"))
+	if err != nil {
+		t.Logf("diagnose: stream info: %v", err)
+		return
+	}
+	t.Logf("stream: %d messages, first %d, last %d, leader %s", si.State.Msgs, si.State.FirstSeq, si.State.LastSeq, si.Cluster.Leader)
+	leases, _ := js.KeyValue(ctx, "WOORELAY_LEASES")
+	for p := range 12 {
+		subj := fmt.Sprintf("WOORELAY.q.%d", p)
+		line := fmt.Sprintf("partition %d: %d messages", p, si.State.Subjects[subj])
+		if leases != nil {
+			if e, err := leases.Get(ctx, fmt.Sprintf("p.%d", p)); err == nil {
+				line += fmt.Sprintf("; lease %s rev %d, %s old", e.Value(), e.Revision(), time.Since(e.Created()).Round(time.Millisecond))
+			} else {
+				line += fmt.Sprintf("; lease: %v", err)
+			}
+		}
+		t.Log(line)
+	}
+	for info := range st.ListConsumers(ctx).Info() {
+		t.Logf("consumer %s on %s: delivered %d, pending %d, waiting %d, leader %s",
+			info.Name, info.Config.FilterSubject, info.Delivered.Stream, info.NumPending, info.NumWaiting, info.Cluster.Leader)
+	}
+	if leases != nil {
+		if l, err := leases.ListKeysFiltered(ctx, "m.*"); err == nil {
+			var ms []string
+			for k := range l.Keys() {
+				ms = append(ms, k)
+			}
+			t.Logf("live relays: %v", ms)
+		}
+	}
 }
 
 func sendOne403(t *testing.T, addr string) int {
