@@ -169,13 +169,13 @@ func BenchmarkStalledViewer(b *testing.B) {
 	for i := range b.N {
 		withStalled := func() {
 			stop := stalledViewer(b, r)
-			stalled += ingest(b, r, 50, fmt.Sprint("s", i))
+			stalled += ingest(b, r, 300, fmt.Sprint("s", i))
 			stop()
 		}
 		if i%2 == 1 { // alternate which goes first, so neither always meets the other's backlog
 			withStalled()
 		}
-		alone += ingest(b, r, 50, fmt.Sprint("a", i))
+		alone += ingest(b, r, 300, fmt.Sprint("a", i))
 		if i%2 == 0 {
 			withStalled()
 		}
