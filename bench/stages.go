@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/woorelay/woorelay/internal/natstest"
+	"github.com/woorelay/woorelay/queue/jetstream/natstest"
 	"io"
 	"io/fs"
 	"log/slog"

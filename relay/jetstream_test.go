@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/woorelay/woorelay/internal/natstest"
+	"github.com/woorelay/woorelay/queue/jetstream/natstest"
 )
 
 // TestTwoRelaysOnJetStream: two relays share one JetStream stream, one through --queue, the

@@ -21,7 +21,7 @@ import (
 // The debugger's browser tests: a real headless Chromium (Debian's chromium package) driven
 // with chromedp, on a real `woorelay serve` process, with the real browser SDKs from npm.
 // They need chromium, node and npm, so they run with WOORELAY_SDK_TEST=1 (which CI sets) and
-// are skipped otherwise. WOORELAY_SCREENSHOTS=1 rewrites the README's screenshots in docs/.
+// are skipped otherwise. WOORELAY_SCREENSHOTS=1 rewrites the README's screenshots in debugger/screenshots/.
 
 // browserSDKDir holds the npm packages of the browser SDKs (package.json pins them).
 var browserSDKDir = filepath.Join("testdata", "browser")
@@ -114,7 +114,7 @@ func sdkPage(t *testing.T) string {
 	return srv.URL
 }
 
-// screenshot writes docs/NAME.png from the current tab when WOORELAY_SCREENSHOTS=1.
+// screenshot writes debugger/screenshots/NAME.png from the current tab when WOORELAY_SCREENSHOTS=1.
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	if os.Getenv("WOORELAY_SCREENSHOTS") != "1" {
@@ -125,7 +125,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
-	if err := os.WriteFile(filepath.Join("..", "..", "docs", name+".png"), png, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join("..", "..", "debugger", "screenshots", name+".png"), png, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -21,7 +21,7 @@ import (
 	"github.com/woorelay/woorelay/admin"
 	"github.com/woorelay/woorelay/bench"
 	"github.com/woorelay/woorelay/emulator"
-	"github.com/woorelay/woorelay/internal/natstest"
+	"github.com/woorelay/woorelay/queue/jetstream/natstest"
 )
 
 // The cluster tests run three `woorelay serve` processes on one three-node JetStream cluster

@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/woorelay/woorelay/internal/natstest"
+	"github.com/woorelay/woorelay/queue/jetstream/natstest"
 )
 
 // TestDedupWindowMemory measures what the dedup window costs the NATS server: 100,000 message

@@ -11,8 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/woorelay/woorelay/internal/natstest"
 	"github.com/woorelay/woorelay/queue"
+	"github.com/woorelay/woorelay/queue/jetstream/natstest"
 	"github.com/woorelay/woorelay/queue/queuetest"
 )
 

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/woorelay/woorelay/destination"
-	"github.com/woorelay/woorelay/internal/natstest"
 	"github.com/woorelay/woorelay/queue"
+	"github.com/woorelay/woorelay/queue/jetstream/natstest"
 	"github.com/woorelay/woorelay/queue/queuetest"
 )
 

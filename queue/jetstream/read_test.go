@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/woorelay/woorelay/internal/natstest"
 	"github.com/woorelay/woorelay/queue"
+	"github.com/woorelay/woorelay/queue/jetstream/natstest"
 	"github.com/woorelay/woorelay/queue/queuetest"
 )
 
