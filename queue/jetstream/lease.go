@@ -269,7 +269,15 @@ func (q *Queue) readOnce(ctx context.Context, p int, pt *part) error {
 	if err != nil {
 		return err
 	}
-	go func() { <-ctx.Done(); it.Stop() }()
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		select {
+		case <-ctx.Done():
+			it.Stop()
+		case <-stopped:
+		}
+	}()
 	for {
 		msg, err := it.Next(jetstream.NextMaxWait(stallCheck))
 		if errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
