@@ -34,8 +34,7 @@ func cmdConfig(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("config", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, configUsage) }
-	server := fs.String("server", "http://127.0.0.1:9090", "base URL of the running woorelay serve's admin listener (--admin-listen)")
-	token := fs.String("admin-token", "", "admin API token")
+	server, token := adminClientFlags(fs)
 	asJSON := fs.Bool("json", false, "print the admin API's JSON answer")
 	if err := fs.Parse(args); err != nil {
 		return 2

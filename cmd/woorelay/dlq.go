@@ -25,13 +25,21 @@ http://127.0.0.1:9090; --admin-token to
 $WOORELAY_ADMIN_TOKEN.
 `
 
+// adminClientFlags adds the flags of every client of the admin API to fs: --server, the
+// admin listener's base URL, and --admin-token (WOORELAY_SERVER and WOORELAY_ADMIN_TOKEN
+// through applyEnv).
+func adminClientFlags(fs *flag.FlagSet) (server, token *string) {
+	server = fs.String("server", "http://127.0.0.1:9090", "base URL of the running woorelay serve's admin listener (--admin-listen)")
+	token = fs.String("admin-token", "", "admin API token")
+	return server, token
+}
+
 // cmdDlq is `woorelay dlq`: a client of a running server's admin API.
 func cmdDlq(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dlq", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, dlqUsage) }
-	server := fs.String("server", "http://127.0.0.1:9090", "base URL of the running woorelay serve's admin listener (--admin-listen)")
-	token := fs.String("admin-token", "", "admin API token")
+	server, token := adminClientFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
