@@ -212,9 +212,10 @@ func (r *Relay) Start() error {
 	dispCtx, r.dispCancel = context.WithCancel(context.Background())
 	r.dispDone = make(chan error, 1)
 	r.done, r.halted = make(chan struct{}), make(chan struct{})
+	r.srv.SetReady(true) // before delivery can fail and turn it off
 	go func() {
 		err := r.disp.Run(dispCtx)
-		if err != nil && !errors.Is(err, context.Canceled) {
+		if err != nil && dispCtx.Err() == nil { // an error after Stop cancelled it is Stop's to report
 			r.log.Error("delivery stopped; stopping the relay so that it is started again (what is queued stays queued)", "err", err)
 			r.srv.SetReady(false)
 			r.halt(err)
@@ -226,7 +227,6 @@ func (r *Relay) Start() error {
 		close(r.done)
 		r.halt(err)
 	}()
-	r.srv.SetReady(true)
 	c := r.q.Counters()
 	where := "disk " + r.cfg.DataDir
 	if s, ok := r.q.(fmt.Stringer); ok {

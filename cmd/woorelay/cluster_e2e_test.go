@@ -87,7 +87,8 @@ func (c *cluster) start(i int) {
 		}
 		// What the relay said (its partitions, failed writes) tells a lost lease from a lost
 		// item; the last lines of each run of each relay.
-		lines := strings.Split(strings.TrimSpace(p.output.String()), "\n")
+		out, _, _ := strings.Cut(p.output.String(), "SIGQUIT: quit") // the log, not diagnose's goroutine dump
+		lines := strings.Split(strings.TrimSpace(out), "\n")
 		for _, line := range lines[max(0, len(lines)-40):] {
 			c.t.Logf("relay %d (pid %d): %s", i, p.cmd.Process.Pid, line)
 		}

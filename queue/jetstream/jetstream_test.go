@@ -129,13 +129,7 @@ func TestDoneOfAnItemAlreadyRemoved(t *testing.T) {
 	if _, err := q.Append(context.Background(), entries); err != nil {
 		t.Fatal(err)
 	}
-	var items []queue.Item
-	for deadline := time.Now().Add(20 * time.Second); len(items) < 2 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		items, _ = q.Scan(0, 10)
-	}
-	if len(items) != 2 {
-		t.Fatalf("scanned %d items, want 2", len(items))
-	}
+	items := waitItems(t, q, 2)
 	ctx := context.Background()
 	for _, it := range items {
 		if err := q.items.DeleteMsg(ctx, q.get(it.Seq).sseq); err != nil {
