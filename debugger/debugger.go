@@ -30,8 +30,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tidwall/gjson"
-
 	"github.com/woorelay/woorelay/destination"
 	"github.com/woorelay/woorelay/mapping"
 	"github.com/woorelay/woorelay/queue"
@@ -326,14 +324,9 @@ func (d *Debugger) add(e queue.Entry, at time.Time) *record {
 			delete(d.byKey, key(old.Source, old.MessageID))
 		}
 	}
-	ev := gjson.ParseBytes(e.Event)
-	name := ev.Get("event").String()
-	if name == "" {
-		name = ev.Get("name").String()
-	}
 	r := &record{
-		ID: d.next, Source: e.Source, MessageID: e.MessageID, Visitor: e.Visitor, Type: ev.Get("type").String(),
-		Name: name, Received: e.Received, Updated: at, event: e.Event,
+		ID: d.next, Source: e.Source, MessageID: e.MessageID, Visitor: e.Visitor,
+		Received: e.Received, Updated: at, event: e.Event,
 	}
 	if r.Received.IsZero() {
 		r.Received = at

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/tidwall/gjson"
 	"github.com/woorelay/woorelay/queue"
 )
 
@@ -29,6 +30,22 @@ type record struct {
 	Duplicates int       `json:"duplicates,omitempty"`
 	Requests   []request `json:"requests,omitempty"`
 	event      []byte
+	// described is set once Type and Name have been read from event: only when the record is
+	// first shown, so that ingest does not pay for parsing events nobody looks at.
+	described bool
+}
+
+// describe reads the event's type and name from its JSON, once.
+func (r *record) describe() {
+	if r.described {
+		return
+	}
+	r.described = true
+	r.Type = gjson.GetBytes(r.event, "type").String()
+	r.Name = gjson.GetBytes(r.event, "event").String()
+	if r.Name == "" {
+		r.Name = gjson.GetBytes(r.event, "name").String()
+	}
 }
 
 // request is one request an event became, with every attempt at it.
@@ -102,6 +119,7 @@ func cut(s string, sep byte) (before, after string, found bool) {
 
 // summary is the record as the stream sends it: without the raw event.
 func (r *record) json() []byte {
+	r.describe()
 	b, _ := json.Marshal(r)
 	return b
 }

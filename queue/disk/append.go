@@ -20,9 +20,14 @@ type appendReq struct {
 	ctx      context.Context
 	outcomes []queue.Outcome
 	visitors []string
-	values   [][]byte // encoded item or dead-letter value per entry; nil for Filtered
+	values   [][]byte // encoded dead-letter value per Rejected entry; nil for the others
 	dkeys    [][]byte // dedup key per entry; nil when it has no MessageID (the committer clears duplicates')
-	size     int64    // bytes of values
+	// The entry bodies of the Deliver entries, concatenated (raw), and compressed into one
+	// frame of the payload log (frame); inner and blen locate each entry's body in raw.
+	raw         []byte
+	frame       []byte
+	inner, blen []uint64
+	size        int64 // bytes the call adds to the store: its frame and dead letters
 
 	// set by the committer
 	dup  []bool
@@ -61,6 +66,13 @@ func (q *Queue) Append(ctx context.Context, entries []queue.Entry) (queue.Append
 	r.outcomes = make([]queue.Outcome, len(entries))
 	r.visitors = make([]string, len(entries))
 	r.dkeys = make([][]byte, len(entries))
+	r.inner, r.blen = make([]uint64, len(entries)), make([]uint64, len(entries))
+	rawSize := 0
+	for i := range entries {
+		if entries[i].Outcome == queue.Deliver {
+			rawSize += entrySize(&entries[i])
+		}
+	}
 	for i := range entries {
 		e := &entries[i]
 		r.outcomes[i], r.visitors[i] = e.Outcome, e.Visitor
@@ -69,7 +81,12 @@ func (q *Queue) Append(ctx context.Context, entries []queue.Entry) (queue.Append
 		}
 		switch e.Outcome {
 		case queue.Deliver:
-			r.values[i] = appendEntry(appendItemHeader(make([]byte, 0, 16+entrySize(e)), itemState{}), e)
+			if r.raw == nil {
+				r.raw = make([]byte, 0, rawSize)
+			}
+			r.inner[i] = uint64(len(r.raw))
+			r.raw = appendEntry(r.raw, e)
+			r.blen[i] = uint64(len(r.raw)) - r.inner[i]
 		case queue.Rejected:
 			r.values[i] = encodeDeadLetter(at, &queue.Failure{Reason: e.Reason}, encodeEntryBody(e))
 		case queue.Filtered:
@@ -77,6 +94,10 @@ func (q *Queue) Append(ctx context.Context, entries []queue.Entry) (queue.Append
 			return queue.AppendResult{}, fmt.Errorf("queue/disk: entry %d has unknown outcome %d; use queue.Deliver, Filtered or Rejected", i, e.Outcome)
 		}
 		r.size += int64(len(r.values[i]))
+	}
+	if r.raw != nil {
+		r.frame = encodeFrame(nil, r.raw)
+		r.size += int64(len(r.frame))
 	}
 	if err := q.begin(); err != nil {
 		return queue.AppendResult{}, err
@@ -218,7 +239,7 @@ func (q *Queue) commitGroup(group []*appendReq) {
 	clear(seen)
 	var usage int64
 	if q.opts.DiskBudget > 0 {
-		usage = int64(q.db.Metrics().DiskSpaceUsage())
+		usage = int64(q.db.Metrics().DiskSpaceUsage()) + q.segs.usage()
 	}
 	batch := q.db.NewBatch()
 	defer batch.Close()
@@ -257,7 +278,7 @@ func (q *Queue) commitGroup(group []*appendReq) {
 			continue
 		}
 		tentative = tentative[:0]
-		var stored int64
+		stored := r.size
 		for i, dk := range r.dkeys {
 			if dk != nil {
 				if known[string(dk)] || seen[string(dk)] {
@@ -267,7 +288,6 @@ func (q *Queue) commitGroup(group []*appendReq) {
 				seen[string(dk)] = true
 				tentative = append(tentative, string(dk))
 			}
-			stored += int64(len(r.values[i]))
 		}
 		if q.opts.DiskBudget > 0 && usage+stored > q.opts.DiskBudget {
 			r.err = queue.ErrFull
@@ -282,12 +302,50 @@ func (q *Queue) commitGroup(group []*appendReq) {
 		for _, dk := range r.dkeys {
 			if dk != nil {
 				_ = batch.Set(dk, seenVal, nil)
-				_ = batch.Set(dedupTimeKey(now, dk), nil, nil)
+				group := q.dedupGroup
+				q.dedupGroup = putBytes(group, dk)
 			}
 		}
 	}
 	if accepted == 0 {
 		return
+	}
+	if len(q.dedupGroup) > 0 {
+		// One time index entry for the whole group: pruning reads the keys it lists.
+		_ = batch.Set(dedupGroupKey(now, q.groupID), q.dedupGroup, nil)
+		q.groupID++
+		q.dedupGroup = q.dedupGroup[:0]
+	}
+
+	// The payloads go to the payload log, synced, before the records that point at them.
+	frames, raws, which := make([][]byte, 0, len(group)), make([][]byte, 0, len(group)), make([]int, len(group))
+	for gi, r := range group {
+		which[gi] = -1
+		if r.err != nil || r.frame == nil {
+			continue
+		}
+		for i, o := range r.outcomes {
+			if o == queue.Deliver && !r.dup[i] {
+				which[gi] = len(frames)
+				frames, raws = append(frames, r.frame), append(raws, r.raw)
+				break
+			}
+		}
+	}
+	var seg uint64
+	var offs []uint64
+	if len(frames) > 0 {
+		if seg, offs, err = q.segs.write(frames, raws); err != nil {
+			err = fmt.Errorf("%w; the queue refuses writes until woorelay is restarted", err)
+			q.broken.CompareAndSwap(nil, &err)
+			q.log.Error("queue payload log write failed", "err", err)
+			for _, r := range group {
+				if r.err == nil {
+					r.err = err
+				}
+			}
+			return
+		}
 	}
 
 	// Sequence numbers and dead-letter ids are assigned, and the batch made visible, under wmu,
@@ -295,7 +353,7 @@ func (q *Queue) commitGroup(group []*appendReq) {
 	q.wmu.Lock()
 	m := q.meta
 	queued := 0
-	for _, r := range group {
+	for gi, r := range group {
 		if r.err != nil {
 			continue
 		}
@@ -308,7 +366,8 @@ func (q *Queue) commitGroup(group []*appendReq) {
 			switch outcome {
 			case queue.Deliver:
 				m.lastSeq++
-				_ = batch.Set(itemKey(m.lastSeq), r.values[i], nil)
+				loc := itemLoc{ref: true, seg: seg, off: offs[which[gi]], inner: r.inner[i], n: r.blen[i], visitor: r.visitors[i]}
+				_ = batch.Set(itemKey(m.lastSeq), encodeItemLoc(itemState{}, loc), nil)
 				_ = batch.Set(visitorKey(r.visitors[i], m.lastSeq), nil, nil)
 				res.Queued++
 			case queue.Filtered:
@@ -328,6 +387,7 @@ func (q *Queue) commitGroup(group []*appendReq) {
 		r.res = res
 	}
 	_ = batch.Set(keyMeta, encodeMeta(&m), nil)
+	q.segs.addLive(seg, int64(queued))
 	if q.opts.NoSync {
 		err = q.db.Apply(batch, pebble.NoSync)
 	} else {
@@ -335,6 +395,8 @@ func (q *Queue) commitGroup(group []*appendReq) {
 	}
 	if err == nil {
 		q.meta = m
+	} else {
+		q.segs.release(map[uint64]int64{seg: int64(queued)})
 	}
 	q.wmu.Unlock()
 	if err == nil && !q.opts.NoSync {
@@ -354,6 +416,19 @@ func (q *Queue) commitGroup(group []*appendReq) {
 	}
 	if err == nil && queued > 0 {
 		q.signal()
+	}
+}
+
+// pruneKey adds the deletion of dedup key dk to b unless it was stored again after cutoff.
+func (q *Queue) pruneKey(b *pebble.Batch, dk []byte, cutoff int64) {
+	v, closer, err := q.db.Get(dk)
+	if err != nil {
+		return
+	}
+	at, ok := decodeSeenAt(v)
+	closer.Close()
+	if !ok || int64(at) <= cutoff {
+		_ = b.Delete(dk, nil)
 	}
 }
 
@@ -411,15 +486,19 @@ func (q *Queue) pruneChunk() bool {
 		if len(k) <= 9 {
 			continue
 		}
-		dk := k[9:]
-		v, closer, err := q.db.Get(dk)
-		if err != nil {
+		if k[9] != 0 {
+			q.pruneKey(batch, k[9:], cutoff) // an entry of one key (written by version 1 stores)
 			continue
 		}
-		at, ok := decodeSeenAt(v)
-		closer.Close()
-		if !ok || int64(at) <= cutoff {
-			_ = batch.Delete(dk, nil)
+		d := decoder{kind: prefixDedupTime, b: it.Value()}
+		for d.remaining() > 0 && d.err == nil {
+			if dk := d.raw("dedup_key"); d.err == nil {
+				q.pruneKey(batch, dk, cutoff)
+				n++
+			}
+		}
+		if d.err != nil {
+			q.log.Warn("ignoring a corrupt dedup time index entry", "key", fmt.Sprintf("%q", k), "err", d.err)
 		}
 	}
 	if err := it.Close(); err != nil {

@@ -21,7 +21,10 @@ const (
 	kindDeadLetter = 'L'
 	kindMeta       = 'M'
 
-	itemVersion       = 1
+	// itemVersion 2 adds the payload's location after the delivery state; version 1 records
+	// (the entry inline after the state) are still read.
+	itemVersion       = 2
+	itemVersion1      = 1
 	deadLetterVersion = 1
 	metaVersion       = 1
 )
@@ -116,6 +119,22 @@ type itemState struct {
 	nextRequest  int
 }
 
+// Where an item's entry body is (the byte after the delivery state of a version 2 record).
+const (
+	locInline = 0 // the entry body follows
+	locFrame  = 1 // in a frame of the payload log: segment, frame offset, offset and length in the frame, visitor
+)
+
+// itemLoc is where an item's entry body is: inline in the record, or in a frame of the
+// payload log (with the visitor kept in the record, so removing the item reads no payload).
+type itemLoc struct {
+	body     []byte // the inline entry body, when ref is false
+	ref      bool
+	seg, off uint64 // the frame
+	inner, n uint64 // the entry body within the frame's decompressed bytes
+	visitor  string
+}
+
 func appendItemHeader(b []byte, st itemState) []byte {
 	b = append(b, kindItem, itemVersion)
 	b = putUvarint(b, st.flags)
@@ -131,11 +150,26 @@ func encodeEntryBody(e *queue.Entry) []byte {
 	return appendEntry(make([]byte, 0, entrySize(e)), e)
 }
 
-// encodeItem encodes an item value: header (kind, version), delivery state, entry.
+// encodeItem encodes an item value with its entry inline: header (kind, version), delivery
+// state, entry.
 func encodeItem(st itemState, entryBody []byte) []byte {
-	b := make([]byte, 0, 16+len(entryBody))
+	return encodeItemLoc(st, itemLoc{body: entryBody})
+}
+
+// encodeItemLoc encodes an item value with its delivery state and the location of its entry.
+func encodeItemLoc(st itemState, loc itemLoc) []byte {
+	b := make([]byte, 0, 24+len(loc.body)+len(loc.visitor))
 	b = appendItemHeader(b, st)
-	return append(b, entryBody...)
+	if !loc.ref {
+		b = append(b, locInline)
+		return append(b, loc.body...)
+	}
+	b = append(b, locFrame)
+	b = putUvarint(b, loc.seg)
+	b = putUvarint(b, loc.off)
+	b = putUvarint(b, loc.inner)
+	b = putUvarint(b, loc.n)
+	return putString(b, loc.visitor)
 }
 
 // encodeDeadLetter encodes a dead-letter value (its id is the key).
@@ -354,44 +388,93 @@ func (d *decoder) end() {
 	}
 }
 
-// decodeItemState reads an item's header and state, and returns the raw entry bytes that follow.
-func decodeItemState(b []byte) (itemState, []byte, error) {
+// decodeItemState reads an item's header, state and the location of its entry.
+func decodeItemState(b []byte) (itemState, itemLoc, error) {
 	d := decoder{kind: kindItem, b: b}
-	d.header(kindItem, itemVersion)
+	version := itemVersion
+	if len(b) >= 2 && b[0] == kindItem && b[1] == itemVersion1 {
+		version = itemVersion1
+	}
+	d.header(kindItem, byte(version))
 	var st itemState
 	st.flags = d.uvarint("flags")
 	st.attempts = d.int("attempts")
 	st.firstAttempt = d.time("first_attempt")
 	st.nextRequest = d.int("next_request")
 	if d.err != nil {
-		return itemState{}, nil, d.err
+		return itemState{}, itemLoc{}, d.err
 	}
-	return st, b[d.off:], nil
+	if version == itemVersion1 {
+		return st, itemLoc{body: b[d.off:]}, nil
+	}
+	if d.remaining() < 1 {
+		return itemState{}, itemLoc{}, corruptf(kindItem, "location", "truncated")
+	}
+	where := b[d.off]
+	d.off++
+	switch where {
+	case locInline:
+		return st, itemLoc{body: b[d.off:]}, nil
+	case locFrame:
+		loc := itemLoc{ref: true}
+		loc.seg = d.uvarint("location.segment")
+		loc.off = d.uvarint("location.frame")
+		loc.inner = d.uvarint("location.offset")
+		loc.n = d.uvarint("location.length")
+		loc.visitor = d.str("location.visitor")
+		d.end()
+		if d.err != nil {
+			return itemState{}, itemLoc{}, d.err
+		}
+		return st, loc, nil
+	}
+	return itemState{}, itemLoc{}, corruptf(kindItem, "location", "unknown location kind %d", where)
 }
 
-// decodeItem decodes an item value; seq comes from its key.
+// decodeItem decodes an item value whose entry is inline; seq comes from its key.
 func decodeItem(seq uint64, b []byte) (queue.Item, error) {
-	st, body, err := decodeItemState(b)
+	return decodeItemWith(seq, b, nil)
+}
+
+// decodeItemWith decodes an item value; seq comes from its key, and body reads an entry kept in
+// the payload log (nil: such an item is an error).
+func decodeItemWith(seq uint64, b []byte, body func(itemLoc) ([]byte, error)) (queue.Item, error) {
+	st, loc, err := decodeItemState(b)
 	if err != nil {
 		return queue.Item{}, err
 	}
+	raw := loc.body
+	if loc.ref {
+		if body == nil {
+			return queue.Item{}, corruptf(kindItem, "location", "the entry is in the payload log")
+		}
+		if raw, err = body(loc); err != nil {
+			return queue.Item{}, err
+		}
+	}
 	it := queue.Item{Seq: seq, Attempts: st.attempts, FirstAttempt: st.firstAttempt, NextRequest: st.nextRequest}
-	d := decoder{kind: kindItem, b: body}
+	d := decoder{kind: kindItem, b: raw}
 	d.entry(&it.Entry)
 	d.end()
 	if d.err != nil {
 		return queue.Item{}, d.err
+	}
+	if loc.ref && it.Entry.Visitor != loc.visitor {
+		return queue.Item{}, corruptf(kindItem, "location", "the payload's visitor %q is not the record's %q", it.Entry.Visitor, loc.visitor)
 	}
 	return it, nil
 }
 
 // decodeItemVisitor reads only what deleting an item needs: its state and visitor.
 func decodeItemVisitor(b []byte) (itemState, string, error) {
-	st, body, err := decodeItemState(b)
+	st, loc, err := decodeItemState(b)
 	if err != nil {
 		return itemState{}, "", err
 	}
-	d := decoder{kind: kindItem, b: body}
+	if loc.ref {
+		return st, loc.visitor, nil
+	}
+	d := decoder{kind: kindItem, b: loc.body}
 	d.raw("source")
 	d.raw("message_id")
 	v := d.str("visitor")

@@ -58,7 +58,7 @@ func (q *Queue) Scan(after uint64, limit int) ([]queue.Item, error) {
 		if !ok {
 			continue
 		}
-		item, err := decodeItem(seq, it.Value())
+		item, err := q.decodeItem(seq, it.Value())
 		if err != nil {
 			corrupt = append(corrupt, seq)
 			continue
@@ -117,7 +117,7 @@ func (q *Queue) ScanVisitor(visitor string, after uint64, limit int) ([]queue.It
 			}
 			return nil, fmt.Errorf("queue/disk: scan visitor: %w", err)
 		}
-		item, err := decodeItem(seq, v)
+		item, err := q.decodeItem(seq, v)
 		var seen []scanned
 		if err == nil {
 			seen = []scanned{{seq, knownOf(v, item.Entry.Visitor)}}
@@ -142,6 +142,7 @@ func (q *Queue) ScanVisitor(visitor string, after uint64, limit int) ([]queue.It
 type knownItem struct {
 	visitor   string
 	rewritten bool
+	seg       uint64 // the payload log segment holding its entry; 0 when inline
 }
 
 // scanned is what a scan learnt of one item.
@@ -152,8 +153,29 @@ type scanned struct {
 
 // knownOf reads what removing an item needs from its stored value v.
 func knownOf(v []byte, visitor string) knownItem {
-	st, _, err := decodeItemState(v)
-	return knownItem{visitor: visitor, rewritten: err != nil || st.flags&itemFlagRewritten != 0}
+	st, loc, err := decodeItemState(v)
+	return knownItem{visitor: visitor, rewritten: err != nil || st.flags&itemFlagRewritten != 0, seg: segOf(loc)}
+}
+
+// segOf is the payload log segment of an item's entry, 0 when it is inline.
+func segOf(loc itemLoc) uint64 {
+	if loc.ref {
+		return loc.seg
+	}
+	return 0
+}
+
+// decodeItem decodes a pending item's record, reading its entry from the payload log when it
+// is kept there.
+func (q *Queue) decodeItem(seq uint64, v []byte) (queue.Item, error) {
+	return decodeItemWith(seq, v, q.segs.body)
+}
+
+// releaseSegments counts removed items out of their payload log segments; a segment left
+// without pending items is deleted by the reclaimer.
+func (q *Queue) releaseSegments(counts map[uint64]int64) {
+	delete(counts, 0)
+	q.segs.release(counts)
 }
 
 // scanStart begins a scan that will remember what it reads: changes to pending items from
@@ -340,6 +362,7 @@ func (q *Queue) removeAll(ops []removal) error {
 	b := q.db.NewBatch()
 	defer b.Close()
 	var delivered, filtered int64
+	segs := map[uint64]int64{}
 	for i, op := range ops {
 		if slices.ContainsFunc(ops[:i], func(o removal) bool { return o.seq == op.seq }) {
 			continue // removed by an earlier op of the batch
@@ -351,6 +374,7 @@ func (q *Queue) removeAll(ops []removal) error {
 				st.flags = itemFlagRewritten
 			}
 			deleteItem(b, op.seq, st, k.visitor, true, true)
+			segs[k.seg]++
 		} else {
 			v, pending, err := q.getItem(op.seq)
 			if err != nil {
@@ -364,6 +388,9 @@ func (q *Queue) removeAll(ops []removal) error {
 				q.log.Warn("removing a corrupt item", "seq", op.seq, "err", verr)
 			}
 			deleteItem(b, op.seq, st, visitor, verr == nil, verr == nil)
+			if _, loc, err := decodeItemState(v); err == nil {
+				segs[segOf(loc)]++
+			}
 		}
 		if op.filtered {
 			filtered++
@@ -375,11 +402,15 @@ func (q *Queue) removeAll(ops []removal) error {
 		return nil
 	}
 	q.removalWrites.Add(1)
-	return q.commitMeta(b, func(m *meta) {
+	err := q.commitMeta(b, func(m *meta) {
 		m.c.Delivered += delivered
 		m.c.Filtered += filtered
 		m.c.Queued -= delivered + filtered
 	})
+	if err == nil {
+		q.releaseSegments(segs)
+	}
+	return err
 }
 
 // withPending runs fn with the stored value of a pending item, under the delivery lock; it
@@ -401,13 +432,13 @@ func (q *Queue) withPending(seq uint64, fn func(v []byte) error) error {
 // rewriteItem replaces the delivery state of a pending item.
 func (q *Queue) rewriteItem(seq uint64, change func(st *itemState)) error {
 	return q.withPending(seq, func(v []byte) error {
-		st, body, err := decodeItemState(v)
+		st, loc, err := decodeItemState(v)
 		if err != nil {
 			return corruptItem(seq, err)
 		}
 		change(&st)
 		st.flags |= itemFlagRewritten
-		if err := q.db.Set(itemKey(seq), encodeItem(st, body), pebble.NoSync); err != nil {
+		if err := q.db.Set(itemKey(seq), encodeItemLoc(st, loc), pebble.NoSync); err != nil {
 			return fmt.Errorf("queue/disk: write item %d: %w", seq, err)
 		}
 		q.markRewritten(seq)
@@ -425,7 +456,7 @@ func (q *Queue) quarantine(seq uint64) error {
 	if err != nil || !ok {
 		return err
 	}
-	_, err = decodeItem(seq, v)
+	_, err = q.decodeItem(seq, v)
 	if err == nil {
 		return nil // rewritten meanwhile
 	}
@@ -443,12 +474,16 @@ func (q *Queue) quarantineLocked(seq uint64, raw []byte, derr error) error {
 	b := q.db.NewBatch()
 	defer b.Close()
 	deleteItem(b, seq, st, visitor, false, verr == nil)
-	return q.commitMeta(b, func(m *meta) {
+	err := q.commitMeta(b, func(m *meta) {
 		m.lastDead++
 		_ = b.Set(deadKey(m.lastDead), value, nil)
 		m.c.DeadLettered++
 		m.c.Queued--
 	})
+	if _, loc, lerr := decodeItemState(raw); err == nil && lerr == nil {
+		q.releaseSegments(map[uint64]int64{segOf(loc): 1})
+	}
+	return err
 }
 
 // Progress records that the item's first n requests were delivered, so that after a restart
@@ -477,22 +512,30 @@ func (q *Queue) Retrying(seq uint64, attempts int, firstAttempt time.Time) error
 // (DeadLettered+1, Queued−1). It does nothing for an item that is not pending.
 func (q *Queue) Dead(seq uint64, f queue.Failure) error {
 	return q.withPending(seq, func(v []byte) error {
-		item, err := decodeItem(seq, v)
+		item, err := q.decodeItem(seq, v)
 		if err != nil {
 			return q.quarantineLocked(seq, v, err)
 		}
-		st, body, _ := decodeItemState(v)
+		st, loc, _ := decodeItemState(v)
+		body, err := q.segs.body(loc)
+		if err != nil {
+			return q.quarantineLocked(seq, v, err)
+		}
 		q.takeKnown(seq)
 		value := encodeDeadLetter(q.now(), &f, body)
 		b := q.db.NewBatch()
 		defer b.Close()
 		deleteItem(b, seq, st, item.Entry.Visitor, true, true)
-		return q.commitMeta(b, func(m *meta) {
+		err = q.commitMeta(b, func(m *meta) {
 			m.lastDead++
 			_ = b.Set(deadKey(m.lastDead), value, nil)
 			m.c.DeadLettered++
 			m.c.Queued--
 		})
+		if err == nil {
+			q.releaseSegments(map[uint64]int64{segOf(loc): 1})
+		}
+		return err
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,6 +75,7 @@ type Options struct {
 // Queue is the on-disk implementation of queue.Queue. It is safe for concurrent use.
 type Queue struct {
 	db     *pebble.DB
+	segs   *segmentLog // the payload log: entry bodies of pending items
 	opts   Options
 	log    *slog.Logger
 	window time.Duration
@@ -146,9 +148,11 @@ type Queue struct {
 	broken atomic.Pointer[error]
 
 	// owned by the committer goroutine
+	groupID      uint64 // the id of the next dedup group entry: random high half per open, then a counter
 	pruneFrom    []byte // the dedup time index below this key has been pruned
 	lastReclaim  time.Time
 	dedupScratch map[string]bool
+	dedupGroup   []byte // the dedup keys of the group being committed, for its time index entry
 }
 
 var _ queue.Queue = (*Queue)(nil)
@@ -181,6 +185,7 @@ func Open(dir string, opts Options) (*Queue, error) {
 		reclaim:      make(chan struct{}, 1),
 		pruneReq:     make(chan chan struct{}),
 		dedupScratch: make(map[string]bool),
+		groupID:      uint64(rand.Uint32()) << 32,
 	}
 	if q.log == nil {
 		q.log = slog.Default()
@@ -220,9 +225,21 @@ func Open(dir string, opts Options) (*Queue, error) {
 		return nil, fmt.Errorf("queue/disk: open store %s: %w (is another woorelay using this directory? is it writable?)", dir, err)
 	}
 	q.db = db
-	if err := q.load(); err != nil {
+	live, err := q.load()
+	if err != nil {
 		_ = db.Close()
 		return nil, err
+	}
+	limit := int64(maxSegmentSize)
+	if opts.DiskBudget > 0 {
+		limit = min(max(opts.DiskBudget/16, minSegmentSize), maxSegmentSize)
+	}
+	if q.segs, err = openSegmentLog(dir, limit, opts.NoSync, live); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	if gone := q.segs.missing(live); len(gone) > 0 {
+		q.log.Error("payload segments are missing: their pending items will be moved to the dead letters as corrupt", "segments", gone)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	q.stop = cancel
@@ -232,40 +249,51 @@ func Open(dir string, opts Options) (*Queue, error) {
 	return q, nil
 }
 
-// load reads the format marker and meta, and finds the first pending item.
-func (q *Queue) load() error {
+// load reads the format marker and meta, finds the first pending item and counts the pending
+// items of each payload log segment.
+func (q *Queue) load() (map[uint64]int64, error) {
 	f, closer, err := q.db.Get(keyFormat)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
 		if err := q.db.Set(keyFormat, []byte(formatVersion), pebble.Sync); err != nil {
-			return fmt.Errorf("queue/disk: initialise store: %w", err)
+			return nil, fmt.Errorf("queue/disk: initialise store: %w", err)
 		}
 	case err != nil:
-		return fmt.Errorf("queue/disk: read store format: %w", err)
+		return nil, fmt.Errorf("queue/disk: read store format: %w", err)
 	default:
 		v := string(f)
 		closer.Close()
-		if v != formatVersion {
-			return fmt.Errorf("queue/disk: store format %q is not %q: it was written by another version of woorelay; open it with that version, or point woorelay at a new directory", v, formatVersion)
+		switch v {
+		case formatVersion:
+		case formatVersion1:
+			// Version 1 stores keep every entry inline, which this version still reads; the
+			// marker moves on so that an older woorelay does not open a store it cannot read.
+			if err := q.db.Set(keyFormat, []byte(formatVersion), pebble.Sync); err != nil {
+				return nil, fmt.Errorf("queue/disk: upgrade store format: %w", err)
+			}
+			q.log.Info("queue store upgraded", "from", formatVersion1, "to", formatVersion)
+		default:
+			return nil, fmt.Errorf("queue/disk: store format %q is not %q: it was written by another version of woorelay; open it with that version, or point woorelay at a new directory", v, formatVersion)
 		}
 	}
 	m, closer, err := q.db.Get(keyMeta)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
 	case err != nil:
-		return fmt.Errorf("queue/disk: read counters: %w", err)
+		return nil, fmt.Errorf("queue/disk: read counters: %w", err)
 	default:
 		q.meta, err = decodeMeta(m)
 		closer.Close()
 		if err != nil {
-			return fmt.Errorf("queue/disk: counters: %w; the store is damaged: restore the directory from a backup", err)
+			return nil, fmt.Errorf("queue/disk: counters: %w; the store is damaged: restore the directory from a backup", err)
 		}
 	}
 	it, err := q.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixItem}, UpperBound: rangeEnd(prefixItem)})
 	if err != nil {
-		return fmt.Errorf("queue/disk: scan items: %w", err)
+		return nil, fmt.Errorf("queue/disk: scan items: %w", err)
 	}
 	defer it.Close()
+	live := map[uint64]int64{}
 	if it.First() {
 		if s, ok := seqOf(it.Key()); ok {
 			q.head.Store(s)
@@ -273,8 +301,13 @@ func (q *Queue) load() error {
 	} else {
 		q.head.Store(q.meta.lastSeq + 1)
 	}
+	for valid := it.Valid(); valid; valid = it.Next() {
+		if _, loc, err := decodeItemState(it.Value()); err == nil && loc.ref {
+			live[loc.seg]++
+		}
+	}
 	if err := it.Error(); err != nil {
-		return fmt.Errorf("queue/disk: scan items: %w", err)
+		return nil, fmt.Errorf("queue/disk: scan items: %w", err)
 	}
 	c := q.meta.c
 	q.log.Info("queue opened", "queued", c.Queued, "dead_lettered", c.DeadLettered, "received", c.Received,
@@ -282,7 +315,7 @@ func (q *Queue) load() error {
 	if !c.Reconciles() {
 		q.log.Error("queue counters do not reconcile", "counters", fmt.Sprintf("%+v", c))
 	}
-	return nil
+	return live, nil
 }
 
 // Counters returns the running totals; it reads an in-memory copy kept in step with the store.
@@ -324,6 +357,9 @@ func (q *Queue) Close() error {
 	if cerr := q.db.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("queue/disk: close: %w", cerr)
 	}
+	if cerr := q.segs.close(); cerr != nil && err == nil {
+		err = fmt.Errorf("queue/disk: close the payload log: %w", cerr)
+	}
 	return err
 }
 
@@ -354,7 +390,31 @@ func (q *Queue) Compact(ctx context.Context) error {
 	if err := q.db.Compact(ctx, []byte{0}, []byte{0xff}, false); err != nil {
 		return fmt.Errorf("queue/disk: compact: %w", err)
 	}
-	return nil
+	if err := q.segs.rotateIfUnused(); err != nil {
+		return err
+	}
+	return q.collectSegmentsLocked()
+}
+
+// collectSegments deletes the payload log segments that no pending item refers to any more.
+func (q *Queue) collectSegments() error {
+	if err := q.begin(); err != nil {
+		return err
+	}
+	defer q.end()
+	return q.collectSegmentsLocked()
+}
+
+// collectSegmentsLocked is collectSegments for a caller that holds closeMu (read). The
+// removals that emptied the segments were written without a sync; they are synced first, so
+// that a crash cannot bring back an item whose payload is gone.
+func (q *Queue) collectSegmentsLocked() error {
+	if !q.opts.NoSync {
+		if err := q.db.LogData(nil, pebble.Sync); err != nil {
+			return fmt.Errorf("queue/disk: sync before deleting payload segments: %w", err)
+		}
+	}
+	return q.segs.collect()
 }
 
 // DiskUsage returns the bytes the store uses on disk, as compared with Options.DiskBudget.
@@ -363,7 +423,7 @@ func (q *Queue) DiskUsage() int64 {
 		return 0
 	}
 	defer q.end()
-	return int64(q.db.Metrics().DiskSpaceUsage())
+	return int64(q.db.Metrics().DiskSpaceUsage()) + q.segs.usage()
 }
 
 // reclaimer compacts the store when Append signals that the disk budget was reached.
@@ -373,6 +433,11 @@ func (q *Queue) reclaimer(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-q.segs.empty:
+			if err := q.collectSegments(); err != nil && !errors.Is(err, queue.ErrClosed) {
+				q.log.Error("deleting delivered payload segments failed", "err", err)
+			}
+			continue
 		case <-q.reclaim:
 		}
 		if err := q.Compact(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, queue.ErrClosed) {

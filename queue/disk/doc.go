@@ -1,20 +1,40 @@
 // Package disk is the embedded implementation of queue.Queue: a durable queue on pebble, the
-// LSM key-value store of CockroachDB. Pebble was chosen because its write-ahead log
+// LSM key-value store of CockroachDB, with the event payloads in an append-only log of
+// compressed segment files beside it. Pebble was chosen because its write-ahead log
 // group-commits concurrent synced writes (one fsync for many batches), it is mature and
 // heavily exercised in production, it recovers from a crash by replaying its log, and its
 // batches are atomic, which lets the counters live in the same write as the changes they count.
+// The payloads stay out of it so that its flushes and compactions move only small records.
 //
 // # Durability
 //
-// Append returns only after its entries are in the write-ahead log and the log is fsynced.
-// A single committer goroutine takes every Append waiting while the previous commit syncs
-// (group commit), checks all of them for duplicates, assigns sequence numbers, writes one
-// batch and waits for one sync, then wakes every caller: one fsync serves many HTTP requests.
-// Each Append is all or none. Replay is synced too. The delivery side (Done, Progress,
-// Retrying, Dead) and dedup pruning write without waiting for a sync: a machine crash may undo
-// the last few of them, which makes delivery redo work (at least once), never lose an event.
-// Every batch that changes the counters also rewrites them, so after kill -9 or power loss
-// they reconcile exactly: Received = Delivered + DeadLettered + Filtered + Queued.
+// Append returns only after its entries are on disk and synced. A single committer goroutine
+// takes every Append waiting while the previous commit syncs (group commit), checks all of
+// them for duplicates, writes the group's payloads to the payload log with one write and one
+// fsync, then assigns sequence numbers, writes one pebble batch (the items' records pointing
+// into the log, the indexes, the counters) and waits for one sync of pebble's log, then wakes
+// every caller: two fsyncs serve many HTTP requests. The payloads are synced before the
+// records that point at them, so no record ever points at bytes a crash lost. Each Append is
+// all or none. Replay is synced too. The delivery side (Done, Progress, Retrying, Dead) and
+// dedup pruning write without waiting for a sync: a machine crash may undo the last few of
+// them, which makes delivery redo work (at least once), never lose an event; a payload
+// segment is deleted only after the removals that emptied it are synced. Every batch that
+// changes the counters also rewrites them, so after kill -9 or power loss they reconcile
+// exactly: Received = Delivered + DeadLettered + Filtered + Queued.
+//
+// # Payload log
+//
+// Each Append call's Deliver entries are encoded and compressed with S2 into one frame (in the
+// caller's goroutine, so compression runs in parallel), and the committer appends the
+// group's frames to the active segment (segments/<id>.seg, at most 64 MiB, or a sixteenth of
+// the disk budget). A frame carries its lengths and a CRC-32C; an item's record holds its
+// delivery state, the frame and the entry's place in it, and its visitor (so removing it
+// reads no payload). The frames just written stay in a bounded cache (16 MiB), so delivery
+// usually reads fresh items from memory; a backlog is read back frame by frame, in order. The
+// queue counts each segment's pending items in memory (rebuilt at open from the records) and
+// deletes a segment once it has none; every open starts a new segment, so a torn tail left
+// by a crash is never appended to, and is deleted with its segment. Dead letters and replayed
+// items keep their entry inline in their pebble record.
 //
 // # Key layout
 //
@@ -23,11 +43,12 @@
 //
 //	m/format                       layout version of the store
 //	m/state                        counters, last sequence number, last dead-letter id
-//	q <seq:8>                      pending item: delivery state + entry
+//	q <seq:8>                      pending item: delivery state + where its entry is
 //	v <len(visitor)> visitor <seq:8>   index of pending items per visitor (empty value)
 //	d <id:8>                       dead letter: time, failure, entry
 //	k <len(source)> source messageID   dedup key; value: first-seen time (8 bytes)
-//	t <time:8> <dedup key>         dedup keys by first-seen time, for pruning (empty value)
+//	t <time:8> 0 <id:8>            dedup keys by first-seen time, one entry per group commit
+//	                               listing its keys, for pruning
 //
 // Values use a compact, versioned binary encoding: a kind byte and a version byte, then
 // length-prefixed fields with encoding/binary varints. A record that cannot be decoded gives

@@ -22,7 +22,12 @@ var (
 )
 
 // formatVersion is the key layout version, stored under keyFormat when a store is created.
-const formatVersion = "woorelay-queue-1"
+// Version 2 keeps the entries of pending items in the payload log (see segments.go); a
+// version 1 store (every entry inline) is read and upgraded in place.
+const (
+	formatVersion  = "woorelay-queue-2"
+	formatVersion1 = "woorelay-queue-1"
+)
 
 func seqKey(prefix byte, seq uint64) []byte {
 	k := make([]byte, 9)
@@ -64,12 +69,15 @@ func dedupSuffix(source, messageID string) []byte {
 	return append(k, messageID...)
 }
 
-// dedupTimeKey is 't', the big-endian first-seen time, and the dedup key (with its 'k').
-func dedupTimeKey(at time.Time, dedupKey []byte) []byte {
-	k := make([]byte, 0, 9+len(dedupKey))
+// dedupGroupKey is 't', the big-endian first-seen time, a 0 byte (a dedup key starts with
+// 'k', so the two kinds of time index entry never collide) and an id unique to one group
+// commit; its value lists the dedup keys the commit stored (see encodeDedupGroup).
+func dedupGroupKey(at time.Time, id uint64) []byte {
+	k := make([]byte, 0, 18)
 	k = append(k, prefixDedupTime)
 	k = binary.BigEndian.AppendUint64(k, timeNanos(at))
-	return append(k, dedupKey...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, id)
 }
 
 func timeNanos(t time.Time) uint64 {

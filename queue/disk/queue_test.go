@@ -271,9 +271,9 @@ func TestCorruptItem(t *testing.T) {
 		record []byte // stored under item 1
 		scan   func(q *Queue) ([]queue.Item, error)
 	}{
-		{"scan, visitor readable", append(encodeItem(itemState{}, appendEntry(nil, &queue.Entry{Visitor: "v"}))[:10], 0xff), func(q *Queue) ([]queue.Item, error) { return q.Scan(0, 10) }},
+		{"scan, visitor readable", append(encodeItem(itemState{}, appendEntry(nil, &queue.Entry{Visitor: "v"}))[:11], 0xff), func(q *Queue) ([]queue.Item, error) { return q.Scan(0, 10) }},
 		{"scan, header broken", []byte{kindItem, 9, 0}, func(q *Queue) ([]queue.Item, error) { return q.Scan(0, 10) }},
-		{"scan visitor", append(encodeItem(itemState{}, appendEntry(nil, &queue.Entry{Visitor: "v"}))[:10], 0xff), func(q *Queue) ([]queue.Item, error) { return q.ScanVisitor("v", 0, 10) }},
+		{"scan visitor", append(encodeItem(itemState{}, appendEntry(nil, &queue.Entry{Visitor: "v"}))[:11], 0xff), func(q *Queue) ([]queue.Item, error) { return q.ScanVisitor("v", 0, 10) }},
 		{"dead", []byte{kindDeadLetter}, func(q *Queue) ([]queue.Item, error) {
 			if err := q.Dead(1, queue.Failure{}); err != nil {
 				return nil, err

@@ -1,0 +1,432 @@
+package disk
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/klauspost/compress/s2"
+)
+
+// The payload log. Event payloads (the encoded entry bodies of pending items) live in
+// append-only segment files beside the store, not in pebble: pebble keeps the small per-item
+// records (delivery state and where the payload is), the indexes and the counters, so its
+// flushes and compactions no longer rewrite the payloads, and its tables and bloom filters
+// stay small enough for the block cache.
+//
+// A segment is a sequence of frames, one per Append call: a 14-byte header (magic, version,
+// compressed length, raw length, CRC-32C of the compressed bytes) and the call's entry bodies,
+// concatenated and compressed with S2. The committer writes the frames of a whole group with
+// one write and one fsync, before the pebble batch that refers to them is written and synced,
+// so a record in pebble never points at bytes that are not on disk; a crash can leave frames
+// no record refers to at the end of a segment, which are never read and go with the segment.
+// Every open starts a new segment, so a torn tail is never appended to.
+//
+// A segment is deleted once no pending item refers to it (live counts are kept in memory and
+// rebuilt at open from the item records), after the removals that emptied it are synced.
+const (
+	segmentsDir  = "segments"
+	frameMagic   = 'F'
+	frameVersion = 1
+	frameHeader  = 14
+	// maxSegmentSize and minSegmentSize bound a segment; with a disk budget a segment is at most
+	// a sixteenth of it, so delivered segments return space in small steps.
+	maxSegmentSize = 64 << 20
+	minSegmentSize = 64 << 10
+	// frameCacheBytes bounds the decompressed frames kept in memory: the frames just committed
+	// (delivery usually reads an item soon after ingest wrote it) and the ones scans read.
+	frameCacheBytes = 16 << 20
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// frameRef names a frame: its segment and its offset in the segment.
+type frameRef struct{ seg, off uint64 }
+
+// segment is one segment file.
+type segment struct {
+	f    *os.File
+	size int64
+	live int64 // pending items whose payload is in this segment
+}
+
+// segmentLog is the payload log of one store.
+type segmentLog struct {
+	dir    string
+	limit  int64
+	noSync bool
+
+	// wmu serialises appends and rotations (the committer, and Compact's rotation).
+	wmu sync.Mutex
+	buf []byte // guarded by wmu
+
+	// mu guards segs, active and the frame cache.
+	mu     sync.Mutex
+	segs   map[uint64]*segment
+	active uint64
+	cache  map[frameRef][]byte
+	order  []frameRef // cached frames, oldest first
+	cached int64
+
+	total atomic.Int64  // bytes of all segment files
+	empty chan struct{} // signalled when a segment other than the active one has no live item
+}
+
+func segmentName(id uint64) string { return fmt.Sprintf("%016x.seg", id) }
+
+// openSegmentLog opens the payload log in dir/segments with the live counts the item records
+// give, deletes the segments no item refers to and starts a new active segment.
+func openSegmentLog(dir string, limit int64, noSync bool, live map[uint64]int64) (*segmentLog, error) {
+	s := &segmentLog{
+		dir:    filepath.Join(dir, segmentsDir),
+		limit:  limit,
+		noSync: noSync,
+		segs:   map[uint64]*segment{},
+		cache:  map[frameRef][]byte{},
+		empty:  make(chan struct{}, 1),
+	}
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("queue/disk: create the payload log %s: %w (is the data directory writable?)", s.dir, err)
+	}
+	names, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("queue/disk: read the payload log %s: %w", s.dir, err)
+	}
+	var last uint64
+	for id := range live {
+		last = max(last, id)
+	}
+	for _, de := range names {
+		name := de.Name()
+		id, err := strconv.ParseUint(strings.TrimSuffix(name, ".seg"), 16, 64)
+		if err != nil || !strings.HasSuffix(name, ".seg") {
+			continue
+		}
+		last = max(last, id)
+		path := filepath.Join(s.dir, name)
+		if live[id] == 0 {
+			if err := os.Remove(path); err != nil {
+				return nil, fmt.Errorf("queue/disk: delete the unused payload segment %s: %w", path, err)
+			}
+			continue
+		}
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			return nil, fmt.Errorf("queue/disk: open payload segment %s: %w", path, err)
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("queue/disk: open payload segment %s: %w", path, err)
+		}
+		s.segs[id] = &segment{f: f, size: fi.Size(), live: live[id]}
+		s.total.Add(fi.Size())
+	}
+	if err := s.startSegment(last + 1); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// missing returns the ids that live counts name but that have no segment file.
+func (s *segmentLog) missing(live map[uint64]int64) []uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []uint64
+	for id, n := range live {
+		if _, ok := s.segs[id]; !ok && n > 0 {
+			out = append(out, id)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// startSegment creates segment id and makes it the active one; the caller holds wmu or is
+// opening the log. The directory is synced so the new file outlives a crash before any record
+// refers to it.
+func (s *segmentLog) startSegment(id uint64) error {
+	path := filepath.Join(s.dir, segmentName(id))
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("queue/disk: create payload segment %s: %w", path, err)
+	}
+	if !s.noSync {
+		if err := syncDir(s.dir); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.segs[id] = &segment{f: f}
+	prev := s.active
+	s.active = id
+	empty := prev != 0 && s.segs[prev] != nil && s.segs[prev].live == 0
+	s.mu.Unlock()
+	if empty {
+		s.signalEmpty()
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("queue/disk: sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("queue/disk: sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// encodeFrame compresses raw into a frame (header and S2 block), appended to dst.
+func encodeFrame(dst, raw []byte) []byte {
+	need := frameHeader + s2.MaxEncodedLen(len(raw))
+	dst = slices.Grow(dst, need)
+	at := len(dst)
+	comp := s2.Encode(dst[at+frameHeader:at+need], raw)
+	dst = dst[:at+frameHeader+len(comp)]
+	h := dst[at : at+frameHeader]
+	h[0], h[1] = frameMagic, frameVersion
+	binary.BigEndian.PutUint32(h[2:], uint32(len(comp)))
+	binary.BigEndian.PutUint32(h[6:], uint32(len(raw)))
+	binary.BigEndian.PutUint32(h[10:], crc32.Checksum(comp, castagnoli))
+	return dst
+}
+
+// write appends frames to the active segment with one write and, unless the log is NoSync,
+// one fsync, starting a new segment first when the active one is full. It returns the segment
+// and each frame's offset; raws, the frames' decompressed bytes, are cached under them.
+func (s *segmentLog) write(frames, raws [][]byte) (uint64, []uint64, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	id := s.active
+	seg := s.segs[id]
+	s.mu.Unlock()
+	if seg.size >= s.limit {
+		if err := s.startSegment(id + 1); err != nil {
+			return 0, nil, err
+		}
+		id++
+		s.mu.Lock()
+		seg = s.segs[id]
+		s.mu.Unlock()
+	}
+	buf := s.buf[:0]
+	offs := make([]uint64, len(frames))
+	for i, f := range frames {
+		offs[i] = uint64(seg.size) + uint64(len(buf))
+		buf = append(buf, f...)
+	}
+	s.buf = buf
+	if len(buf) > 4*maxGroupBytes {
+		s.buf = nil // do not keep an unusually large buffer
+	}
+	if _, err := seg.f.WriteAt(buf, seg.size); err != nil {
+		return 0, nil, fmt.Errorf("queue/disk: write payload segment %s: %w", segmentName(id), err)
+	}
+	if !s.noSync {
+		if err := seg.f.Sync(); err != nil {
+			return 0, nil, fmt.Errorf("queue/disk: sync payload segment %s: %w", segmentName(id), err)
+		}
+	}
+	s.mu.Lock()
+	seg.size += int64(len(buf))
+	for i, raw := range raws {
+		s.putLocked(frameRef{id, offs[i]}, raw)
+	}
+	s.mu.Unlock()
+	s.total.Add(int64(len(buf)))
+	return id, offs, nil
+}
+
+// addLive counts n more pending items in segment id.
+func (s *segmentLog) addLive(id uint64, n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seg := s.segs[id]; seg != nil {
+		seg.live += n
+	}
+}
+
+// release counts n pending items of each segment as removed, and signals the segments that
+// are left without any.
+func (s *segmentLog) release(counts map[uint64]int64) {
+	if len(counts) == 0 {
+		return
+	}
+	s.mu.Lock()
+	empty := false
+	for id, n := range counts {
+		if seg := s.segs[id]; seg != nil {
+			seg.live -= n
+			empty = empty || (seg.live <= 0 && id != s.active)
+		}
+	}
+	s.mu.Unlock()
+	if empty {
+		s.signalEmpty()
+	}
+}
+
+func (s *segmentLog) signalEmpty() {
+	select {
+	case s.empty <- struct{}{}:
+	default:
+	}
+}
+
+// rotateIfUnused starts a new segment when the active one holds bytes but no pending item, so
+// that Compact can return its space.
+func (s *segmentLog) rotateIfUnused() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	id := s.active
+	seg := s.segs[id]
+	unused := seg.size > 0 && seg.live <= 0
+	s.mu.Unlock()
+	if !unused {
+		return nil
+	}
+	return s.startSegment(id + 1)
+}
+
+// collect deletes the segments, other than the active one, that no pending item refers to. The
+// caller has synced the removals that emptied them.
+func (s *segmentLog) collect() error {
+	s.mu.Lock()
+	var gone []uint64
+	for id, seg := range s.segs {
+		if id != s.active && seg.live <= 0 {
+			gone = append(gone, id)
+			seg.f.Close()
+			delete(s.segs, id)
+			s.total.Add(-seg.size)
+		}
+	}
+	if len(gone) > 0 {
+		kept := s.order[:0]
+		for _, r := range s.order {
+			if _, ok := s.segs[r.seg]; ok {
+				kept = append(kept, r)
+			} else {
+				s.cached -= int64(len(s.cache[r]))
+				delete(s.cache, r)
+			}
+		}
+		s.order = kept
+	}
+	s.mu.Unlock()
+	var errs []error
+	for _, id := range gone {
+		if err := os.Remove(filepath.Join(s.dir, segmentName(id))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("queue/disk: delete payload segment %s: %w", segmentName(id), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// putLocked caches a frame's decompressed bytes, evicting the oldest beyond frameCacheBytes;
+// the caller holds mu.
+func (s *segmentLog) putLocked(r frameRef, raw []byte) {
+	if _, ok := s.cache[r]; ok || len(raw) > frameCacheBytes/4 {
+		return
+	}
+	for s.cached+int64(len(raw)) > frameCacheBytes && len(s.order) > 0 {
+		old := s.order[0]
+		s.order = s.order[1:]
+		s.cached -= int64(len(s.cache[old]))
+		delete(s.cache, old)
+	}
+	s.cache[r] = raw
+	s.order = append(s.order, r)
+	s.cached += int64(len(raw))
+}
+
+// frame returns the decompressed bytes of a frame, from the cache or from its segment. A frame
+// that is missing or fails its checksum gives an error wrapping ErrCorrupt.
+func (s *segmentLog) frame(r frameRef) ([]byte, error) {
+	s.mu.Lock()
+	if raw, ok := s.cache[r]; ok {
+		s.mu.Unlock()
+		return raw, nil
+	}
+	seg := s.segs[r.seg]
+	s.mu.Unlock()
+	if seg == nil {
+		return nil, fmt.Errorf("%w (payload segment %s is missing)", ErrCorrupt, segmentName(r.seg))
+	}
+	var h [frameHeader]byte
+	if _, err := seg.f.ReadAt(h[:], int64(r.off)); err != nil {
+		return nil, fmt.Errorf("%w (payload segment %s, frame at %d: %v)", ErrCorrupt, segmentName(r.seg), r.off, err)
+	}
+	if h[0] != frameMagic || h[1] != frameVersion {
+		return nil, fmt.Errorf("%w (payload segment %s, frame at %d: bad header %x)", ErrCorrupt, segmentName(r.seg), r.off, h[:2])
+	}
+	clen, rlen := binary.BigEndian.Uint32(h[2:]), binary.BigEndian.Uint32(h[6:])
+	if clen > maxSegmentSize || rlen > 8*maxGroupBytes {
+		return nil, fmt.Errorf("%w (payload segment %s, frame at %d: lengths %d/%d out of range)", ErrCorrupt, segmentName(r.seg), r.off, clen, rlen)
+	}
+	comp := make([]byte, clen)
+	if _, err := seg.f.ReadAt(comp, int64(r.off)+frameHeader); err != nil {
+		return nil, fmt.Errorf("%w (payload segment %s, frame at %d: %v)", ErrCorrupt, segmentName(r.seg), r.off, err)
+	}
+	if crc32.Checksum(comp, castagnoli) != binary.BigEndian.Uint32(h[10:]) {
+		return nil, fmt.Errorf("%w (payload segment %s, frame at %d: checksum mismatch)", ErrCorrupt, segmentName(r.seg), r.off)
+	}
+	raw, err := s2.Decode(make([]byte, rlen), comp)
+	if err != nil || len(raw) != int(rlen) {
+		return nil, fmt.Errorf("%w (payload segment %s, frame at %d: cannot decompress: %v)", ErrCorrupt, segmentName(r.seg), r.off, err)
+	}
+	s.mu.Lock()
+	s.putLocked(r, raw)
+	s.mu.Unlock()
+	return raw, nil
+}
+
+// body returns the entry body an item record's location names.
+func (s *segmentLog) body(loc itemLoc) ([]byte, error) {
+	if !loc.ref {
+		return loc.body, nil
+	}
+	raw, err := s.frame(frameRef{loc.seg, loc.off})
+	if err != nil {
+		return nil, err
+	}
+	if loc.inner > uint64(len(raw)) || loc.n > uint64(len(raw))-loc.inner {
+		return nil, fmt.Errorf("%w (payload segment %s, frame at %d: entry %d+%d beyond its %d bytes)", ErrCorrupt, segmentName(loc.seg), loc.off, loc.inner, loc.n, len(raw))
+	}
+	return raw[loc.inner : loc.inner+loc.n], nil
+}
+
+// usage is the bytes of all segment files.
+func (s *segmentLog) usage() int64 { return s.total.Load() }
+
+// close closes every segment file.
+func (s *segmentLog) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for _, seg := range s.segs {
+		if err := seg.f.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.segs = map[uint64]*segment{}
+	return errors.Join(errs...)
+}
