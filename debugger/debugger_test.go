@@ -53,6 +53,9 @@ func TestRingFollowsAnEvent(t *testing.T) {
 		got[r.MessageID] = r
 	}
 	r := got["m1"]
+	if r != nil {
+		r.json() // a record's request details are read from its URLs when it is shown
+	}
 	if r == nil || r.Outcome != Delivered || r.Duplicates != 1 || len(r.Requests) != 1 || len(r.Requests[0].Attempts) != 2 {
 		t.Fatalf("m1: %+v", r)
 	}

@@ -79,16 +79,24 @@ func (a attempt) reason() string {
 	return fmt.Sprintf("woopra answered %d %s", a.Status, http.StatusText(a.Status))
 }
 
-// newRequest reads a queued request's parameters back from its URL, in their order.
+// newRequest records a queued request; its endpoint and parameters are read back from the URL
+// when the record is first shown (see request.parse).
 func newRequest(q queue.Request) request {
-	r := request{Method: q.Method, URL: q.URL, Params: [][2]string{}}
-	u, err := url.Parse(q.URL)
+	return request{Method: q.Method, URL: q.URL}
+}
+
+// parse reads the request's endpoint and parameters, in their order, from its URL, once.
+func (r *request) parse() {
+	if r.Params != nil {
+		return
+	}
+	r.Params = [][2]string{}
+	u, err := url.Parse(r.URL)
 	if err != nil {
-		return r
+		return
 	}
 	r.Endpoint = u.Path
 	r.Params = queryParams(u.RawQuery)
-	return r
 }
 
 // queryParams decodes a query string keeping the parameters' order.
@@ -120,6 +128,9 @@ func cut(s string, sep byte) (before, after string, found bool) {
 // summary is the record as the stream sends it: without the raw event.
 func (r *record) json() []byte {
 	r.describe()
+	for i := range r.Requests {
+		r.Requests[i].parse()
+	}
 	b, _ := json.Marshal(r)
 	return b
 }

@@ -386,6 +386,7 @@ func (q *Queue) removeAll(ops []removal) error {
 			st, visitor, verr := decodeItemVisitor(v)
 			if verr != nil {
 				q.log.Warn("removing a corrupt item", "seq", op.seq, "err", verr)
+				q.damaged.Store(true)
 			}
 			deleteItem(b, op.seq, st, visitor, verr == nil, verr == nil)
 			if _, loc, err := decodeItemState(v); err == nil {
@@ -466,6 +467,7 @@ func (q *Queue) quarantine(seq uint64) error {
 // quarantineLocked does quarantine's work; the caller holds dmu.
 func (q *Queue) quarantineLocked(seq uint64, raw []byte, derr error) error {
 	q.log.Error("a pending item is corrupt; moved to the dead letters with its raw record", "seq", seq, "err", derr)
+	q.damaged.Store(true)
 	q.takeKnown(seq)
 	st, visitor, verr := decodeItemVisitor(raw)
 	e := queue.Entry{Event: raw, Visitor: visitor, Outcome: queue.Rejected}

@@ -144,6 +144,10 @@ type Queue struct {
 	// replayMu serialises Replay calls, so a letter is never replayed twice.
 	replayMu sync.Mutex
 
+	// damaged is set once a corrupt item record has been removed: the segment its payload was
+	// in may stay counted (so kept on disk) until the next open counts the records again.
+	damaged atomic.Bool
+
 	// broken holds the error of a failed WAL sync; Append refuses writes after one.
 	broken atomic.Pointer[error]
 
