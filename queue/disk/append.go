@@ -2,6 +2,7 @@ package disk
 
 import (
 	"bytes"
+	"errors"
 	"context"
 	"fmt"
 	"slices"
@@ -241,9 +242,6 @@ func (q *Queue) commitGroup(group []*appendReq) {
 	if q.opts.DiskBudget > 0 {
 		usage = int64(q.db.Metrics().DiskSpaceUsage()) + q.segs.usage()
 	}
-	batch := q.db.NewBatch()
-	defer batch.Close()
-	seenVal := encodeSeenAt(now)
 	accepted := 0
 	var lookups [][]byte
 	for _, r := range group {
@@ -299,25 +297,40 @@ func (q *Queue) commitGroup(group []*appendReq) {
 		}
 		usage += stored
 		accepted++
-		for _, dk := range r.dkeys {
-			if dk != nil {
-				_ = batch.Set(dk, seenVal, nil)
-				group := q.dedupGroup
-				q.dedupGroup = putBytes(group, dk)
-			}
-		}
 	}
 	if accepted == 0 {
 		return
 	}
-	if len(q.dedupGroup) > 0 {
-		// One time index entry for the whole group: pruning reads the keys it lists.
-		_ = batch.Set(dedupGroupKey(now, q.groupID), q.dedupGroup, nil)
-		q.groupID++
-		q.dedupGroup = q.dedupGroup[:0]
-	}
 
-	// The payloads go to the payload log, synced, before the records that point at them.
+	// Sequence numbers and dead-letter ids are reserved under wmu; seqMu, held until the group
+	// is visible, keeps Replay from making later sequence numbers visible first (Scan's cursor
+	// relies on items becoming visible in Seq order).
+	q.seqMu.Lock()
+	defer q.seqMu.Unlock()
+	g := groupRecord{at: now, groupID: q.groupID}
+	q.groupID++
+	nItems, nDead := 0, 0
+	for _, r := range group {
+		if r.err != nil {
+			continue
+		}
+		for i, o := range r.outcomes {
+			if !r.dup[i] {
+				switch o {
+				case queue.Deliver:
+					nItems++
+				case queue.Rejected:
+					nDead++
+				}
+			}
+		}
+	}
+	q.wmu.Lock()
+	seq, dead := q.meta.lastSeq, q.meta.lastDead
+	q.meta.lastSeq += uint64(nItems)
+	q.meta.lastDead += uint64(nDead)
+	q.wmu.Unlock()
+
 	frames, raws, which := make([][]byte, 0, len(group)), make([][]byte, 0, len(group)), make([]int, len(group))
 	for gi, r := range group {
 		which[gi] = -1
@@ -332,89 +345,87 @@ func (q *Queue) commitGroup(group []*appendReq) {
 			}
 		}
 	}
-	var seg uint64
-	var offs []uint64
-	if len(frames) > 0 {
-		if seg, offs, err = q.segs.write(frames, raws); err != nil {
-			err = fmt.Errorf("%w; the queue refuses writes until woorelay is restarted", err)
-			q.broken.CompareAndSwap(nil, &err)
-			q.log.Error("queue payload log write failed", "err", err)
-			for _, r := range group {
-				if r.err == nil {
-					r.err = err
-				}
-			}
-			return
-		}
-	}
-
-	// Sequence numbers and dead-letter ids are assigned, and the batch made visible, under wmu,
-	// so that items become visible in Seq order (Scan's cursor relies on it).
-	q.wmu.Lock()
-	m := q.meta
-	queued := 0
-	for gi, r := range group {
-		if r.err != nil {
-			continue
-		}
-		var res queue.AppendResult
-		for i, outcome := range r.outcomes {
-			if r.dup[i] {
-				res.Duplicates++
+	// The record is built once the frames' place in the log is known, and written after them
+	// in the same write and fsync: the payload log is the group commit's write-ahead log.
+	build := func(segID uint64, offs []uint64) []byte {
+		for gi, r := range group {
+			if r.err != nil {
 				continue
 			}
-			switch outcome {
-			case queue.Deliver:
-				m.lastSeq++
-				loc := itemLoc{ref: true, seg: seg, off: offs[which[gi]], inner: r.inner[i], n: r.blen[i], visitor: r.visitors[i]}
-				_ = batch.Set(itemKey(m.lastSeq), encodeItemLoc(itemState{}, loc), nil)
-				_ = batch.Set(visitorKey(r.visitors[i], m.lastSeq), nil, nil)
-				res.Queued++
-			case queue.Filtered:
-				res.Filtered++
-			case queue.Rejected:
-				m.lastDead++
-				_ = batch.Set(deadKey(m.lastDead), r.values[i], nil)
-				res.Rejected++
+			var res queue.AppendResult
+			for i, outcome := range r.outcomes {
+				if r.dup[i] {
+					res.Duplicates++
+					continue
+				}
+				switch outcome {
+				case queue.Deliver:
+					seq++
+					g.items = append(g.items, groupItem{seq: seq, loc: itemLoc{ref: true, seg: segID, off: offs[which[gi]], inner: r.inner[i], n: r.blen[i], visitor: r.visitors[i]}})
+					res.Queued++
+				case queue.Filtered:
+					res.Filtered++
+				case queue.Rejected:
+					dead++
+					g.dead = append(g.dead, groupDead{id: dead, value: r.values[i]})
+					res.Rejected++
+				}
+			}
+			for _, dk := range r.dkeys {
+				if dk != nil {
+					g.dkeys = append(g.dkeys, dk)
+				}
+			}
+			g.c.Received += int64(res.Queued + res.Filtered + res.Rejected)
+			g.c.Queued += int64(res.Queued)
+			g.c.Filtered += int64(res.Filtered)
+			g.c.DeadLettered += int64(res.Rejected)
+			g.c.Duplicates += int64(res.Duplicates)
+			r.res = res
+		}
+		g.lastSeq, g.lastDead = seq, dead
+		return encodeGroup(&g)
+	}
+	fail := func(err error) {
+		q.broken.CompareAndSwap(nil, &err)
+		q.log.Error("queue commit failed", "err", err)
+		for _, r := range group {
+			if r.err == nil {
+				r.err, r.res = err, queue.AppendResult{}
 			}
 		}
-		m.c.Received += int64(res.Queued + res.Filtered + res.Rejected)
-		m.c.Queued += int64(res.Queued)
-		m.c.Filtered += int64(res.Filtered)
-		m.c.DeadLettered += int64(res.Rejected)
-		m.c.Duplicates += int64(res.Duplicates)
-		queued += res.Queued
-		r.res = res
 	}
+	segID, _, recOff, err := q.segs.write(frames, raws, build)
+	if err != nil {
+		fail(fmt.Errorf("%w; the queue refuses writes until woorelay is restarted", err))
+		return
+	}
+	if h := q.testHookApply.Load(); h != nil && !(*h)() {
+		fail(errors.New("queue/disk: commit abandoned by a test"))
+		return
+	}
+
+	// Durable now: apply it to pebble without waiting for pebble's sync.
+	batch := q.db.NewBatch()
+	defer batch.Close()
+	q.wmu.Lock()
+	m := q.meta
+	applyGroup(batch, &g, &m, frameRef{segID, recOff})
 	_ = batch.Set(keyMeta, encodeMeta(&m), nil)
-	q.segs.addLive(seg, int64(queued))
-	if q.opts.NoSync {
-		err = q.db.Apply(batch, pebble.NoSync)
-	} else {
-		err = q.db.ApplyNoSyncWait(batch, pebble.Sync)
-	}
+	q.segs.addLive(segID, int64(len(g.items)))
+	err = q.db.Apply(batch, pebble.NoSync)
 	if err == nil {
 		q.meta = m
 	} else {
-		q.segs.release(map[uint64]int64{seg: int64(queued)})
+		q.segs.release(map[uint64]int64{segID: int64(len(g.items))})
 	}
 	q.wmu.Unlock()
-	if err == nil && !q.opts.NoSync {
-		if err = batch.SyncWait(); err != nil {
-			err = fmt.Errorf("queue/disk: the write-ahead log could not be synced: %w; the queue refuses writes until woorelay is restarted (it recovers from the log)", err)
-			q.broken.CompareAndSwap(nil, &err)
-			q.log.Error("queue write-ahead log sync failed", "err", err)
-		}
-	} else if err != nil {
-		err = fmt.Errorf("queue/disk: commit: %w", err)
-	}
 	q.commits.Add(1)
-	for _, r := range group {
-		if r.err == nil && err != nil {
-			r.err, r.res = err, queue.AppendResult{}
-		}
+	if err != nil {
+		fail(fmt.Errorf("queue/disk: commit: %w; the queue refuses writes until woorelay is restarted (it recovers the commit from the payload log)", err))
+		return
 	}
-	if err == nil && queued > 0 {
+	if len(g.items) > 0 {
 		q.signal()
 	}
 }

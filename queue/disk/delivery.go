@@ -657,6 +657,7 @@ func (q *Queue) Replay(ids []uint64, remap func(queue.Entry) (queue.Entry, error
 			continue
 		}
 		b := q.db.NewBatch()
+		q.seqMu.Lock()
 		q.wmu.Lock()
 		m := q.meta
 		for _, mv := range moves {
@@ -675,6 +676,7 @@ func (q *Queue) Replay(ids []uint64, remap func(queue.Entry) (queue.Entry, error
 			q.meta = m
 		}
 		q.wmu.Unlock()
+		q.seqMu.Unlock()
 		if err == nil {
 			err = b.SyncWait()
 		}

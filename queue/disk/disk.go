@@ -141,6 +141,15 @@ type Queue struct {
 	// contexts and before it writes the group.
 	testHookCommit atomic.Pointer[func()]
 
+	// seqMu is held by a group commit from reserving its sequence numbers until its items are
+	// visible, and by Replay while it assigns and writes its own, so items become visible in
+	// Seq order.
+	seqMu sync.Mutex
+
+	// testHookApply, when set, runs after a group's payload log write and abandons the commit
+	// (pebble never gets it, as after a machine crash) when it returns false.
+	testHookApply atomic.Pointer[func() bool]
+
 	// replayMu serialises Replay calls, so a letter is never replayed twice.
 	replayMu sync.Mutex
 
@@ -229,8 +238,7 @@ func Open(dir string, opts Options) (*Queue, error) {
 		return nil, fmt.Errorf("queue/disk: open store %s: %w (is another woorelay using this directory? is it writable?)", dir, err)
 	}
 	q.db = db
-	live, err := q.load()
-	if err != nil {
+	if err := q.load(); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
@@ -238,7 +246,16 @@ func Open(dir string, opts Options) (*Queue, error) {
 	if opts.DiskBudget > 0 {
 		limit = min(max(opts.DiskBudget/16, minSegmentSize), maxSegmentSize)
 	}
-	if q.segs, err = openSegmentLog(dir, limit, opts.NoSync, live); err != nil {
+	if q.segs, err = openSegmentLog(dir, limit, opts.NoSync); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	live, err := q.recoverAndCount()
+	if err == nil {
+		err = q.segs.start(live)
+	}
+	if err != nil {
+		_ = q.segs.close()
 		_ = db.Close()
 		return nil, err
 	}
@@ -253,17 +270,16 @@ func Open(dir string, opts Options) (*Queue, error) {
 	return q, nil
 }
 
-// load reads the format marker and meta, finds the first pending item and counts the pending
-// items of each payload log segment.
-func (q *Queue) load() (map[uint64]int64, error) {
+// load reads the format marker and meta.
+func (q *Queue) load() error {
 	f, closer, err := q.db.Get(keyFormat)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
 		if err := q.db.Set(keyFormat, []byte(formatVersion), pebble.Sync); err != nil {
-			return nil, fmt.Errorf("queue/disk: initialise store: %w", err)
+			return fmt.Errorf("queue/disk: initialise store: %w", err)
 		}
 	case err != nil:
-		return nil, fmt.Errorf("queue/disk: read store format: %w", err)
+		return fmt.Errorf("queue/disk: read store format: %w", err)
 	default:
 		v := string(f)
 		closer.Close()
@@ -273,24 +289,33 @@ func (q *Queue) load() (map[uint64]int64, error) {
 			// Version 1 stores keep every entry inline, which this version still reads; the
 			// marker moves on so that an older woorelay does not open a store it cannot read.
 			if err := q.db.Set(keyFormat, []byte(formatVersion), pebble.Sync); err != nil {
-				return nil, fmt.Errorf("queue/disk: upgrade store format: %w", err)
+				return fmt.Errorf("queue/disk: upgrade store format: %w", err)
 			}
 			q.log.Info("queue store upgraded", "from", formatVersion1, "to", formatVersion)
 		default:
-			return nil, fmt.Errorf("queue/disk: store format %q is not %q: it was written by another version of woorelay; open it with that version, or point woorelay at a new directory", v, formatVersion)
+			return fmt.Errorf("queue/disk: store format %q is not %q: it was written by another version of woorelay; open it with that version, or point woorelay at a new directory", v, formatVersion)
 		}
 	}
 	m, closer, err := q.db.Get(keyMeta)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
 	case err != nil:
-		return nil, fmt.Errorf("queue/disk: read counters: %w", err)
+		return fmt.Errorf("queue/disk: read counters: %w", err)
 	default:
 		q.meta, err = decodeMeta(m)
 		closer.Close()
 		if err != nil {
-			return nil, fmt.Errorf("queue/disk: counters: %w; the store is damaged: restore the directory from a backup", err)
+			return fmt.Errorf("queue/disk: counters: %w; the store is damaged: restore the directory from a backup", err)
 		}
+	}
+	return nil
+}
+
+// recoverAndCount applies the group commits pebble lost (see recoverGroups), finds the first
+// pending item and counts the pending items of each payload log segment.
+func (q *Queue) recoverAndCount() (map[uint64]int64, error) {
+	if err := q.recoverGroups(); err != nil {
+		return nil, err
 	}
 	it, err := q.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixItem}, UpperBound: rangeEnd(prefixItem)})
 	if err != nil {

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -84,9 +84,9 @@ type segmentLog struct {
 
 func segmentName(id uint64) string { return fmt.Sprintf("%016x.seg", id) }
 
-// openSegmentLog opens the payload log in dir/segments with the live counts the item records
-// give, deletes the segments no item refers to and starts a new active segment.
-func openSegmentLog(dir string, limit int64, noSync bool, live map[uint64]int64) (*segmentLog, error) {
+// openSegmentLog opens the segments of the payload log in dir/segments (creating the
+// directory if needed). Nothing is written until start.
+func openSegmentLog(dir string, limit int64, noSync bool) (*segmentLog, error) {
 	s := &segmentLog{
 		dir:    filepath.Join(dir, segmentsDir),
 		limit:  limit,
@@ -102,41 +102,106 @@ func openSegmentLog(dir string, limit int64, noSync bool, live map[uint64]int64)
 	if err != nil {
 		return nil, fmt.Errorf("queue/disk: read the payload log %s: %w", s.dir, err)
 	}
-	var last uint64
-	for id := range live {
-		last = max(last, id)
-	}
 	for _, de := range names {
 		name := de.Name()
 		id, err := strconv.ParseUint(strings.TrimSuffix(name, ".seg"), 16, 64)
 		if err != nil || !strings.HasSuffix(name, ".seg") {
 			continue
 		}
-		last = max(last, id)
 		path := filepath.Join(s.dir, name)
-		if live[id] == 0 {
-			if err := os.Remove(path); err != nil {
-				return nil, fmt.Errorf("queue/disk: delete the unused payload segment %s: %w", path, err)
-			}
-			continue
-		}
 		f, err := os.OpenFile(path, os.O_RDWR, 0)
 		if err != nil {
+			s.close()
 			return nil, fmt.Errorf("queue/disk: open payload segment %s: %w", path, err)
 		}
 		fi, err := f.Stat()
 		if err != nil {
 			f.Close()
+			s.close()
 			return nil, fmt.Errorf("queue/disk: open payload segment %s: %w", path, err)
 		}
-		s.segs[id] = &segment{f: f, size: fi.Size(), live: live[id]}
+		s.segs[id] = &segment{f: f, size: fi.Size()}
 		s.total.Add(fi.Size())
 	}
-	if err := s.startSegment(last + 1); err != nil {
-		s.close()
-		return nil, err
-	}
 	return s, nil
+}
+
+// ids returns the ids of the open segments, in order.
+func (s *segmentLog) ids() []uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]uint64, 0, len(s.segs))
+	for id := range s.segs {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// start takes the pending items' counts per segment, deletes the segments no item refers to,
+// and starts a new active segment after every id in use or seen.
+func (s *segmentLog) start(live map[uint64]int64) error {
+	var last uint64
+	for id := range live {
+		last = max(last, id)
+	}
+	for _, id := range s.ids() {
+		last = max(last, id)
+		s.mu.Lock()
+		seg := s.segs[id]
+		seg.live = live[id]
+		unused := seg.live == 0
+		if unused {
+			seg.f.Close()
+			delete(s.segs, id)
+			s.total.Add(-seg.size)
+		}
+		s.mu.Unlock()
+		if unused {
+			if err := os.Remove(filepath.Join(s.dir, segmentName(id))); err != nil {
+				return fmt.Errorf("queue/disk: delete the unused payload segment %s: %w", segmentName(id), err)
+			}
+		}
+	}
+	return s.startSegment(last + 1)
+}
+
+// readFrame reads the header of the frame at off in segment id and returns its kind and
+// compressed size; with wantBody, a commit frame's decompressed payload too. It returns io.EOF
+// at the segment's end, and an error for a frame that is cut short or fails its checksum.
+func (s *segmentLog) readFrame(id, off uint64, wantBody bool) (kind byte, size uint64, body []byte, err error) {
+	s.mu.Lock()
+	seg := s.segs[id]
+	s.mu.Unlock()
+	if seg == nil {
+		return 0, 0, nil, io.EOF
+	}
+	if int64(off) >= seg.size {
+		return 0, 0, nil, io.EOF
+	}
+	var h [frameHeader]byte
+	if _, err := seg.f.ReadAt(h[:], int64(off)); err != nil {
+		return 0, 0, nil, fmt.Errorf("frame header: %w", err)
+	}
+	clen, rlen := binary.BigEndian.Uint32(h[2:]), binary.BigEndian.Uint32(h[6:])
+	if (h[0] != frameMagic && h[0] != commitMagic) || h[1] != frameVersion || int64(off)+frameHeader+int64(clen) > seg.size || rlen > 8*maxGroupBytes {
+		return 0, 0, nil, fmt.Errorf("bad frame header %x", h[:])
+	}
+	if h[0] != commitMagic || !wantBody {
+		return h[0], uint64(clen), nil, nil
+	}
+	comp := make([]byte, clen)
+	if _, err := seg.f.ReadAt(comp, int64(off)+frameHeader); err != nil {
+		return 0, 0, nil, fmt.Errorf("commit frame: %w", err)
+	}
+	if crc32.Checksum(comp, castagnoli) != binary.BigEndian.Uint32(h[10:]) {
+		return 0, 0, nil, errors.New("commit frame: checksum mismatch")
+	}
+	raw, err := decodeCommitFrame(comp, rlen)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	return commitMagic, uint64(clen), raw, nil
 }
 
 // missing returns the ids that live counts name but that have no segment file.
@@ -149,7 +214,7 @@ func (s *segmentLog) missing(live map[uint64]int64) []uint64 {
 			out = append(out, id)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	slices.Sort(out)
 	return out
 }
 
@@ -192,25 +257,29 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// encodeFrame compresses raw into a frame (header and S2 block), appended to dst.
-func encodeFrame(dst, raw []byte) []byte {
+// encodeFrame compresses raw into a payload frame (header and S2 block), appended to dst.
+func encodeFrame(dst, raw []byte) []byte { return encodeFrameKind(dst, raw, frameMagic) }
+
+// encodeFrameKind compresses raw into a frame of the given kind (frameMagic, commitMagic).
+func encodeFrameKind(dst, raw []byte, kind byte) []byte {
 	need := frameHeader + s2.MaxEncodedLen(len(raw))
 	dst = slices.Grow(dst, need)
 	at := len(dst)
 	comp := s2.Encode(dst[at+frameHeader:at+need], raw)
 	dst = dst[:at+frameHeader+len(comp)]
 	h := dst[at : at+frameHeader]
-	h[0], h[1] = frameMagic, frameVersion
+	h[0], h[1] = kind, frameVersion
 	binary.BigEndian.PutUint32(h[2:], uint32(len(comp)))
 	binary.BigEndian.PutUint32(h[6:], uint32(len(raw)))
 	binary.BigEndian.PutUint32(h[10:], crc32.Checksum(comp, castagnoli))
 	return dst
 }
 
-// write appends frames to the active segment with one write and, unless the log is NoSync,
-// one fsync, starting a new segment first when the active one is full. It returns the segment
-// and each frame's offset; raws, the frames' decompressed bytes, are cached under them.
-func (s *segmentLog) write(frames, raws [][]byte) (uint64, []uint64, error) {
+// write appends frames to the active segment, then the commit frame record builds for the
+// segment and the frames' offsets (nil: none), with one write and, unless the log is NoSync,
+// one fsync, starting a new segment first when the active one is full. It returns the segment,
+// each frame's offset and the commit frame's; raws, the frames' decompressed bytes, are cached.
+func (s *segmentLog) write(frames, raws [][]byte, record func(seg uint64, offs []uint64) []byte) (uint64, []uint64, uint64, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.mu.Lock()
@@ -219,7 +288,7 @@ func (s *segmentLog) write(frames, raws [][]byte) (uint64, []uint64, error) {
 	s.mu.Unlock()
 	if seg.size >= s.limit {
 		if err := s.startSegment(id + 1); err != nil {
-			return 0, nil, err
+			return 0, nil, 0, err
 		}
 		id++
 		s.mu.Lock()
@@ -232,16 +301,22 @@ func (s *segmentLog) write(frames, raws [][]byte) (uint64, []uint64, error) {
 		offs[i] = uint64(seg.size) + uint64(len(buf))
 		buf = append(buf, f...)
 	}
+	recOff := uint64(seg.size) + uint64(len(buf))
+	if record != nil {
+		if raw := record(id, offs); raw != nil {
+			buf = encodeFrameKind(buf, raw, commitMagic)
+		}
+	}
 	s.buf = buf
 	if len(buf) > 4*maxGroupBytes {
 		s.buf = nil // do not keep an unusually large buffer
 	}
 	if _, err := seg.f.WriteAt(buf, seg.size); err != nil {
-		return 0, nil, fmt.Errorf("queue/disk: write payload segment %s: %w", segmentName(id), err)
+		return 0, nil, 0, fmt.Errorf("queue/disk: write payload segment %s: %w", segmentName(id), err)
 	}
 	if !s.noSync {
 		if err := seg.f.Sync(); err != nil {
-			return 0, nil, fmt.Errorf("queue/disk: sync payload segment %s: %w", segmentName(id), err)
+			return 0, nil, 0, fmt.Errorf("queue/disk: sync payload segment %s: %w", segmentName(id), err)
 		}
 	}
 	s.mu.Lock()
@@ -251,7 +326,7 @@ func (s *segmentLog) write(frames, raws [][]byte) (uint64, []uint64, error) {
 	}
 	s.mu.Unlock()
 	s.total.Add(int64(len(buf)))
-	return id, offs, nil
+	return id, offs, recOff, nil
 }
 
 // addLive counts n more pending items in segment id.
