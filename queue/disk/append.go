@@ -2,8 +2,8 @@ package disk
 
 import (
 	"bytes"
-	"errors"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
