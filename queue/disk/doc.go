@@ -10,23 +10,27 @@
 //
 // Append returns only after its entries are on disk and synced. A single committer goroutine
 // takes every Append waiting while the previous commit syncs (group commit), checks all of
-// them for duplicates, writes the group's payloads to the payload log with one write and one
-// fsync, then assigns sequence numbers, writes one pebble batch (the items' records pointing
-// into the log, the indexes, the counters) and waits for one sync of pebble's log, then wakes
-// every caller: two fsyncs serve many HTTP requests. The payloads are synced before the
-// records that point at them, so no record ever points at bytes a crash lost. Each Append is
-// all or none. Replay is synced too. The delivery side (Done, Progress, Retrying, Dead) and
-// dedup pruning write without waiting for a sync: a machine crash may undo the last few of
-// them, which makes delivery redo work (at least once), never lose an event; a payload
-// segment is deleted only after the removals that emptied it are synced. Every batch that
-// changes the counters also rewrites them, so after kill -9 or power loss they reconcile
+// them for duplicates, reserves their sequence numbers, and writes the group's payloads and a
+// commit record of everything the group adds (item records, dead letters, dedup keys, counter
+// changes) to the payload log with one write and one fsync; it then applies the record to
+// pebble without waiting for pebble's own sync and wakes every caller: one fsync serves many
+// HTTP requests. The payload log is the group commit's write-ahead log: pebble records the last
+// record it applied in the same batch, and Open applies the records after it (the ones a
+// machine crash took from pebble's unsynced log), so an acknowledged Append is never lost, and
+// one that was interrupted is either all there or not at all. Records carry counter changes,
+// not totals, so the counters match the store even when pebble also lost delivery-side writes.
+// Replay writes its items with a synced pebble batch. The delivery side (Done, Progress,
+// Retrying, Dead) and dedup pruning write without waiting for a sync: a machine crash may undo
+// the last few of them, which makes delivery redo work (at least once), never lose an event;
+// a payload segment is deleted only after the removals that emptied it are synced. Every batch
+// that changes the counters also rewrites them, so after kill -9 or power loss they reconcile
 // exactly: Received = Delivered + DeadLettered + Filtered + Queued.
 //
 // # Payload log
 //
 // Each Append call's Deliver entries are encoded and compressed with S2 into one frame (in the
 // caller's goroutine, so compression runs in parallel), and the committer appends the
-// group's frames to the active segment (segments/<id>.seg, at most 64 MiB, or a sixteenth of
+// group's frames and its commit record to the active segment (segments/<id>.seg, at most 64 MiB, or a sixteenth of
 // the disk budget). A frame carries its lengths and a CRC-32C; an item's record holds its
 // delivery state, the frame and the entry's place in it, and its visitor (so removing it
 // reads no payload). The frames just written stay in a bounded cache (16 MiB), so delivery

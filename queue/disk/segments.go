@@ -24,13 +24,14 @@ import (
 // flushes and compactions no longer rewrite the payloads, and its tables and bloom filters
 // stay small enough for the block cache.
 //
-// A segment is a sequence of frames, one per Append call: a 14-byte header (magic, version,
-// compressed length, raw length, CRC-32C of the compressed bytes) and the call's entry bodies,
-// concatenated and compressed with S2. The committer writes the frames of a whole group with
-// one write and one fsync, before the pebble batch that refers to them is written and synced,
-// so a record in pebble never points at bytes that are not on disk; a crash can leave frames
-// no record refers to at the end of a segment, which are never read and go with the segment.
-// Every open starts a new segment, so a torn tail is never appended to.
+// A segment is a sequence of frames: a 14-byte header (kind, version, compressed length, raw
+// length, CRC-32C of the compressed bytes) and an S2-compressed body. A payload frame ('F')
+// holds one Append call's entry bodies, concatenated; a commit frame ('C') holds a group
+// commit's record (group.go). The committer writes a group's payload frames and then its
+// commit frame with one write and one fsync, before pebble gets the record, so a record in
+// pebble never points at bytes that are not on disk; a crash can leave a torn frame at the end
+// of a segment, which Open's replay stops at and which goes with the segment. Every open
+// starts a new segment, so a torn tail is never appended to.
 //
 // A segment is deleted once no pending item refers to it (live counts are kept in memory and
 // rebuilt at open from the item records), after the removals that emptied it are synced.
