@@ -159,11 +159,13 @@ func (d *Debugger) Ingested(entries []queue.Entry, _ queue.AppendResult, err err
 
 // Mapped implements the relay's Tap.
 func (d *Debugger) Mapped(e queue.Entry, reqs []queue.Request, filtered string, err error) {
-	n := note{kind: noteMapped, at: time.Now(), entry: copyEntry(e), filtered: strings.Clone(filtered)}
+	// Delivery does not reuse what it maps (see relay.Tap): the note keeps it without copies.
+	e.Requests = nil
+	n := note{kind: noteMapped, at: time.Now(), entry: e, filtered: filtered}
 	if len(reqs) > 0 {
 		n.reqs = make([]queue.Request, len(reqs))
 		for i, r := range reqs {
-			n.reqs[i] = queue.Request{Method: strings.Clone(r.Method), URL: strings.Clone(r.URL)}
+			n.reqs[i] = queue.Request{Method: r.Method, URL: r.URL}
 		}
 	}
 	if err != nil {
@@ -174,8 +176,8 @@ func (d *Debugger) Mapped(e queue.Entry, reqs []queue.Request, filtered string, 
 
 // Attempted implements the relay's Tap.
 func (d *Debugger) Attempted(r queue.Request, a destination.Attempt) {
-	n := note{kind: noteAttempted, at: time.Now(), url: strings.Clone(r.URL), class: a.Class, attempt: attempt{
-		Status: a.Status, LatencyMS: float64(a.Duration.Microseconds()) / 1000, Class: a.Class.String(), Body: strings.Clone(a.Body),
+	n := note{kind: noteAttempted, at: time.Now(), url: r.URL, class: a.Class, attempt: attempt{
+		Status: a.Status, LatencyMS: float64(a.Duration.Microseconds()) / 1000, Class: a.Class.String(), Body: a.Body,
 	}}
 	n.attempt.At = n.at
 	if a.RetryAfter > 0 {

@@ -12,8 +12,10 @@ import (
 // plugs into.
 //
 // Its methods are called on the hot paths of ingest and delivery, from many goroutines: they
-// must return at once (hand off to a bounded buffer and drop what does not fit, never block),
-// must not modify their arguments, and must copy what they keep (ingest reuses its entries).
+// must return at once (hand off to a bounded buffer and drop what does not fit, never block)
+// and must not modify their arguments. Ingested must copy what it keeps (ingest reuses its
+// entries); what Mapped and Attempted are given is never reused or modified by delivery, so
+// they may keep it as it is.
 type Tap interface {
 	// Ingested is called after each Append of one ingest request: its entries (normalised
 	// events, unmapped), what the queue did with them, or the error that refused them all.

@@ -218,6 +218,9 @@ type decoder struct {
 	b    []byte
 	off  int
 	err  error
+	// shared is set when b is never modified or reused (a frame of the payload log): bytes then
+	// returns views of it instead of copies.
+	shared bool
 }
 
 func (d *decoder) fail(field, format string, args ...any) {
@@ -310,6 +313,9 @@ func (d *decoder) bytes(field string) []byte {
 	p := d.raw(field)
 	if len(p) == 0 {
 		return nil
+	}
+	if d.shared {
+		return p[:len(p):len(p)] // an append by the caller copies instead of writing into b
 	}
 	return append([]byte(nil), p...)
 }
@@ -453,7 +459,9 @@ func decodeItemWith(seq uint64, b []byte, body func(itemLoc) ([]byte, error)) (q
 		}
 	}
 	it := queue.Item{Seq: seq, Attempts: st.attempts, FirstAttempt: st.firstAttempt, NextRequest: st.nextRequest}
-	d := decoder{kind: kindItem, b: raw}
+	// A frame's bytes are never modified, so the entry's event is a view of them (the frame
+	// stays in memory while the item is held; delivery drops the event once it is mapped).
+	d := decoder{kind: kindItem, b: raw, shared: loc.ref}
 	d.entry(&it.Entry)
 	d.end()
 	if d.err != nil {
