@@ -302,88 +302,75 @@ func (q *Queue) commitGroup(group []*appendReq) {
 		return
 	}
 
-	// Sequence numbers and dead-letter ids are reserved under wmu; seqMu, held until the group
-	// is visible, keeps Replay from making later sequence numbers visible first (Scan's cursor
-	// relies on items becoming visible in Seq order).
-	q.seqMu.Lock()
-	defer q.seqMu.Unlock()
+	// What the group adds, in one pass: sequence numbers and dead-letter ids are counted from
+	// 1 here and moved past the reserved ones below; an item's frame place is known only once
+	// the log write places the frames (build).
 	g := groupRecord{at: now, groupID: q.groupID}
 	q.groupID++
-	nItems, nDead := 0, 0
+	var frames, raws [][]byte
+	var frameOf []int // per item of g, its frame
 	for _, r := range group {
 		if r.err != nil {
 			continue
 		}
-		for i, o := range r.outcomes {
-			if !r.dup[i] {
-				switch o {
-				case queue.Deliver:
-					nItems++
-				case queue.Rejected:
-					nDead++
-				}
-			}
-		}
-	}
-	q.wmu.Lock()
-	seq, dead := q.meta.lastSeq, q.meta.lastDead
-	q.meta.lastSeq += uint64(nItems)
-	q.meta.lastDead += uint64(nDead)
-	q.wmu.Unlock()
-
-	frames, raws, which := make([][]byte, 0, len(group)), make([][]byte, 0, len(group)), make([]int, len(group))
-	for gi, r := range group {
-		which[gi] = -1
-		if r.err != nil || r.frame == nil {
-			continue
-		}
-		for i, o := range r.outcomes {
-			if o == queue.Deliver && !r.dup[i] {
-				which[gi] = len(frames)
-				frames, raws = append(frames, r.frame), append(raws, r.raw)
-				break
-			}
-		}
-	}
-	// The record is built once the frames' place in the log is known, and written after them
-	// in the same write and fsync: the payload log is the group commit's write-ahead log.
-	build := func(segID uint64, offs []uint64) []byte {
-		for gi, r := range group {
-			if r.err != nil {
+		var res queue.AppendResult
+		for i, outcome := range r.outcomes {
+			if r.dup[i] {
+				res.Duplicates++
 				continue
 			}
-			var res queue.AppendResult
-			for i, outcome := range r.outcomes {
-				if r.dup[i] {
-					res.Duplicates++
-					continue
+			switch outcome {
+			case queue.Deliver:
+				if res.Queued == 0 {
+					frames, raws = append(frames, r.frame), append(raws, r.raw)
 				}
-				switch outcome {
-				case queue.Deliver:
-					seq++
-					g.items = append(g.items, groupItem{seq: seq, loc: itemLoc{ref: true, seg: segID, off: offs[which[gi]], inner: r.inner[i], n: r.blen[i], visitor: r.visitors[i]}})
-					res.Queued++
-				case queue.Filtered:
-					res.Filtered++
-				case queue.Rejected:
-					dead++
-					g.dead = append(g.dead, groupDead{id: dead, value: r.values[i]})
-					res.Rejected++
-				}
+				g.items = append(g.items, groupItem{seq: uint64(len(g.items) + 1), loc: itemLoc{ref: true, inner: r.inner[i], n: r.blen[i], visitor: r.visitors[i]}})
+				frameOf = append(frameOf, len(frames)-1)
+				res.Queued++
+			case queue.Filtered:
+				res.Filtered++
+			case queue.Rejected:
+				g.dead = append(g.dead, groupDead{id: uint64(len(g.dead) + 1), value: r.values[i]})
+				res.Rejected++
 			}
-			for _, dk := range r.dkeys {
-				if dk != nil {
-					g.dkeys = append(g.dkeys, dk)
-				}
-			}
-			g.c.Received += int64(res.Queued + res.Filtered + res.Rejected)
-			g.c.Queued += int64(res.Queued)
-			g.c.Filtered += int64(res.Filtered)
-			g.c.DeadLettered += int64(res.Rejected)
-			g.c.Duplicates += int64(res.Duplicates)
-			r.res = res
 		}
-		g.lastSeq, g.lastDead = seq, dead
+		for _, dk := range r.dkeys {
+			if dk != nil {
+				g.dkeys = append(g.dkeys, dk)
+			}
+		}
+		g.c.Received += int64(res.Queued + res.Filtered + res.Rejected)
+		g.c.Queued += int64(res.Queued)
+		g.c.Filtered += int64(res.Filtered)
+		g.c.DeadLettered += int64(res.Rejected)
+		g.c.Duplicates += int64(res.Duplicates)
+		r.res = res
+	}
+
+	// The numbers are reserved under wmu; seqMu, held until the group is visible, keeps Replay
+	// from making later sequence numbers visible first (Scan's cursor relies on items becoming
+	// visible in Seq order).
+	q.seqMu.Lock()
+	defer q.seqMu.Unlock()
+	q.wmu.Lock()
+	seqBase, deadBase := q.meta.lastSeq, q.meta.lastDead
+	q.meta.lastSeq += uint64(len(g.items))
+	q.meta.lastDead += uint64(len(g.dead))
+	q.wmu.Unlock()
+	for i := range g.items {
+		g.items[i].seq += seqBase
+	}
+	for i := range g.dead {
+		g.dead[i].id += deadBase
+	}
+	g.lastSeq, g.lastDead = seqBase+uint64(len(g.items)), deadBase+uint64(len(g.dead))
+
+	// The record is completed once the frames' place in the log is known, and written after
+	// them in the same write and fsync: the payload log is the group commit's write-ahead log.
+	build := func(segID uint64, offs []uint64) []byte {
+		for i := range g.items {
+			g.items[i].loc.seg, g.items[i].loc.off = segID, offs[frameOf[i]]
+		}
 		return encodeGroup(&g)
 	}
 	fail := func(err error) {

@@ -165,6 +165,16 @@ func segOf(loc itemLoc) uint64 {
 	return 0
 }
 
+// recordSeg is the payload log segment of the item record v, 0 when its entry is inline or the
+// record cannot be read.
+func recordSeg(v []byte) uint64 {
+	_, loc, err := decodeItemState(v)
+	if err != nil {
+		return 0
+	}
+	return segOf(loc)
+}
+
 // decodeItem decodes a pending item's record, reading its entry from the payload log when it
 // is kept there.
 func (q *Queue) decodeItem(seq uint64, v []byte) (queue.Item, error) {
@@ -389,9 +399,7 @@ func (q *Queue) removeAll(ops []removal) error {
 				q.damaged.Store(true)
 			}
 			deleteItem(b, op.seq, st, visitor, verr == nil, verr == nil)
-			if _, loc, err := decodeItemState(v); err == nil {
-				segs[segOf(loc)]++
-			}
+			segs[recordSeg(v)]++
 		}
 		if op.filtered {
 			filtered++
@@ -482,8 +490,8 @@ func (q *Queue) quarantineLocked(seq uint64, raw []byte, derr error) error {
 		m.c.DeadLettered++
 		m.c.Queued--
 	})
-	if _, loc, lerr := decodeItemState(raw); err == nil && lerr == nil {
-		q.releaseSegments(map[uint64]int64{segOf(loc): 1})
+	if err == nil {
+		q.releaseSegments(map[uint64]int64{recordSeg(raw): 1})
 	}
 	return err
 }
@@ -514,12 +522,16 @@ func (q *Queue) Retrying(seq uint64, attempts int, firstAttempt time.Time) error
 // (DeadLettered+1, Queued−1). It does nothing for an item that is not pending.
 func (q *Queue) Dead(seq uint64, f queue.Failure) error {
 	return q.withPending(seq, func(v []byte) error {
-		item, err := q.decodeItem(seq, v)
-		if err != nil {
-			return q.quarantineLocked(seq, v, err)
+		// The entry is read once: decoding checks it, the letter keeps its encoded bytes.
+		st, loc, err := decodeItemState(v)
+		var body []byte
+		if err == nil {
+			body, err = q.segs.body(loc)
 		}
-		st, loc, _ := decodeItemState(v)
-		body, err := q.segs.body(loc)
+		var item queue.Item
+		if err == nil {
+			item, err = decodeItemWith(seq, v, func(itemLoc) ([]byte, error) { return body, nil })
+		}
 		if err != nil {
 			return q.quarantineLocked(seq, v, err)
 		}

@@ -165,7 +165,6 @@ type Queue struct {
 	pruneFrom    []byte // the dedup time index below this key has been pruned
 	lastReclaim  time.Time
 	dedupScratch map[string]bool
-	dedupGroup   []byte // the dedup keys of the group being committed, for its time index entry
 }
 
 var _ queue.Queue = (*Queue)(nil)
@@ -331,8 +330,8 @@ func (q *Queue) recoverAndCount() (map[uint64]int64, error) {
 		q.head.Store(q.meta.lastSeq + 1)
 	}
 	for valid := it.Valid(); valid; valid = it.Next() {
-		if _, loc, err := decodeItemState(it.Value()); err == nil && loc.ref {
-			live[loc.seg]++
+		if seg := recordSeg(it.Value()); seg != 0 {
+			live[seg]++
 		}
 	}
 	if err := it.Error(); err != nil {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/klauspost/compress/s2"
 
 	"github.com/woorelay/woorelay/queue"
 )
@@ -245,13 +244,4 @@ func (q *Queue) recoverGroups() error {
 		q.log.Warn("applied group commits that pebble had lost from the payload log (the machine stopped before pebble's log was synced)", "commits", total)
 	}
 	return nil
-}
-
-// decodeCommitFrame decompresses a commit frame's payload.
-func decodeCommitFrame(comp []byte, rawLen uint32) ([]byte, error) {
-	raw, err := s2.Decode(make([]byte, rawLen), comp)
-	if err != nil || len(raw) != int(rawLen) {
-		return nil, fmt.Errorf("%w (commit frame: cannot decompress: %v)", ErrCorrupt, err)
-	}
-	return raw, nil
 }

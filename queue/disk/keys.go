@@ -71,7 +71,7 @@ func dedupSuffix(source, messageID string) []byte {
 
 // dedupGroupKey is 't', the big-endian first-seen time, a 0 byte (a dedup key starts with
 // 'k', so the two kinds of time index entry never collide) and an id unique to one group
-// commit; its value lists the dedup keys the commit stored (see encodeDedupGroup).
+// commit; its value lists the dedup keys the commit stored (see applyGroup).
 func dedupGroupKey(at time.Time, id uint64) []byte {
 	k := make([]byte, 0, 18)
 	k = append(k, prefixDedupTime)

@@ -174,35 +174,59 @@ func (s *segmentLog) readFrame(id, off uint64, wantBody bool) (kind byte, size u
 	s.mu.Lock()
 	seg := s.segs[id]
 	s.mu.Unlock()
-	if seg == nil {
+	if seg == nil || int64(off) >= seg.size {
 		return 0, 0, nil, io.EOF
 	}
-	if int64(off) >= seg.size {
-		return 0, 0, nil, io.EOF
-	}
-	var h [frameHeader]byte
-	if _, err := seg.f.ReadAt(h[:], int64(off)); err != nil {
-		return 0, 0, nil, fmt.Errorf("frame header: %w", err)
-	}
-	clen, rlen := binary.BigEndian.Uint32(h[2:]), binary.BigEndian.Uint32(h[6:])
-	if (h[0] != frameMagic && h[0] != commitMagic) || h[1] != frameVersion || int64(off)+frameHeader+int64(clen) > seg.size || rlen > 8*maxGroupBytes {
-		return 0, 0, nil, fmt.Errorf("bad frame header %x", h[:])
-	}
-	if h[0] != commitMagic || !wantBody {
-		return h[0], uint64(clen), nil, nil
-	}
-	comp := make([]byte, clen)
-	if _, err := seg.f.ReadAt(comp, int64(off)+frameHeader); err != nil {
-		return 0, 0, nil, fmt.Errorf("commit frame: %w", err)
-	}
-	if crc32.Checksum(comp, castagnoli) != binary.BigEndian.Uint32(h[10:]) {
-		return 0, 0, nil, errors.New("commit frame: checksum mismatch")
-	}
-	raw, err := decodeCommitFrame(comp, rlen)
+	h, err := seg.header(off)
 	if err != nil {
 		return 0, 0, nil, err
 	}
-	return commitMagic, uint64(clen), raw, nil
+	if h.kind == commitMagic && wantBody {
+		if body, err = seg.body(off, h); err != nil {
+			return 0, 0, nil, err
+		}
+	}
+	return h.kind, uint64(h.clen), body, nil
+}
+
+// frameHead is a frame's decoded header.
+type frameHead struct {
+	kind       byte
+	clen, rlen uint32
+	crc        uint32
+}
+
+// header reads and checks the header of the frame at off: its kind and version, and lengths
+// that fit the segment.
+func (seg *segment) header(off uint64) (frameHead, error) {
+	var b [frameHeader]byte
+	if _, err := seg.f.ReadAt(b[:], int64(off)); err != nil {
+		return frameHead{}, fmt.Errorf("frame header: %w", err)
+	}
+	h := frameHead{kind: b[0], clen: binary.BigEndian.Uint32(b[2:]), rlen: binary.BigEndian.Uint32(b[6:]), crc: binary.BigEndian.Uint32(b[10:])}
+	if (h.kind != frameMagic && h.kind != commitMagic) || b[1] != frameVersion {
+		return frameHead{}, fmt.Errorf("bad header %x", b[:2])
+	}
+	if int64(off)+frameHeader+int64(h.clen) > seg.size || h.rlen > 8*maxGroupBytes {
+		return frameHead{}, fmt.Errorf("lengths %d/%d out of range", h.clen, h.rlen)
+	}
+	return h, nil
+}
+
+// body reads the body of the frame at off with header h, checks its checksum and decompresses it.
+func (seg *segment) body(off uint64, h frameHead) ([]byte, error) {
+	comp := make([]byte, h.clen)
+	if _, err := seg.f.ReadAt(comp, int64(off)+frameHeader); err != nil {
+		return nil, fmt.Errorf("frame body: %w", err)
+	}
+	if crc32.Checksum(comp, castagnoli) != h.crc {
+		return nil, errors.New("checksum mismatch")
+	}
+	raw, err := s2.Decode(make([]byte, h.rlen), comp)
+	if err != nil || len(raw) != int(h.rlen) {
+		return nil, fmt.Errorf("cannot decompress: %v", err)
+	}
+	return raw, nil
 }
 
 // missing returns the ids that live counts name but that have no segment file.
@@ -447,27 +471,16 @@ func (s *segmentLog) frame(r frameRef) ([]byte, error) {
 	if seg == nil {
 		return nil, fmt.Errorf("%w (payload segment %s is missing)", ErrCorrupt, segmentName(r.seg))
 	}
-	var h [frameHeader]byte
-	if _, err := seg.f.ReadAt(h[:], int64(r.off)); err != nil {
+	h, err := seg.header(r.off)
+	var raw []byte
+	if err == nil && h.kind != frameMagic {
+		err = fmt.Errorf("a %q frame where a payload frame should be", h.kind)
+	}
+	if err == nil {
+		raw, err = seg.body(r.off, h)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("%w (payload segment %s, frame at %d: %v)", ErrCorrupt, segmentName(r.seg), r.off, err)
-	}
-	if h[0] != frameMagic || h[1] != frameVersion {
-		return nil, fmt.Errorf("%w (payload segment %s, frame at %d: bad header %x)", ErrCorrupt, segmentName(r.seg), r.off, h[:2])
-	}
-	clen, rlen := binary.BigEndian.Uint32(h[2:]), binary.BigEndian.Uint32(h[6:])
-	if clen > maxSegmentSize || rlen > 8*maxGroupBytes {
-		return nil, fmt.Errorf("%w (payload segment %s, frame at %d: lengths %d/%d out of range)", ErrCorrupt, segmentName(r.seg), r.off, clen, rlen)
-	}
-	comp := make([]byte, clen)
-	if _, err := seg.f.ReadAt(comp, int64(r.off)+frameHeader); err != nil {
-		return nil, fmt.Errorf("%w (payload segment %s, frame at %d: %v)", ErrCorrupt, segmentName(r.seg), r.off, err)
-	}
-	if crc32.Checksum(comp, castagnoli) != binary.BigEndian.Uint32(h[10:]) {
-		return nil, fmt.Errorf("%w (payload segment %s, frame at %d: checksum mismatch)", ErrCorrupt, segmentName(r.seg), r.off)
-	}
-	raw, err := s2.Decode(make([]byte, rlen), comp)
-	if err != nil || len(raw) != int(rlen) {
-		return nil, fmt.Errorf("%w (payload segment %s, frame at %d: cannot decompress: %v)", ErrCorrupt, segmentName(r.seg), r.off, err)
 	}
 	s.mu.Lock()
 	s.putLocked(r, raw)
