@@ -3,11 +3,16 @@
 // what it is, the dead letters with their replay, a mapping playground and the relay's health.
 //
 // The relay hands every event to a Debugger through its Tap methods (Ingested, Mapped,
-// Attempted). They copy what they keep into a bounded channel and return; when the channel is
-// full the note is dropped and counted, so the debugger never slows ingest or delivery. One
-// goroutine folds the notes into a ring of the latest events (Options.Events) and hands each
-// change to the browsers watching the stream, each through its own bounded buffer: a slow or
-// stalled browser loses events from its view, never the relay.
+// Attempted). The debugger follows up to Options.Follow new events a second (default 500,
+// more than a person can read, and every event of a source being wired up); past that, an
+// event is counted as skipped and costs its tap calls one map lookup each, so a relay under
+// production load does not pay for watching each of its events. For an event it follows, a
+// tap call copies what it keeps into a bounded channel and returns; when the channel is full
+// the note is dropped and counted, so the debugger never slows ingest or delivery. One
+// goroutine folds the notes into a ring of the latest followed events (Options.Events) and
+// hands each change to the browsers watching the stream, each through its own bounded
+// buffer: a slow or stalled browser loses events from its view, never the relay. The health
+// view counts every attempt, followed or not.
 //
 // Routes (Mount puts them behind the admin API's access rule):
 //
@@ -38,10 +43,17 @@ import (
 // DefaultEvents is how many events the ring keeps when Options.Events is 0.
 const DefaultEvents = 1000
 
+// DefaultFollow is how many new events a second the debugger follows when Options.Follow is 0.
+const DefaultFollow = 500
+
 // Options configures a Debugger.
 type Options struct {
 	// Events is how many of the latest events the ring keeps (0: DefaultEvents).
 	Events int
+	// Follow is how many new events a second the debugger follows through ingest, mapping
+	// and delivery (0: DefaultFollow; negative: every event); the others are counted as
+	// skipped.
+	Follow int
 	// Program returns the running program of a source, to explain its events; nil or a nil
 	// result means the source is not configured.
 	Program func(source string) *mapping.Program
@@ -67,19 +79,37 @@ type Debugger struct {
 	done    chan struct{}
 	once    sync.Once
 
+	skipped atomic.Int64 // events not followed: past Options.Follow in their second
+
+	// The follow filter, which the taps consult: fmu guards it and is held only for map
+	// operations, by the taps and the folder.
+	fmu        sync.Mutex
+	following  map[eventKey]struct{} // followed events: those with a record, or a note on its way
+	awaiting   map[string]int        // requests of followed events not yet answered Done, by URL: how many
+	budgetSec  int64                 // the second budgetUsed counts
+	budgetUsed int
+
+	hmu    sync.Mutex // guards health
+	health healthSeries
+
 	mu      sync.Mutex // guards everything below; held briefly by the folder and the handlers
 	ring    []*record  // circular, len o.Events
 	next    uint64     // id of the next record
-	byKey   map[string]*record
+	byKey   map[eventKey]*record
 	byURL   map[string][]*record // requests not yet answered Done, by URL
 	viewers map[*viewer]struct{}
-	health  healthSeries
 }
+
+// eventKey identifies an event as the queue's dedup does: source and messageId.
+type eventKey struct{ source, messageID string }
 
 // New returns a running Debugger; Close stops it.
 func New(o Options) *Debugger {
 	if o.Events <= 0 {
 		o.Events = DefaultEvents
+	}
+	if o.Follow == 0 {
+		o.Follow = DefaultFollow
 	}
 	if o.NoteBuffer <= 0 {
 		o.NoteBuffer = 8192
@@ -92,7 +122,8 @@ func New(o Options) *Debugger {
 	}
 	d := &Debugger{
 		o: o, notes: make(chan note, o.NoteBuffer), stop: make(chan struct{}), done: make(chan struct{}),
-		ring: make([]*record, o.Events), next: 1, byKey: map[string]*record{}, byURL: map[string][]*record{},
+		ring: make([]*record, o.Events), next: 1, byKey: map[eventKey]*record{}, byURL: map[string][]*record{},
+		following: map[eventKey]struct{}{}, awaiting: map[string]int{},
 		viewers: map[*viewer]struct{}{}, health: newHealthSeries(o.HealthWindow),
 	}
 	go d.run()
@@ -106,6 +137,9 @@ func (d *Debugger) Close() {
 
 // Dropped is how many notes were dropped because the debugger could not keep up.
 func (d *Debugger) Dropped() int64 { return d.dropped.Load() }
+
+// Skipped is how many events the debugger did not follow, past Options.Follow in their second.
+func (d *Debugger) Skipped() int64 { return d.skipped.Load() }
 
 type noteKind uint8
 
@@ -129,11 +163,55 @@ type note struct {
 	class    destination.Class
 }
 
-func (d *Debugger) send(n note) {
+// send hands n to the folder; false when it was dropped.
+func (d *Debugger) send(n note) bool {
 	select {
 	case d.notes <- n:
+		return true
 	default:
 		d.dropped.Add(1)
+		return false
+	}
+}
+
+// followLocked reports whether the event k is followed, and starts following it when this
+// second's budget allows (added is then true; the caller stores the key, with strings of its
+// own). The caller holds fmu.
+func (d *Debugger) followLocked(k eventKey, now time.Time) (followed, added bool) {
+	if _, ok := d.following[k]; ok {
+		return true, false
+	}
+	if d.o.Follow > 0 {
+		if sec := now.Unix(); sec != d.budgetSec {
+			d.budgetSec, d.budgetUsed = sec, 0
+		}
+		if d.budgetUsed >= d.o.Follow {
+			d.skipped.Add(1)
+			return false, false
+		}
+		d.budgetUsed++
+	}
+	return true, true
+}
+
+// unfollow undoes what a tap call added to the filter when its note was dropped.
+func (d *Debugger) unfollow(keys []eventKey, urls []queue.Request) {
+	d.fmu.Lock()
+	defer d.fmu.Unlock()
+	for _, k := range keys {
+		delete(d.following, k)
+	}
+	for _, r := range urls {
+		d.releaseURLLocked(r.URL)
+	}
+}
+
+// releaseURLLocked counts one request of url as no longer awaited; the caller holds fmu.
+func (d *Debugger) releaseURLLocked(url string) {
+	if n := d.awaiting[url]; n > 1 {
+		d.awaiting[url] = n - 1
+	} else {
+		delete(d.awaiting, url)
 	}
 }
 
@@ -147,21 +225,55 @@ func copyEntry(e queue.Entry) queue.Entry {
 
 // Ingested implements the relay's Tap.
 func (d *Debugger) Ingested(entries []queue.Entry, _ queue.AppendResult, err error) {
-	n := note{kind: noteIngested, at: time.Now(), entries: make([]queue.Entry, len(entries))}
-	for i, e := range entries {
-		n.entries[i] = copyEntry(e)
+	n := note{kind: noteIngested, at: time.Now()}
+	var added []eventKey
+	d.fmu.Lock()
+	for _, e := range entries {
+		followed, add := d.followLocked(eventKey{e.Source, e.MessageID}, n.at)
+		if !followed {
+			continue
+		}
+		c := copyEntry(e) // ingest reuses its buffers: the note and the filter keep copies
+		if add {
+			k := eventKey{c.Source, c.MessageID}
+			d.following[k] = struct{}{}
+			added = append(added, k)
+		}
+		n.entries = append(n.entries, c)
+	}
+	d.fmu.Unlock()
+	if len(n.entries) == 0 {
+		return
 	}
 	if err != nil {
 		n.err = err.Error()
 	}
-	d.send(n)
+	if !d.send(n) {
+		d.unfollow(added, nil)
+	}
 }
 
 // Mapped implements the relay's Tap.
 func (d *Debugger) Mapped(e queue.Entry, reqs []queue.Request, filtered string, err error) {
-	// Delivery does not reuse what it maps (see relay.Tap): the note keeps it without copies.
+	// Delivery does not reuse what it maps (see relay.Tap): the note and the filter keep it
+	// without copies.
 	e.Requests = nil
 	n := note{kind: noteMapped, at: time.Now(), entry: e, filtered: filtered}
+	k := eventKey{e.Source, e.MessageID}
+	d.fmu.Lock()
+	followed, added := d.followLocked(k, n.at)
+	if followed {
+		if added {
+			d.following[k] = struct{}{}
+		}
+		for _, r := range reqs {
+			d.awaiting[r.URL]++
+		}
+	}
+	d.fmu.Unlock()
+	if !followed {
+		return
+	}
 	if len(reqs) > 0 {
 		n.reqs = make([]queue.Request, len(reqs))
 		for i, r := range reqs {
@@ -171,13 +283,30 @@ func (d *Debugger) Mapped(e queue.Entry, reqs []queue.Request, filtered string, 
 	if err != nil {
 		n.err = err.Error()
 	}
-	d.send(n)
+	if !d.send(n) {
+		var keys []eventKey
+		if added {
+			keys = []eventKey{k}
+		}
+		d.unfollow(keys, reqs)
+	}
 }
 
 // Attempted implements the relay's Tap.
 func (d *Debugger) Attempted(r queue.Request, a destination.Attempt) {
-	n := note{kind: noteAttempted, at: time.Now(), url: r.URL, class: a.Class, attempt: attempt{
-		Status: a.Status, LatencyMS: float64(a.Duration.Microseconds()) / 1000, Class: a.Class.String(), Body: a.Body,
+	at := time.Now()
+	latency := float64(a.Duration.Microseconds()) / 1000
+	d.hmu.Lock()
+	d.health.attempt(at, a.Status, latency)
+	d.hmu.Unlock()
+	d.fmu.Lock()
+	followed := d.awaiting[r.URL] > 0
+	d.fmu.Unlock()
+	if !followed {
+		return
+	}
+	n := note{kind: noteAttempted, at: at, url: r.URL, class: a.Class, attempt: attempt{
+		Status: a.Status, LatencyMS: latency, Class: a.Class.String(), Body: a.Body,
 	}}
 	n.attempt.At = n.at
 	if a.RetryAfter > 0 {
@@ -210,9 +339,9 @@ func (d *Debugger) run() {
 			if d.o.Counters != nil {
 				c = d.o.Counters()
 			}
-			d.mu.Lock()
-			d.health.sample(now, c, d.dropped.Load())
-			d.mu.Unlock()
+			d.hmu.Lock()
+			d.health.sample(now, c, d.dropped.Load(), d.skipped.Load())
+			d.hmu.Unlock()
 		}
 	}
 }
@@ -235,7 +364,7 @@ func (d *Debugger) fold(n note) {
 	switch n.kind {
 	case noteIngested:
 		for _, e := range n.entries {
-			if r := d.byKey[key(e.Source, e.MessageID)]; r != nil && n.err == "" {
+			if r := d.byKey[eventKey{e.Source, e.MessageID}]; r != nil && n.err == "" {
 				r.Duplicates++ // the queue drops it as a duplicate: same source and messageId
 				r.Updated = n.at
 				d.publish(r)
@@ -251,11 +380,13 @@ func (d *Debugger) fold(n note) {
 			default:
 				r.Outcome = Queued
 			}
+			d.hmu.Lock()
 			d.health.in(n.at)
+			d.hmu.Unlock()
 			d.publish(r)
 		}
 	case noteMapped:
-		r := d.byKey[key(n.entry.Source, n.entry.MessageID)]
+		r := d.byKey[eventKey{n.entry.Source, n.entry.MessageID}]
 		if r == nil {
 			r = d.add(n.entry, n.at) // a replayed dead letter, or an event stored before the start
 		} else if len(r.Requests) > 0 || r.Outcome == Rejected || r.Outcome == DeadLettered {
@@ -279,7 +410,6 @@ func (d *Debugger) fold(n note) {
 		}
 		d.publish(r)
 	case noteAttempted:
-		d.health.attempt(n.at, n.attempt)
 		rs := d.byURL[n.url]
 		if len(rs) == 0 {
 			return
@@ -301,9 +431,6 @@ func (d *Debugger) fold(n note) {
 						r.Outcome = Sending
 					}
 				}
-				if r.Outcome == Delivered {
-					d.health.out(n.at)
-				}
 			case destination.Retry:
 				r.Outcome = Retrying
 			default:
@@ -322,8 +449,11 @@ func (d *Debugger) add(e queue.Entry, at time.Time) *record {
 	slot := int(d.next % uint64(len(d.ring)))
 	if old := d.ring[slot]; old != nil {
 		d.forgetURLs(old)
-		if d.byKey[key(old.Source, old.MessageID)] == old {
-			delete(d.byKey, key(old.Source, old.MessageID))
+		if k := (eventKey{old.Source, old.MessageID}); d.byKey[k] == old {
+			delete(d.byKey, k)
+			d.fmu.Lock()
+			delete(d.following, k)
+			d.fmu.Unlock()
 		}
 	}
 	r := &record{
@@ -335,7 +465,7 @@ func (d *Debugger) add(e queue.Entry, at time.Time) *record {
 	}
 	d.next++
 	d.ring[slot] = r
-	d.byKey[key(e.Source, e.MessageID)] = r
+	d.byKey[eventKey{e.Source, e.MessageID}] = r
 	return r
 }
 
@@ -345,11 +475,15 @@ func (d *Debugger) forgetURLs(r *record) {
 	}
 }
 
+// dropURL stops waiting for the answer to r's request url, in the ring and in the filter.
 func (d *Debugger) dropURL(url string, r *record) {
 	rs := d.byURL[url]
 	for i, x := range rs {
 		if x == r {
 			rs = append(rs[:i:i], rs[i+1:]...)
+			d.fmu.Lock()
+			d.releaseURLLocked(url)
+			d.fmu.Unlock()
 			break
 		}
 	}
@@ -377,8 +511,6 @@ func (d *Debugger) find(id uint64) *record {
 	}
 	return d.ring[int(id%uint64(len(d.ring)))]
 }
-
-func key(source, messageID string) string { return source + "\x00" + messageID }
 
 // splitReason cuts "code: message" into its code and message.
 func splitReason(s string) (code, msg string) {

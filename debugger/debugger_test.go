@@ -3,6 +3,7 @@ package debugger
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -80,7 +81,7 @@ func TestRingFollowsAnEvent(t *testing.T) {
 	d.Ingested([]queue.Entry{entry("m4")}, queue.AppendResult{Queued: 1}, nil)
 	settle(t, d)
 	d.mu.Lock()
-	if rs := d.records(); len(rs) != 3 || rs[0].MessageID != "m2" || rs[2].MessageID != "m4" || d.byKey[key("web", "m1")] != nil {
+	if rs := d.records(); len(rs) != 3 || rs[0].MessageID != "m2" || rs[2].MessageID != "m4" || d.byKey[eventKey{"web", "m1"}] != nil {
 		t.Errorf("after a fourth event the ring of 3 holds %d, first %s", len(rs), rs[0].MessageID)
 	}
 }
@@ -88,7 +89,7 @@ func TestRingFollowsAnEvent(t *testing.T) {
 // TestTapDropsWhenFull: with the folding goroutine behind, a tap call drops its note and
 // returns at once.
 func TestTapDropsWhenFull(t *testing.T) {
-	d := New(Options{Events: 10, NoteBuffer: 1})
+	d := New(Options{Events: 10, NoteBuffer: 1, Follow: -1})
 	defer d.Close()
 	d.mu.Lock() // the folder blocks on its first note
 	start := time.Now()
@@ -102,6 +103,109 @@ func TestTapDropsWhenFull(t *testing.T) {
 	}
 	if elapsed > 2*time.Second {
 		t.Errorf("1000 tap calls took %v with the folder stalled", elapsed)
+	}
+	d.fmu.Lock()
+	defer d.fmu.Unlock()
+	if len(d.following) > 2 {
+		t.Errorf("the filter follows %d events; only the 2 whose notes the folder took should be", len(d.following))
+	}
+}
+
+// TestFollowBudget: past Options.Follow new events in a second, events are counted as skipped
+// and their later tap calls leave no trace but the health view's count of attempts.
+func TestFollowBudget(t *testing.T) {
+	d := New(Options{Events: 100, Follow: 10})
+	defer d.Close()
+	var batch []queue.Entry
+	reqOf := map[string]queue.Request{}
+	for i := range 30 {
+		e := entry(fmt.Sprint("m", i))
+		batch = append(batch, e)
+		reqOf[e.MessageID] = queue.Request{Method: "GET", URL: fmt.Sprint("https://www.woopra.com/track/ce?project=p.com&event=e&cv_id=u", i)}
+	}
+	d.Ingested(batch, queue.AppendResult{Queued: 30}, nil) // one call: one second's budget
+	if got := d.Skipped(); got != 20 {
+		t.Fatalf("skipped %d of 30 events with a budget of 10", got)
+	}
+	settle(t, d)
+	d.mu.Lock()
+	followed := map[string]bool{}
+	for _, r := range d.records() {
+		followed[r.MessageID] = true
+	}
+	d.mu.Unlock()
+	if len(followed) != 10 {
+		t.Fatalf("%d records for 10 followed events", len(followed))
+	}
+	// Attempts at the requests of events not followed: counted by health, no record.
+	for _, e := range batch {
+		if !followed[e.MessageID] {
+			d.Attempted(reqOf[e.MessageID], destination.Attempt{Class: destination.Done, Status: 200})
+		}
+	}
+	for _, e := range batch {
+		if followed[e.MessageID] {
+			d.Mapped(e, []queue.Request{reqOf[e.MessageID]}, "", nil)
+			d.Attempted(reqOf[e.MessageID], destination.Attempt{Class: destination.Done, Status: 200})
+		}
+	}
+	settle(t, d)
+	d.mu.Lock()
+	rs := d.records()
+	d.mu.Unlock()
+	if len(rs) != 10 {
+		t.Errorf("%d records after the attempts; want the 10 followed", len(rs))
+	}
+	for _, r := range rs {
+		if r.Outcome != Delivered {
+			t.Errorf("%s: %s, want delivered", r.MessageID, r.Outcome)
+		}
+	}
+	d.hmu.Lock()
+	attempts := 0
+	for _, b := range d.health.buckets {
+		attempts += b.Attempts
+	}
+	d.hmu.Unlock()
+	if attempts != 30 {
+		t.Errorf("health counted %d attempts of 30", attempts)
+	}
+	d.fmu.Lock()
+	defer d.fmu.Unlock()
+	if len(d.awaiting) != 0 || len(d.following) != 10 {
+		t.Errorf("filter: %d requests awaited (want 0), %d events followed (want 10)", len(d.awaiting), len(d.following))
+	}
+}
+
+// TestFilterFollowsTheRing: the follow filter holds the events of the ring and the requests
+// still awaited, no more, as records are evicted.
+func TestFilterFollowsTheRing(t *testing.T) {
+	d := New(Options{Events: 5, Follow: -1})
+	defer d.Close()
+	for i := range 20 {
+		e := entry(fmt.Sprint("m", i))
+		req := queue.Request{Method: "GET", URL: fmt.Sprint("https://www.woopra.com/track/ce?project=p.com&event=e&n=", i)}
+		d.Ingested([]queue.Entry{e}, queue.AppendResult{Queued: 1}, nil)
+		d.Mapped(e, []queue.Request{req}, "", nil)
+		if i%2 == 0 {
+			d.Attempted(req, destination.Attempt{Class: destination.Done, Status: 200})
+		}
+		settle(t, d)
+	}
+	d.mu.Lock()
+	waiting := 0
+	for _, r := range d.records() {
+		for _, q := range r.Requests {
+			if !q.Done {
+				waiting++
+			}
+		}
+	}
+	d.mu.Unlock()
+	d.fmu.Lock()
+	defer d.fmu.Unlock()
+	if len(d.following) != 5 || len(d.awaiting) != waiting || waiting != 3 {
+		t.Errorf("filter: %d events followed (want the ring's 5), %d requests awaited (want %d, the ring's unanswered m15, m17, m19)", len(d.following), len(d.awaiting), waiting)
 	}
 }
 

@@ -25,8 +25,8 @@ type bucket struct {
 	LatencyMax float64        `json:"latency_max"` // ms
 	Errors     map[string]int `json:"errors"`      // attempts that were not 2xx, by status ("0": no answer)
 	Dropped    int64          `json:"dropped"`     // notes the debugger dropped so far
+	Skipped    int64          `json:"skipped"`     // events the debugger did not follow so far (past its budget a second)
 	latSum     float64
-	delivered  int
 }
 
 func newHealthSeries(window int) healthSeries {
@@ -47,26 +47,26 @@ func (h *healthSeries) cur(t time.Time) *bucket {
 	return &h.buckets[len(h.buckets)-1]
 }
 
-func (h *healthSeries) in(t time.Time)  { h.cur(t).Seen++ }
-func (h *healthSeries) out(t time.Time) { h.cur(t).delivered++ }
+func (h *healthSeries) in(t time.Time) { h.cur(t).Seen++ }
 
-func (h *healthSeries) attempt(t time.Time, a attempt) {
+// attempt counts one answer (status 0: none came) that took latency ms.
+func (h *healthSeries) attempt(t time.Time, status int, latency float64) {
 	b := h.cur(t)
 	b.Attempts++
-	b.latSum += a.LatencyMS
+	b.latSum += latency
 	b.LatencyAvg = b.latSum / float64(b.Attempts)
-	b.LatencyMax = max(b.LatencyMax, a.LatencyMS)
-	if a.Status < 200 || a.Status > 299 {
-		b.Errors[strconv.Itoa(a.Status)]++
+	b.LatencyMax = max(b.LatencyMax, latency)
+	if status < 200 || status > 299 {
+		b.Errors[strconv.Itoa(status)]++
 	}
 }
 
 // sample records the queue's counters at the second t: In and Out are what they grew by.
-func (h *healthSeries) sample(t time.Time, c queue.Counters, dropped int64) {
+func (h *healthSeries) sample(t time.Time, c queue.Counters, dropped, skipped int64) {
 	b := h.cur(t.Add(-time.Second)) // the second that just ended
 	if h.have {
 		b.In, b.Out = c.Received-h.last.Received, c.Delivered-h.last.Delivered
 	}
-	b.Dropped = dropped
+	b.Dropped, b.Skipped = dropped, skipped
 	h.last, h.have = c, true
 }

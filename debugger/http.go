@@ -153,6 +153,7 @@ type health struct {
 	Counters admin.Counters `json:"counters"`
 	Series   []bucket       `json:"series"`
 	Dropped  int64          `json:"dropped"` // notes the debugger could not take
+	Skipped  int64          `json:"skipped"` // events not followed, past the debugger's budget a second
 	Viewers  int            `json:"viewers"` // browsers on the stream now
 	// ViewerDropped is how many changes the browsers on the stream now have lost, not yet
 	// told to them.
@@ -164,8 +165,11 @@ func (d *Debugger) healthz(c echo.Context) error {
 	if d.o.Counters != nil {
 		qc = d.o.Counters()
 	}
+	d.hmu.Lock()
+	out := health{Counters: admin.CountersOf(qc), Series: append([]bucket(nil), d.health.buckets...), Dropped: d.dropped.Load(), Skipped: d.skipped.Load()}
+	d.hmu.Unlock()
 	d.mu.Lock()
-	out := health{Counters: admin.CountersOf(qc), Series: append([]bucket(nil), d.health.buckets...), Dropped: d.dropped.Load(), Viewers: len(d.viewers)}
+	out.Viewers = len(d.viewers)
 	for v := range d.viewers {
 		out.ViewerDropped += v.dropped.Load()
 	}

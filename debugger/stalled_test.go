@@ -18,7 +18,8 @@ import (
 	"github.com/woorelay/woorelay/relay"
 )
 
-// startRelay runs a relay with its debugger, delivering to an in-process emulator.
+// startRelay runs a relay with its debugger following every event (the most it can cost the
+// relay), delivering to an in-process emulator.
 func startRelay(tb testing.TB) *relay.Relay {
 	tb.Helper()
 	em := emulator.New(emulator.Options{MaxRecords: -1, NoProfiles: true})
@@ -27,7 +28,7 @@ func startRelay(tb testing.TB) *relay.Relay {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { stop(context.Background()) })
-	r, err := relay.New(relay.Config{Listen: "127.0.0.1:0", DataDir: tb.TempDir(), WoopraURL: url, NoSync: true, Workers: 16})
+	r, err := relay.New(relay.Config{Listen: "127.0.0.1:0", DataDir: tb.TempDir(), WoopraURL: url, NoSync: true, Workers: 16, DebuggerFollow: -1})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -79,6 +79,10 @@ type Config struct {
 	// admin listener) keeps (--debugger-events, default 1000; negative: no debugger, and ingest
 	// and delivery run without its tap).
 	DebuggerEvents int
+	// DebuggerFollow is how many new events a second the debugger follows through ingest,
+	// mapping and delivery (--debugger-follow, default 500; negative: every event); past it,
+	// events are counted as not followed and cost the taps one lookup each.
+	DebuggerFollow int
 	// NoSync acknowledges before the disk sync. UNSAFE, for benchmarks only: an acknowledged
 	// event is lost if the machine crashes.
 	NoSync bool
@@ -99,6 +103,7 @@ func Defaults() Config {
 		DrainTimeout:  20 * time.Second,
 
 		DebuggerEvents: debugger.DefaultEvents,
+		DebuggerFollow: debugger.DefaultFollow,
 	}
 }
 
@@ -133,6 +138,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DebuggerEvents == 0 {
 		c.DebuggerEvents = d.DebuggerEvents
+	}
+	if c.DebuggerFollow == 0 {
+		c.DebuggerFollow = d.DebuggerFollow
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -158,7 +158,7 @@ func New(cfg Config) (_ *Relay, err error) {
 	var store server.Store = r.q
 	tap := cfg.Tap
 	if cfg.DebuggerEvents > 0 {
-		r.dbg = debugger.New(debugger.Options{Events: cfg.DebuggerEvents, Program: r.sources.program, Counters: r.q.Counters})
+		r.dbg = debugger.New(debugger.Options{Events: cfg.DebuggerEvents, Follow: cfg.DebuggerFollow, Program: r.sources.program, Counters: r.q.Counters})
 		tap = bothTaps(tap, r.dbg)
 	}
 	if tap != nil {

@@ -57,7 +57,7 @@ func (c Config) restartOnly(next Config) []Finding {
 		{"woopra-timeout", c.WoopraTimeout, next.WoopraTimeout}, {"retry-window", c.RetryWindow, next.RetryWindow},
 		{"retry-min", c.RetryMin, next.RetryMin}, {"retry-max", c.RetryMax, next.RetryMax},
 		{"admin-token", c.AdminToken, next.AdminToken}, {"nosync", c.NoSync, next.NoSync},
-		{"debugger-events", c.DebuggerEvents, next.DebuggerEvents},
+		{"debugger-events", c.DebuggerEvents, next.DebuggerEvents}, {"debugger-follow", c.DebuggerFollow, next.DebuggerFollow},
 	} {
 		if !reflect.DeepEqual(s.old, s.next) {
 			fs = append(fs, Finding{Setting: s.name, Message: fmt.Sprintf("changing it from %v to %v needs a restart of serve; a reload changes only the sources file", redact(s.name, s.old), redact(s.name, s.next))})

@@ -22,7 +22,7 @@ type serveFlags struct {
 	config, listen, adminListen, data, woopraURL string
 	adminToken, tlsCert, tlsKey, queueURL        string
 	diskBudget                                   string
-	workers, debuggerEvents                      int
+	workers, debuggerEvents, debuggerFollow      int
 	retryWindow, retryMin, retryMax              time.Duration
 	woopraTimeout, drainTimeout                  time.Duration
 	logLevel                                     string
@@ -44,6 +44,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.diskBudget, "disk-budget", "10GB", "disk the queue may use; past it ingest answers 503 with Retry-After (0 = no limit)")
 	fs.IntVar(&f.workers, "workers", d.Workers, "concurrent requests to Woopra")
 	fs.IntVar(&f.debuggerEvents, "debugger-events", d.DebuggerEvents, "how many of the latest events the debugger page (/debugger/ on the admin listener) keeps (0 = no debugger)")
+	fs.IntVar(&f.debuggerFollow, "debugger-follow", d.DebuggerFollow, "how many new events a second the debugger follows; the others are counted, not shown (0 = every event)")
 	fs.DurationVar(&f.retryWindow, "retry-window", d.RetryWindow, "how long a failing event is retried before it is dead-lettered")
 	fs.DurationVar(&f.retryMin, "retry-min", d.RetryMin, "first retry backoff (exponential, full jitter)")
 	fs.DurationVar(&f.retryMax, "retry-max", d.RetryMax, "largest retry backoff")
@@ -68,10 +69,14 @@ func (f serveFlags) relayConfig(log *slog.Logger) (relay.Config, error) {
 	if dbgEvents <= 0 {
 		dbgEvents = -1 // the flag's 0 is "no debugger"
 	}
+	dbgFollow := f.debuggerFollow
+	if dbgFollow <= 0 {
+		dbgFollow = -1 // the flag's 0 is "every event"
+	}
 	cfg := relay.Config{
 		Listen: f.listen, AdminListen: f.adminListen, TLSCert: f.tlsCert, TLSKey: f.tlsKey, DataDir: f.data, QueueURL: f.queueURL, WoopraURL: f.woopraURL, DiskBudget: budget, Workers: f.workers,
 		WoopraTimeout: f.woopraTimeout, RetryWindow: f.retryWindow, RetryMin: f.retryMin, RetryMax: f.retryMax,
-		DrainTimeout: f.drainTimeout, AdminToken: f.adminToken, Logger: log, DebuggerEvents: dbgEvents,
+		DrainTimeout: f.drainTimeout, AdminToken: f.adminToken, Logger: log, DebuggerEvents: dbgEvents, DebuggerFollow: dbgFollow,
 	}
 	if f.config != "" {
 		if cfg.Sources, err = server.LoadConfig(f.config); err != nil {

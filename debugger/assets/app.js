@@ -301,7 +301,7 @@ async function loadHealth() {
     const h = await api('api/health');
     const c = h.counters;
     $('#counters tbody').innerHTML = `<tr>${['received', 'delivered', 'dead_lettered', 'filtered', 'queued', 'duplicates', 'replayed'].map((k) => `<td>${k.replace('_', ' ')}<br><b id="c-${k}">${c[k]}</b></td>`).join('')}` +
-      `<td>reconciles<br><b id="c-reconciles" class="${c.reconciles ? 'won' : 'lost'}">${c.reconciles ? 'yes' : 'NO'}</b></td><td>debugger dropped<br><b>${h.dropped}</b></td></tr>`;
+      `<td>reconciles<br><b id="c-reconciles" class="${c.reconciles ? 'won' : 'lost'}">${c.reconciles ? 'yes' : 'NO'}</b></td><td>debugger dropped<br><b>${h.dropped}</b></td><td title="events not followed: past the debugger's budget of new events a second">not followed<br><b id="c-skipped">${h.skipped}</b></td></tr>`;
     const s = h.series.slice(-180);
     const span = s.length ? `last ${s.length} s` : '';
     chart($('#chart-rate'), [s.map((b) => b.in), s.map((b) => b.out)], ['#3559e0', '#1f8a4c'], { span });
