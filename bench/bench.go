@@ -86,9 +86,18 @@ type Result struct {
 	CeilP99 time.Duration `json:"ceiling_p99_ns,omitempty"`
 	// AllocsPerEvent is the engine's heap allocations per event (transform only);
 	// CeilAllocs the ceiling's.
-	AllocsPerEvent float64       `json:"allocs_per_event,omitempty"`
-	CeilAllocs     float64       `json:"ceiling_allocs_per_event,omitempty"`
-	Outage         *OutageResult `json:"outage,omitempty"`
+	AllocsPerEvent float64 `json:"allocs_per_event,omitempty"`
+	// CPUPerEvent is the CPU time the bench process spent per event on woorelay's side of a
+	// round (woorelay, the emulator and the load generator together), in µs, median of the
+	// rounds; CeilCPUPerEvent the same for the ceiling's side (e2e, drain: the bare loop and
+	// the emulator; ingest: the sync floor and the load generator). Less noisy than the
+	// rates on a shared machine, and what the per-event budget in BENCHMARKS.md counts.
+	CPUPerEvent     float64       `json:"cpu_us_per_event,omitempty"`
+	CeilCPUPerEvent float64       `json:"ceiling_cpu_us_per_event,omitempty"`
+	CPUR            []float64     `json:"cpu_us_per_event_rounds,omitempty"`
+	CeilCPUR        []float64     `json:"ceiling_cpu_us_per_event_rounds,omitempty"`
+	CeilAllocs      float64       `json:"ceiling_allocs_per_event,omitempty"`
+	Outage          *OutageResult `json:"outage,omitempty"`
 	// Bare is the ingest stage's bare Echo handler (reads the body, answers 200: no durability),
 	// median events/s, and FloorRatio the median ratio of the stage's ceiling, the sync floor,
 	// to it: what syncing before answering costs on this disk, before any work of the relay's.
@@ -110,6 +119,7 @@ func (r *Result) summarise() {
 		}
 	}
 	r.Ratio = median(r.RatioR)
+	r.CPUPerEvent, r.CeilCPUPerEvent = median(r.CPUR), median(r.CeilCPUR)
 }
 
 // Report is the --json output.

@@ -191,7 +191,7 @@ func TestBenchStagesSmoke(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Ours <= 0 || r.Ceiling <= 0 || r.Bare <= 0 || r.P50 <= 0 || r.P99 < r.P50 || r.CeilP99 <= 0 {
+		if r.Ours <= 0 || r.Ceiling <= 0 || r.Bare <= 0 || r.P50 <= 0 || r.P99 < r.P50 || r.CeilP99 <= 0 || r.CPUPerEvent <= 0 || r.CeilCPUPerEvent <= 0 {
 			t.Errorf("ingest measured nothing: %+v", r)
 		}
 	})
@@ -200,7 +200,7 @@ func TestBenchStagesSmoke(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Ours <= 0 || r.Ceiling <= 0 || r.Ratio <= 0 {
+		if r.Ours <= 0 || r.Ceiling <= 0 || r.Ratio <= 0 || r.CPUPerEvent <= 0 || r.CeilCPUPerEvent <= 0 {
 			t.Errorf("e2e measured nothing: %+v", r)
 		}
 	})
@@ -220,7 +220,7 @@ func TestBenchStagesSmoke(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Ours <= 0 || r.Ceiling <= 0 || r.Ratio <= 0 || !strings.Contains(r.Note, "2,000 events") {
+		if r.Ours <= 0 || r.Ceiling <= 0 || r.Ratio <= 0 || r.CPUPerEvent <= 0 || r.CeilCPUPerEvent <= 0 || !strings.Contains(r.Note, "2,000 events") {
 			t.Errorf("drain measured nothing: %+v", r)
 		}
 	})

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tidwall/gjson"
@@ -201,6 +202,30 @@ type LoadResult struct {
 	FirstErr  error
 	Acked     []uint64 // first sequence numbers of acknowledged batches (every phase)
 	Start     time.Time
+	// CPU is the CPU time (user and system) the whole process used in the measured window:
+	// the load generator and whatever it drives in the same process.
+	CPU time.Duration
+}
+
+// CPUPerEvent is the process's CPU time in the window per acknowledged event, in µs.
+func (r LoadResult) CPUPerEvent() float64 { return cpuPerEvent(r.CPU, r.Events) }
+
+// cpuPerEvent is cpu per event in µs (0 without events).
+func cpuPerEvent(cpu time.Duration, events int64) float64 {
+	if events <= 0 {
+		return 0
+	}
+	return float64(cpu.Microseconds()) / float64(events)
+}
+
+// processCPU is the CPU time (user and system) the process has used so far, 0 when the system
+// does not say.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // Rate is the events acknowledged per second in the window.
@@ -301,7 +326,7 @@ func RunLoad(cfg LoadConfig) LoadResult {
 		}()
 	}
 	time.Sleep(cfg.Warmup)
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	measuring.Store(true)
 	switch {
 	case cfg.Batches > 0:
@@ -317,11 +342,11 @@ func RunLoad(cfg LoadConfig) LoadResult {
 		}
 	}
 	measuring.Store(false)
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU()-cpu0
 	cancel()
 	wg.Wait()
 
-	res := LoadResult{Elapsed: elapsed, Start: start}
+	res := LoadResult{Elapsed: elapsed, Start: start, CPU: cpu}
 	for _, o := range outs {
 		res.Events += o.events
 		res.Failed += o.failed

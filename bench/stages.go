@@ -355,6 +355,7 @@ func benchIngest(o Options) (Result, error) {
 		}
 		r.BareR = append(r.BareR, bare.Rate())
 		r.OursR, r.CeilR = append(r.OursR, ours.Rate()), append(r.CeilR, floor.Rate())
+		r.CPUR, r.CeilCPUR = append(r.CPUR, ours.CPUPerEvent()), append(r.CeilCPUR, floor.CPUPerEvent())
 		p50, p99 = append(p50, percentile(ours.Latencies, 50)), append(p99, percentile(ours.Latencies, 99))
 		cp50, cp99 = append(cp50, percentile(floor.Latencies, 50)), append(cp99, percentile(floor.Latencies, 99))
 		o.progressf("ingest round %d: relay %s events/s (p50 %s, p99 %s), sync floor %s events/s (p50 %s, p99 %s), bare echo %s events/s", round+1,
@@ -465,13 +466,14 @@ func benchE2E(o Options) (Result, error) {
 		if err != nil {
 			return r, err
 		}
-		rate, err := relayEndToEnd(o, br, g, int(bare.Events))
+		rate, cpu, err := relayEndToEnd(o, br, g, int(bare.Events))
 		br.close()
 		if err != nil {
 			return r, err
 		}
 		r.OursR, r.CeilR = append(r.OursR, rate), append(r.CeilR, bare.Rate())
-		o.progressf("e2e round %d: relay %s events/s, bare GET loop %s events/s", round+1, FormatRate(rate), FormatRate(bare.Rate()))
+		r.CPUR, r.CeilCPUR = append(r.CPUR, cpu), append(r.CeilCPUR, bare.CPUPerEvent())
+		o.progressf("e2e round %d: relay %s events/s (%.1f µs of CPU an event), bare GET loop %s events/s (%.1f µs)", round+1, FormatRate(rate), cpu, FormatRate(bare.Rate()), bare.CPUPerEvent())
 	}
 	r.summarise()
 	r.Pass = r.Ratio >= goalE2ERatio
@@ -505,49 +507,50 @@ func benchDrain(o Options) (Result, error) {
 		if err != nil {
 			return r, err
 		}
-		rate, err := relayDrain(o, g, backlog)
+		rate, cpu, err := relayDrain(o, g, backlog)
 		if err != nil {
 			return r, err
 		}
-		r.OursR, r.CeilR = append(r.OursR, rate), append(r.CeilR, bare)
-		o.progressf("drain round %d: relay %s events/s, bare GET loop %s events/s", round+1, FormatRate(rate), FormatRate(bare))
+		r.OursR, r.CeilR = append(r.OursR, rate), append(r.CeilR, bare.Rate())
+		r.CPUR, r.CeilCPUR = append(r.CPUR, cpu), append(r.CeilCPUR, bare.CPUPerEvent())
+		o.progressf("drain round %d: relay %s events/s (%.1f µs of CPU an event), bare GET loop %s events/s (%.1f µs)", round+1, FormatRate(rate), cpu, FormatRate(bare.Rate()), bare.CPUPerEvent())
 	}
 	r.summarise()
 	r.Pass = r.Ratio >= goalDrainRatio
 	return r, nil
 }
 
-// bareGets sends n precomputed GETs to a new emulator with o.Conns workers and returns events/s.
-func bareGets(o Options, g *BatchGen, n int) (float64, error) {
+// bareGets sends n precomputed GETs to a new emulator with o.Conns workers.
+func bareGets(o Options, g *BatchGen, n int) (LoadResult, error) {
 	em := emulator.New(emulator.Options{MaxRecords: -1, NoProfiles: true})
 	emURL, emStop, err := em.Start("127.0.0.1:0")
 	if err != nil {
-		return 0, err
+		return LoadResult{}, err
 	}
 	defer emStop(context.Background())
 	gets, err := precomputeGets(g, 50, emURL)
 	if err != nil {
-		return 0, err
+		return LoadResult{}, err
 	}
 	res := RunLoad(LoadConfig{Conns: o.Conns, Batches: n, Send: getLoop(gets)})
 	if res.Failed > 0 || res.Events != int64(n) {
-		return 0, fmt.Errorf("bare GET loop: %d requests failed, %d of %d acknowledged: %v", res.Failed, res.Events, n, res.FirstErr)
+		return res, fmt.Errorf("bare GET loop: %d requests failed, %d of %d acknowledged: %v", res.Failed, res.Events, n, res.FirstErr)
 	}
-	return res.Rate(), nil
+	return res, nil
 }
 
 // relayDrain fills a new data directory with n events through a relay whose emulator holds
 // every request, stops it, and returns the events/s at which a relay restarted on that
-// directory delivers them all.
-func relayDrain(o Options, g *BatchGen, n int) (float64, error) {
+// directory delivers them all, and the process's µs of CPU per event while it does.
+func relayDrain(o Options, g *BatchGen, n int) (rate, cpu float64, err error) {
 	dir, err := os.MkdirTemp("", "woorelay-bench-")
 	if err != nil {
-		return 0, fmt.Errorf("create a data directory (set TMPDIR to a writable disk): %v", err)
+		return 0, 0, fmt.Errorf("create a data directory (set TMPDIR to a writable disk): %v", err)
 	}
 	defer os.RemoveAll(dir)
 	fill, err := startBenchRelayOn(o, true, dir)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	res := RunLoad(LoadConfig{Conns: o.Conns, Batches: n / BatchSize, Send: PostBatches(fill.r.URL()+"/v1/batch", g)})
 	// Stop the relay before the emulator lets its held requests go, so none is delivered.
@@ -555,48 +558,49 @@ func relayDrain(o Options, g *BatchGen, n int) (float64, error) {
 	fill.r = nil
 	fill.close()
 	if res.Failed > 0 || res.Events != int64(n) {
-		return 0, fmt.Errorf("filling the backlog: %d requests failed, %d of %d events acknowledged: %v", res.Failed, res.Events, n, res.FirstErr)
+		return 0, 0, fmt.Errorf("filling the backlog: %d requests failed, %d of %d events acknowledged: %v", res.Failed, res.Events, n, res.FirstErr)
 	}
 	if stopErr != nil {
-		return 0, fmt.Errorf("stopping the relay that filled the backlog: %v", stopErr)
+		return 0, 0, fmt.Errorf("stopping the relay that filled the backlog: %v", stopErr)
 	}
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	br, err := startBenchRelayOn(o, false, dir)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer br.close()
 	if err := waitDelivered(br, uint64(n), 10*time.Minute); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return float64(n) / time.Since(start).Seconds(), nil
+	return float64(n) / time.Since(start).Seconds(), cpuPerEvent(processCPU()-cpu0, int64(n)), nil
 }
 
 // relayEndToEnd warms the relay up (and waits for the warm-up to be delivered), then sends
 // about events events through ingest and returns events/s from the first send until the
-// emulator has acknowledged every one.
-func relayEndToEnd(o Options, br *benchRelay, g *BatchGen, events int) (float64, error) {
+// emulator has acknowledged every one, and the process's µs of CPU per event in that time.
+func relayEndToEnd(o Options, br *benchRelay, g *BatchGen, events int) (rate, cpu float64, err error) {
 	send := PostBatches(br.r.URL()+"/v1/batch", g)
 	if o.Warmup > 0 {
 		warm := RunLoad(LoadConfig{Conns: o.Conns, Duration: o.Warmup, Send: send})
 		if warm.Failed > 0 {
-			return 0, fmt.Errorf("relay warm-up: %d requests failed: %v", warm.Failed, warm.FirstErr)
+			return 0, 0, fmt.Errorf("relay warm-up: %d requests failed: %v", warm.Failed, warm.FirstErr)
 		}
 		if err := waitDelivered(br, uint64(len(warm.Acked)*BatchSize), 2*time.Minute); err != nil {
-			return 0, fmt.Errorf("relay warm-up: %v", err)
+			return 0, 0, fmt.Errorf("relay warm-up: %v", err)
 		}
 	}
 	base := br.delivered()
 	batches := max(1, events/BatchSize)
+	cpu0 := processCPU()
 	res := RunLoad(LoadConfig{Conns: o.Conns, Batches: batches, Send: send})
 	if res.Failed > 0 {
-		return 0, fmt.Errorf("relay: %d ingest requests failed: %v", res.Failed, res.FirstErr)
+		return 0, 0, fmt.Errorf("relay: %d ingest requests failed: %v", res.Failed, res.FirstErr)
 	}
 	want := uint64(res.Events)
 	if err := waitDelivered(br, base+want, 10*time.Minute); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return float64(want) / time.Since(res.Start).Seconds(), nil
+	return float64(want) / time.Since(res.Start).Seconds(), cpuPerEvent(processCPU()-cpu0, int64(want)), nil
 }
 
 // waitDelivered polls the emulator until it has answered n requests with 200.

@@ -104,12 +104,12 @@ func writeTable(w io.Writer, o bench.Options, rs []bench.Result) {
 	m := bench.DescribeMachine()
 	fmt.Fprintf(w, "woorelay bench: %s, %d CPUs, %s, %d rounds of %s, %d connections\n\n", m.CPU, m.CPUs, m.Go, o.Rounds, o.Duration, o.Conns)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "stage\tours ev/s\tceiling ev/s\tratio\tours p50/p99\tceiling p50/p99\tallocs/ev\tgoal\tresult\t")
+	fmt.Fprintln(tw, "stage\tours ev/s\tceiling ev/s\tratio\tours p50/p99\tceiling p50/p99\tallocs/ev\tcpu µs/ev\tgoal\tresult\t")
 	for _, r := range rs {
 		if r.Outage != nil {
 			continue
 		}
-		lat, ceilLat, allocs := "-", "-", "-"
+		lat, ceilLat, allocs, cpu := "-", "-", "-", "-"
 		if r.P99 > 0 {
 			lat = bench.FormatMs(r.P50) + "/" + bench.FormatMs(r.P99)
 		}
@@ -119,7 +119,10 @@ func writeTable(w io.Writer, o bench.Options, rs []bench.Result) {
 		if r.Stage == "transform" {
 			allocs = fmt.Sprintf("%.2f (%.2f)", r.AllocsPerEvent, r.CeilAllocs)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t\n", r.Stage, bench.FormatRate(r.Ours), bench.FormatRate(r.Ceiling), r.Ratio, lat, ceilLat, allocs, r.Goal, passFail(r.Pass))
+		if r.CPUPerEvent > 0 {
+			cpu = fmt.Sprintf("%.1f (%.1f)", r.CPUPerEvent, r.CeilCPUPerEvent)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Stage, bench.FormatRate(r.Ours), bench.FormatRate(r.Ceiling), r.Ratio, lat, ceilLat, allocs, cpu, r.Goal, passFail(r.Pass))
 	}
 	tw.Flush()
 	for _, r := range rs {
