@@ -63,3 +63,49 @@ func benchAppend(b *testing.B, writers int, opts Options) {
 	b.ReportMetric(float64(b.N*batchSize)/elapsed.Seconds(), "events/s")
 	b.ReportMetric(float64(q.commits.Load()-commits)/float64(b.N), "syncs/call")
 }
+
+// BenchmarkDone measures removing delivered items the way the dispatcher does: items read by
+// Scan (so their removal needs no read), each removed by one of 32 concurrent workers.
+func BenchmarkDone(b *testing.B) {
+	q := open(b, b.TempDir(), Options{NoSync: true})
+	const batchSize = 100
+	for n := 0; n < b.N; n += batchSize {
+		batch := make([]queue.Entry, batchSize)
+		for j := range batch {
+			batch[j] = entry("web", fmt.Sprint("m-", n+j), fmt.Sprint("visitor-", (n+j)%5000), queue.Deliver, 600)
+		}
+		if _, err := q.Append(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var items []queue.Item
+	for after := uint64(0); ; {
+		got, err := q.Scan(after, 1000)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(got) == 0 {
+			break
+		}
+		items = append(items, got...)
+		after = got[len(got)-1].Seq
+	}
+	var next atomic.Int64
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(len(items)); i = next.Add(1) - 1 {
+				if err := q.Done(items[i].Seq); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	if c := q.Counters(); c.Queued != 0 {
+		b.Fatalf("%d items left queued", c.Queued)
+	}
+}
