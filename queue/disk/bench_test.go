@@ -91,6 +91,7 @@ func BenchmarkDone(b *testing.B) {
 		after = got[len(got)-1].Seq
 	}
 	var next atomic.Int64
+	writes := q.removalWrites.Load()
 	b.ResetTimer()
 	var wg sync.WaitGroup
 	for range 32 {
@@ -105,6 +106,7 @@ func BenchmarkDone(b *testing.B) {
 	}
 	wg.Wait()
 	b.StopTimer()
+	b.ReportMetric(float64(len(items))/float64(q.removalWrites.Load()-writes), "items/write")
 	if c := q.Counters(); c.Queued != 0 {
 		b.Fatalf("%d items left queued", c.Queued)
 	}

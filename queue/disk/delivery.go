@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"time"
 
@@ -321,8 +322,11 @@ type removalGroup struct {
 }
 
 // remove deletes a pending item through the current removal group: the first caller of a
-// group leads it (at once when no group is being written, else once the one before is), the
-// others wait for its write.
+// group leads it (once the group before is written, or when none is being written, after
+// letting the goroutines ready to run go first, so that the workers whose answers arrived
+// together join it), the others wait for its write. Without that yield a group written at
+// once held 1.5 items on average (BenchmarkDone), 4 in the bench's drain; with it 23 and 10,
+// and a removal costs about half as much.
 func (q *Queue) remove(op removal) error {
 	if err := q.begin(); err != nil {
 		return err
@@ -341,6 +345,10 @@ func (q *Queue) remove(op removal) error {
 	if q.rbusy {
 		q.rmu.Unlock()
 		<-g.lead
+		q.rmu.Lock()
+	} else {
+		q.rmu.Unlock()
+		runtime.Gosched() // the others join g meanwhile: q.rnext is g
 		q.rmu.Lock()
 	}
 	q.rbusy = true

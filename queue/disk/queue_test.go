@@ -471,11 +471,12 @@ func TestRemovalsGrouped(t *testing.T) {
 		t.Fatalf("Scan = %d items, %v", len(items), err)
 	}
 	first := items[0].Seq
-	// The first leader waits until the other workers' removals have formed the next group.
+	// The first leader waits until the other workers' removals have formed the next group, or
+	// for 200 ms when they all joined its own (the leader yields before it takes its group).
 	var once sync.Once
 	hook := func() {
 		once.Do(func() {
-			for {
+			for deadline := time.Now().Add(200 * time.Millisecond); time.Now().Before(deadline); {
 				q.rmu.Lock()
 				waiting := 0
 				if q.rnext != nil {
