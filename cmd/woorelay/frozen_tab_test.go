@@ -54,6 +54,7 @@ func lifecycle(state page.SetWebLifecycleStateState) chromedp.Action[chromedp.Vo
 func TestFrozenDebuggerTabDoesNotSlowIngest(t *testing.T) {
 	ctx := newBrowser(t)
 	x := newE2E(t)
+	x.args = append(x.args, "--debugger-follow", "0") // every event followed: the most a tab can cost
 	p := x.start()
 	gen, err := bench.NewBatchGen("frozen", 64)
 	if err != nil {
