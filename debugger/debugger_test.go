@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/labstack/echo/v4"
 	"github.com/woorelay/woorelay/destination"
 	"github.com/woorelay/woorelay/queue"
 )
@@ -241,5 +244,53 @@ func TestPlayground(t *testing.T) {
 	}
 	if res := Playground(PlaygroundRequest{Event: json.RawMessage(event), PresetName: "../../etc/passwd"}); len(res.Findings) != 1 || res.Findings[0].Code != "bad_preset" {
 		t.Errorf("a preset name that is not built in: %+v", res.Findings)
+	}
+}
+
+// TestHealthReadWhileAttemptsFail: the health view is read (and encoded) while delivery
+// workers count failed attempts into the same second; run with -race.
+func TestHealthReadWhileAttemptsFail(t *testing.T) {
+	d := New(Options{})
+	defer d.Close()
+	e := echo.New()
+	d.Mount(e, func(next echo.HandlerFunc) echo.HandlerFunc { return next }, func(c echo.Context) error { return nil })
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			req := queue.Request{Method: "GET", URL: fmt.Sprint("https://www.woopra.com/track/ce?n=", w)}
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				d.Attempted(req, destination.Attempt{Class: destination.Retry, Status: 500 + i%4})
+			}
+		})
+	}
+	var errs int
+	for range 200 {
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, httptest.NewRequest("GET", "/debugger/api/health", nil))
+		var h struct {
+			Series []struct {
+				Attempts int            `json:"attempts"`
+				Errors   map[string]int `json:"errors"`
+			} `json:"series"`
+		}
+		if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &h) != nil {
+			t.Fatalf("GET /debugger/api/health: %d %s", rec.Code, rec.Body)
+		}
+		for _, b := range h.Series {
+			for _, n := range b.Errors {
+				errs += n
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if errs == 0 {
+		t.Error("the health view counted no failed attempt")
 	}
 }

@@ -1,6 +1,8 @@
 package debugger
 
 import (
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 
@@ -19,7 +21,7 @@ type bucket struct {
 	T          int64          `json:"t"`           // unix seconds
 	In         int64          `json:"in"`          // events received (the queue's counter)
 	Out        int64          `json:"out"`         // events delivered (the queue's counter)
-	Seen       int            `json:"seen"`        // events the debugger saw arrive
+	Seen       int            `json:"seen"`        // events the debugger followed from ingest
 	Attempts   int            `json:"attempts"`    // requests answered (or failed)
 	LatencyAvg float64        `json:"latency_avg"` // ms
 	LatencyMax float64        `json:"latency_max"` // ms
@@ -59,6 +61,16 @@ func (h *healthSeries) attempt(t time.Time, status int, latency float64) {
 	if status < 200 || status > 299 {
 		b.Errors[strconv.Itoa(status)]++
 	}
+}
+
+// snapshot copies the series for a reader outside hmu: the buckets and their error counts,
+// which the taps keep adding to.
+func (h *healthSeries) snapshot() []bucket {
+	out := slices.Clone(h.buckets)
+	for i := range out {
+		out[i].Errors = maps.Clone(out[i].Errors)
+	}
+	return out
 }
 
 // sample records the queue's counters at the second t: In and Out are what they grew by.

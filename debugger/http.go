@@ -166,7 +166,7 @@ func (d *Debugger) healthz(c echo.Context) error {
 		qc = d.o.Counters()
 	}
 	d.hmu.Lock()
-	out := health{Counters: admin.CountersOf(qc), Series: append([]bucket(nil), d.health.buckets...), Dropped: d.dropped.Load(), Skipped: d.skipped.Load()}
+	out := health{Counters: admin.CountersOf(qc), Series: d.health.snapshot(), Dropped: d.dropped.Load(), Skipped: d.skipped.Load()}
 	d.hmu.Unlock()
 	d.mu.Lock()
 	out.Viewers = len(d.viewers)
