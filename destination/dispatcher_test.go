@@ -848,13 +848,59 @@ func TestDispatcherRefillsInChunks(t *testing.T) {
 // moved to it, and those in paused may not be attempted for now (queue.Owner).
 type ownerQueue struct {
 	*fakeQueue
-	gone    map[string]bool
-	paused  map[uint64]bool
-	answers map[queue.Ownership]int
+	gone      map[string]bool
+	paused    map[uint64]bool
+	forgotten map[uint64]bool // items whose partition left: recording their outcome is a no-op
+	answers   map[queue.Ownership]int
 }
 
 func newOwnerQueue() *ownerQueue {
-	return &ownerQueue{fakeQueue: newFakeQueue(), gone: map[string]bool{}, paused: map[uint64]bool{}, answers: map[queue.Ownership]int{}}
+	return &ownerQueue{fakeQueue: newFakeQueue(), gone: map[string]bool{}, paused: map[uint64]bool{},
+		forgotten: map[uint64]bool{}, answers: map[queue.Ownership]int{}}
+}
+
+// left reports whether seq's partition left this process. An attempt under way when it left
+// ends with an outcome the shared queue no longer holds the item for; like jetstream.Queue,
+// the fake records nothing and reports no error (the new owner delivers the item).
+func (q *ownerQueue) left(seq uint64) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.forgotten[seq]
+}
+
+func (q *ownerQueue) Done(seq uint64) error {
+	if q.left(seq) {
+		return nil
+	}
+	return q.fakeQueue.Done(seq)
+}
+
+func (q *ownerQueue) Filter(seq uint64, reason string) error {
+	if q.left(seq) {
+		return nil
+	}
+	return q.fakeQueue.Filter(seq, reason)
+}
+
+func (q *ownerQueue) Progress(seq uint64, n int) error {
+	if q.left(seq) {
+		return nil
+	}
+	return q.fakeQueue.Progress(seq, n)
+}
+
+func (q *ownerQueue) Retrying(seq uint64, attempts int, first time.Time) error {
+	if q.left(seq) {
+		return nil
+	}
+	return q.fakeQueue.Retrying(seq, attempts, first)
+}
+
+func (q *ownerQueue) Dead(seq uint64, f queue.Failure) error {
+	if q.left(seq) {
+		return nil
+	}
+	return q.fakeQueue.Dead(seq, f)
 }
 
 func (q *ownerQueue) Owns(seq uint64) queue.Ownership {
@@ -887,6 +933,7 @@ func (q *ownerQueue) forget(visitor string) []uint64 {
 	for _, seq := range q.order {
 		if it := q.items[seq]; it != nil && it.Entry.Visitor == visitor {
 			delete(q.items, seq)
+			q.forgotten[seq] = true
 			q.counters.Queued--
 			q.counters.Received--
 			seqs = append(seqs, seq)
