@@ -347,3 +347,84 @@ func TestClientReusesConnections(t *testing.T) {
 		t.Fatalf("8 concurrent senders opened %d connections with Conns 4, want at most 4", n)
 	}
 }
+
+// TestClientCancelEndsAnAttemptUnderWay: cancelling the context of an attempt that is waiting
+// on a hanging destination ends it at once, as Retry naming the cancellation, and the Client
+// still sends afterwards.
+func TestClientCancelEndsAnAttemptUnderWay(t *testing.T) {
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("hang") != "" {
+			arrived <- struct{}{}
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		fmt.Fprint(w, `{"success":1}`)
+	}))
+	defer srv.Close()
+	defer close(release)
+	c := NewClient(ClientOptions{Timeout: time.Minute})
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan Attempt, 1)
+	go func() { got <- c.Send(ctx, get(srv.URL+"/track/ce?hang=1")) }()
+	<-arrived
+	cancel()
+	select {
+	case a := <-got:
+		if a.Class != Retry || !errors.Is(a.Err, context.Canceled) {
+			t.Fatalf("got %s err %v, want retry with context.Canceled", a.Class, a.Err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the cancelled attempt was still under way after 10s")
+	}
+	if a := c.Send(context.Background(), get(srv.URL+"/track/ce")); a.Class != Done {
+		t.Fatalf("after a cancellation: got %s %v, want done", a.Class, a.Err)
+	}
+}
+
+// TestClientRefusesHeadersThatWouldSplitTheRequest: a mapped header value with a line break
+// (or a name that is not a token) is dead at once; nothing reaches the destination.
+func TestClientRefusesHeadersThatWouldSplitTheRequest(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { calls.Add(1) }))
+	defer srv.Close()
+	c := NewClient(ClientOptions{})
+	for _, h := range []queue.Header{
+		{Name: "User-Agent", Value: "x\r\nX-Injected: 1"},
+		{Name: "X-Forwarded-For", Value: "1.2.3.4\n"},
+		{Name: "Bad Name", Value: "v"},
+		{Name: "", Value: "v"},
+	} {
+		if a := c.Send(context.Background(), get(srv.URL+"/track/ce", h)); a.Class != Dead || a.Err == nil {
+			t.Errorf("header %q: %q: got %s err %v, want dead", h.Name, h.Value, a.Class, a.Err)
+		}
+	}
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("the destination saw %d requests", n)
+	}
+}
+
+// TestClientFollowsASeeOtherWithGet: a 303 is followed with GET, whatever the method was.
+func TestClientFollowsASeeOtherWithGet(t *testing.T) {
+	var methods []string
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		methods = append(methods, r.Method+" "+r.URL.Path)
+		mu.Unlock()
+		if r.URL.Path == "/first" {
+			http.Redirect(w, r, "/second?x=1", http.StatusSeeOther)
+		}
+	}))
+	defer srv.Close()
+	a := NewClient(ClientOptions{}).Send(context.Background(), queue.Request{Method: "POST", URL: srv.URL + "/first"})
+	mu.Lock()
+	defer mu.Unlock()
+	if a.Class != Done || strings.Join(methods, ", ") != "POST /first, GET /second" {
+		t.Fatalf("got %s %d, requests %v", a.Class, a.Status, methods)
+	}
+}
