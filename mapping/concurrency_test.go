@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/woorelay/woorelay/mapping"
 )
 
@@ -186,5 +188,27 @@ func TestRunIntoMatchesRun(t *testing.T) {
 				t.Errorf("pass %d event %d:\n got %+v\nwant %+v", pass, i, got, want)
 			}
 		}
+	}
+}
+
+// TestRunStoredIntoMatchesRunInto: skipping the validity scan changes nothing for well-formed
+// events, whatever their outcome.
+func TestRunStoredIntoMatchesRunInto(t *testing.T) {
+	p := compile(t, concurrencyPreset)
+	var res, stored mapping.Result
+	n := 0
+	for i, ev := range concurrencyEvents() {
+		if !gjson.Valid(ev) {
+			continue
+		}
+		n++
+		p.RunInto(&res, []byte(ev), now)
+		p.RunStoredInto(&stored, []byte(ev), now)
+		if !reflect.DeepEqual(withNils(stored), withNils(res)) {
+			t.Errorf("event %d:\n stored %+v\nchecked %+v", i, stored, res)
+		}
+	}
+	if n == 0 {
+		t.Fatal("no well-formed event to compare")
 	}
 }

@@ -96,7 +96,7 @@ func (p *Program) Run(event []byte, now time.Time) Result {
 func (p *Program) RunString(event string, now time.Time) Result {
 	var res Result
 	st := p.pool.Get().(*state)
-	p.runInto(st, &res, event, now.UnixMilli(), nil)
+	p.runInto(st, &res, event, now.UnixMilli(), false, nil)
 	p.pool.Put(st)
 	return res
 }
@@ -116,7 +116,17 @@ func (p *Program) RunInto(dst *Result, event []byte, now time.Time) {
 	st := p.pool.Get().(*state)
 	// The event is read in place: nothing of it outlives the call except through finish, which
 	// copies.
-	p.runInto(st, dst, unsafe.String(unsafe.SliceData(event), len(event)), now.UnixMilli(), nil)
+	p.runInto(st, dst, unsafe.String(unsafe.SliceData(event), len(event)), now.UnixMilli(), false, nil)
+	p.pool.Put(st)
+}
+
+// RunStoredInto is RunInto for an event that ingest already checked is well-formed JSON (an
+// entry read back from the queue, whose frames are checksummed): it skips the validity scan,
+// about a tenth of the mapping's time. Given JSON that is not well-formed it does not reject
+// the event as RunInto does, and what it maps is undefined.
+func (p *Program) RunStoredInto(dst *Result, event []byte, now time.Time) {
+	st := p.pool.Get().(*state)
+	p.runInto(st, dst, unsafe.String(unsafe.SliceData(event), len(event)), now.UnixMilli(), true, nil)
 	p.pool.Put(st)
 }
 
@@ -125,17 +135,17 @@ func (p *Program) Explain(event []byte, now time.Time) (Result, *Trace) {
 	st := p.pool.Get().(*state)
 	tr := &Trace{}
 	var res Result
-	p.runInto(st, &res, string(event), now.UnixMilli(), tr)
+	p.runInto(st, &res, string(event), now.UnixMilli(), false, tr)
 	p.pool.Put(st)
 	return res, tr
 }
 
 // runInto runs the program and writes the outcome into dst, keeping dst's slices for reuse.
-func (p *Program) runInto(st *state, dst *Result, event string, now int64, tr *Trace) {
+func (p *Program) runInto(st *state, dst *Result, event string, now int64, checked bool, tr *Trace) {
 	st.buf = st.buf[:0]
 	st.warnings = st.warnings[:0]
 	reqs, warns := dst.Requests[:0], dst.Warnings[:0]
-	res, m := p.run(st, event, now, tr)
+	res, m := p.run(st, event, now, checked, tr)
 	if m == nil {
 		*dst = res
 		dst.Requests, dst.Warnings = reqs, warns
@@ -217,9 +227,9 @@ func rejected(mapping, code, msg string) Result {
 
 // run maps the event. When it sends, it returns the mapping that applied and leaves the
 // request's parameters, headers and warnings in st for finish; otherwise it returns the Result
-// and a nil mapping.
-func (p *Program) run(st *state, event string, now int64, tr *Trace) (Result, *cmapping) {
-	if !gjson.Valid(event) {
+// and a nil mapping. checked skips the JSON validity scan (see RunStoredInto).
+func (p *Program) run(st *state, event string, now int64, checked bool, tr *Trace) (Result, *cmapping) {
+	if !checked && !gjson.Valid(event) {
 		return rejected("", RejectInvalidJSON, "the event is not valid JSON"), nil
 	}
 	root := gjson.Parse(event)
