@@ -535,3 +535,73 @@ func TestRemovalsGrouped(t *testing.T) {
 		t.Fatalf("counters after reopen %+v, before %+v", c2, c)
 	}
 }
+
+// TestPipelinedGroupsDeduplicateAndOrder: while the applier holds a written group back from
+// pebble, the next group still finds that group's message ids duplicates, its items get later
+// Seqs and become visible after, and a Replay waits for the held group so Seqs stay in order.
+func TestPipelinedGroupsDeduplicateAndOrder(t *testing.T) {
+	q := open(t, t.TempDir(), Options{})
+	dead := mustAppend(t, q, entry("web", "bad", "v", queue.Rejected, 10))
+	if dead.Rejected != 1 {
+		t.Fatalf("setup: %+v", dead)
+	}
+	hold, held := make(chan struct{}), make(chan struct{}, 1)
+	hook := func() {
+		select {
+		case held <- struct{}{}:
+			<-hold
+		default:
+		}
+	}
+	q.testHookApplier.Store(&hook)
+	first := make(chan queue.AppendResult, 1)
+	go func() { first <- mustAppend(t, q, entry("web", "a", "v1", queue.Deliver, 10)) }()
+	<-held // group one is written and synced, not applied
+	second := make(chan queue.AppendResult, 1)
+	go func() {
+		// One call: the duplicate and a new event in the same group.
+		second <- mustAppend(t, q, entry("web", "a", "v1", queue.Deliver, 10), entry("web", "b", "v2", queue.Deliver, 10))
+	}()
+	replayed := make(chan int, 1)
+	go func() {
+		dls := deadAll(t, q)
+		n, err := q.Replay([]uint64{dls[0].ID}, func(e queue.Entry) (queue.Entry, error) {
+			e.Outcome = queue.Deliver
+			return e, nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		replayed <- n
+	}()
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case r := <-second:
+		t.Fatalf("a later group was answered before the held one was applied: %+v", r)
+	case n := <-replayed:
+		t.Fatalf("Replay made %d items visible while a group with lower Seqs was held", n)
+	default:
+	}
+	close(hold)
+	if r := <-first; r.Queued != 1 {
+		t.Fatalf("first: %+v", r)
+	}
+	if r := <-second; r.Queued != 1 || r.Duplicates != 1 {
+		t.Fatalf("second: %+v, want b queued and a found a duplicate of the held group's", r)
+	}
+	if n := <-replayed; n != 1 {
+		t.Fatalf("replayed %d", n)
+	}
+	items := scanAll(t, q)
+	var ids []string
+	for i, it := range items {
+		ids = append(ids, it.Entry.MessageID)
+		if i > 0 && it.Seq <= items[i-1].Seq {
+			t.Fatalf("Seqs out of order: %v", items)
+		}
+	}
+	if strings.Join(ids, ",") != "a,b,bad" && strings.Join(ids, ",") != "a,bad,b" {
+		t.Fatalf("items %v, want a first (its group held the lowest Seq)", ids)
+	}
+	checkStore(t, q)
+}
