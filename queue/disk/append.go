@@ -412,11 +412,15 @@ func (q *Queue) commitGroup(group []*appendReq) *groupApply {
 		return encodeGroup(&g)
 	}
 	ga := &groupApply{group: group, g: g}
-	ga.seg, _, ga.rec, ga.err = q.segs.write(frames, raws, build)
-	if ga.err != nil {
+	ga.seg, _, ga.rec, ga.err = q.segs.write(frames, raws, int64(len(g.items)), build)
+	switch {
+	case ga.err != nil:
 		ga.err = fmt.Errorf("%w; the queue refuses writes until woorelay is restarted", ga.err)
-	} else if h := q.testHookApply.Load(); h != nil && !(*h)() {
-		ga.err = errors.New("queue/disk: commit abandoned by a test")
+	default:
+		ga.written = true
+		if h := q.testHookApply.Load(); h != nil && !(*h)() {
+			ga.err = errors.New("queue/disk: commit abandoned by a test")
+		}
 	}
 	return ga
 }
@@ -428,6 +432,7 @@ type groupApply struct {
 	g        groupRecord
 	seg, rec uint64 // the group record's place in the payload log
 	err      error  // the write failed: nothing is applied and the group's calls get err
+	written  bool   // the write landed (its items count as live in the segment)
 }
 
 // applier puts written groups into pebble in the order the committer wrote them, then answers
@@ -469,10 +474,14 @@ func (q *Queue) apply(ga *groupApply) {
 		}
 	}
 	if ga.err != nil {
+		if ga.written {
+			q.segs.release(map[uint64]int64{ga.seg: int64(len(ga.g.items))})
+		}
 		fail(ga.err)
 		return
 	}
 	if err := q.brokenErr(); err != nil {
+		q.segs.release(map[uint64]int64{ga.seg: int64(len(ga.g.items))})
 		fail(err)
 		return
 	}
@@ -483,7 +492,6 @@ func (q *Queue) apply(ga *groupApply) {
 	m := q.meta
 	applyGroup(batch, g, &m, frameRef{ga.seg, ga.rec})
 	_ = batch.Set(keyMeta, encodeMeta(&m), nil)
-	q.segs.addLive(ga.seg, int64(len(g.items)))
 	err := q.db.Apply(batch, pebble.NoSync)
 	if err == nil {
 		q.meta = m

@@ -304,7 +304,10 @@ func encodeFrameKind(dst, raw []byte, kind byte) []byte {
 // segment and the frames' offsets (nil: none), with one write and, unless the log is NoSync,
 // one fsync, starting a new segment first when the active one is full. It returns the segment,
 // each frame's offset and the commit frame's; raws, the frames' decompressed bytes, are cached.
-func (s *segmentLog) write(frames, raws [][]byte, record func(seg uint64, offs []uint64) []byte) (uint64, []uint64, uint64, error) {
+// live pending items are counted in the segment as the write lands, so that the segment is
+// never collected between the write and the items' apply to pebble (release them if the apply
+// fails).
+func (s *segmentLog) write(frames, raws [][]byte, live int64, record func(seg uint64, offs []uint64) []byte) (uint64, []uint64, uint64, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.mu.Lock()
@@ -346,21 +349,13 @@ func (s *segmentLog) write(frames, raws [][]byte, record func(seg uint64, offs [
 	}
 	s.mu.Lock()
 	seg.size += int64(len(buf))
+	seg.live += live
 	for i, raw := range raws {
 		s.putLocked(frameRef{id, offs[i]}, raw)
 	}
 	s.mu.Unlock()
 	s.total.Add(int64(len(buf)))
 	return id, offs, recOff, nil
-}
-
-// addLive counts n more pending items in segment id.
-func (s *segmentLog) addLive(id uint64, n int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if seg := s.segs[id]; seg != nil {
-		seg.live += n
-	}
 }
 
 // release counts n pending items of each segment as removed, and signals the segments that

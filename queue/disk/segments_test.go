@@ -135,7 +135,7 @@ func TestFrameCodec(t *testing.T) {
 	if len(frame) >= len(raw)/2 {
 		t.Errorf("a %d-byte repetitive payload compressed to %d bytes", len(raw), len(frame))
 	}
-	seg, offs, _, err := s.write([][]byte{frame, frame}, [][]byte{nil, nil}, nil)
+	seg, offs, _, err := s.write([][]byte{frame, frame}, [][]byte{nil, nil}, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
