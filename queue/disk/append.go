@@ -131,19 +131,9 @@ func (q *Queue) brokenErr() error {
 }
 
 // committer is the single goroutine that commits Appends and prunes dedup keys (both read and
-// write the dedup keys, so running them in one goroutine keeps them consistent). It writes a
-// group to the payload log and syncs it, then hands it to the applier and goes on with the
-// next group while the applier puts the previous one into pebble: the sync of one group and
-// the apply of the one before overlap. Pruning waits for the applier to be idle.
+// write the dedup keys, so running them in one goroutine keeps them consistent).
 func (q *Queue) committer() {
 	defer q.wg.Done()
-	applies := make(chan *groupApply, 1)
-	applied := make(chan struct{})
-	go q.applier(applies, applied)
-	defer func() {
-		close(applies)
-		<-applied
-	}()
 	tick := time.NewTicker(pruneInterval)
 	defer tick.Stop()
 	pruning := true // prune once after opening
@@ -155,11 +145,9 @@ func (q *Queue) committer() {
 			select {
 			case r, ok = <-q.reqs:
 			case done := <-q.pruneReq:
-				q.waitApplied()
 				q.pruneAll(done)
 				continue
 			default:
-				q.waitApplied()
 				pruning = q.pruneChunk()
 				continue
 			}
@@ -167,7 +155,6 @@ func (q *Queue) committer() {
 			select {
 			case r, ok = <-q.reqs:
 			case done := <-q.pruneReq:
-				q.waitApplied()
 				q.pruneAll(done)
 				continue
 			case <-tick.C:
@@ -196,17 +183,12 @@ func (q *Queue) committer() {
 				break collect
 			}
 		}
-		if ga := q.commitGroup(group); ga != nil {
-			applies <- ga // waits while the applier still applies the group before
-			group = make([]*appendReq, 0, maxGroupCalls)
-		} else {
-			for i := range group {
-				close(group[i].done)
-				group[i] = nil
-			}
+		q.commitGroup(group)
+		for i := range group {
+			close(group[i].done)
+			group[i] = nil
 		}
 		if pruning {
-			q.waitApplied()
 			pruning = q.pruneChunk()
 		}
 	}
@@ -252,7 +234,7 @@ func (q *Queue) recentlySeen(keys [][]byte, now time.Time) (map[string]bool, err
 
 // commitGroup checks a group of Append calls for duplicates and the disk budget, writes the
 // accepted calls in one batch, syncs it once, and records each call's result.
-func (q *Queue) commitGroup(group []*appendReq) *groupApply {
+func (q *Queue) commitGroup(group []*appendReq) {
 	now := q.now()
 	seen := q.dedupScratch
 	clear(seen)
@@ -279,19 +261,6 @@ func (q *Queue) commitGroup(group []*appendReq) *groupApply {
 	}
 	slices.SortFunc(lookups, bytes.Compare)
 	lookups = slices.CompactFunc(lookups, bytes.Equal)
-	// A key of a group not applied yet is looked up first: once the applier has taken it out of
-	// pendingKeys it is in pebble, where recentlySeen finds it.
-	q.pendingMu.Lock()
-	var pending map[string]bool
-	for _, dk := range lookups {
-		if q.pendingKeys[string(dk)] > 0 {
-			if pending == nil {
-				pending = map[string]bool{}
-			}
-			pending[string(dk)] = true
-		}
-	}
-	q.pendingMu.Unlock()
 	known, err := q.recentlySeen(lookups, now)
 	if err != nil {
 		for _, r := range group {
@@ -299,7 +268,7 @@ func (q *Queue) commitGroup(group []*appendReq) *groupApply {
 				r.err = err
 			}
 		}
-		return nil
+		return
 	}
 	var tentative []string
 	for _, r := range group {
@@ -310,7 +279,7 @@ func (q *Queue) commitGroup(group []*appendReq) *groupApply {
 		stored := r.size
 		for i, dk := range r.dkeys {
 			if dk != nil {
-				if known[string(dk)] || pending[string(dk)] || seen[string(dk)] {
+				if known[string(dk)] || seen[string(dk)] {
 					r.dup[i], r.dkeys[i] = true, nil
 					continue
 				}
@@ -330,7 +299,7 @@ func (q *Queue) commitGroup(group []*appendReq) *groupApply {
 		accepted++
 	}
 	if accepted == 0 {
-		return nil
+		return
 	}
 
 	// What the group adds, in one pass: sequence numbers and dead-letter ids are counted from
@@ -378,23 +347,16 @@ func (q *Queue) commitGroup(group []*appendReq) *groupApply {
 		r.res = res
 	}
 
-	// The numbers are reserved under wmu and seqMu, and the group counts as pending until the
-	// applier has made it visible: Replay, under seqMu, waits for no group to be pending, so
-	// items become visible in Seq order (Scan's cursor relies on it). Groups are applied in
-	// the order they are reserved.
+	// The numbers are reserved under wmu; seqMu, held until the group is visible, keeps Replay
+	// from making later sequence numbers visible first (Scan's cursor relies on items becoming
+	// visible in Seq order).
 	q.seqMu.Lock()
+	defer q.seqMu.Unlock()
 	q.wmu.Lock()
 	seqBase, deadBase := q.meta.lastSeq, q.meta.lastDead
 	q.meta.lastSeq += uint64(len(g.items))
 	q.meta.lastDead += uint64(len(g.dead))
 	q.wmu.Unlock()
-	q.pendingMu.Lock()
-	q.pendingGroups++
-	for _, dk := range g.dkeys {
-		q.pendingKeys[string(dk)]++
-	}
-	q.pendingMu.Unlock()
-	q.seqMu.Unlock()
 	for i := range g.items {
 		g.items[i].seq += seqBase
 	}
@@ -411,92 +373,38 @@ func (q *Queue) commitGroup(group []*appendReq) *groupApply {
 		}
 		return encodeGroup(&g)
 	}
-	ga := &groupApply{group: group, g: g}
-	ga.seg, _, ga.rec, ga.err = q.segs.write(frames, raws, int64(len(g.items)), build)
-	switch {
-	case ga.err != nil:
-		ga.err = fmt.Errorf("%w; the queue refuses writes until woorelay is restarted", ga.err)
-	default:
-		ga.written = true
-		if h := q.testHookApply.Load(); h != nil && !(*h)() {
-			ga.err = errors.New("queue/disk: commit abandoned by a test")
-		}
-	}
-	return ga
-}
-
-// groupApply is a group commit on its way from the committer to the applier: written to the
-// payload log and synced (or failed, with err), not yet in pebble.
-type groupApply struct {
-	group    []*appendReq
-	g        groupRecord
-	seg, rec uint64 // the group record's place in the payload log
-	err      error  // the write failed: nothing is applied and the group's calls get err
-	written  bool   // the write landed (its items count as live in the segment)
-}
-
-// applier puts written groups into pebble in the order the committer wrote them, then answers
-// their calls. It closes applied when applies is closed and drained.
-func (q *Queue) applier(applies <-chan *groupApply, applied chan<- struct{}) {
-	defer close(applied)
-	for ga := range applies {
-		if h := q.testHookApplier.Load(); h != nil {
-			(*h)()
-		}
-		q.apply(ga)
-		for i := range ga.group {
-			close(ga.group[i].done)
-		}
-		q.pendingMu.Lock()
-		for _, dk := range ga.g.dkeys {
-			if q.pendingKeys[string(dk)]--; q.pendingKeys[string(dk)] <= 0 {
-				delete(q.pendingKeys, string(dk))
-			}
-		}
-		q.pendingGroups--
-		q.pendingMu.Unlock()
-		q.pendingDone.Broadcast()
-	}
-}
-
-// apply applies a written group to pebble without waiting for pebble's sync (the payload log
-// is the group's write-ahead log), or fails the group's calls. After one failure every later
-// group fails too, with the same error: the queue refuses writes until it is reopened, which
-// recovers from the payload log what pebble did not get.
-func (q *Queue) apply(ga *groupApply) {
 	fail := func(err error) {
 		q.broken.CompareAndSwap(nil, &err)
 		q.log.Error("queue commit failed", "err", err)
-		for _, r := range ga.group {
+		for _, r := range group {
 			if r.err == nil {
 				r.err, r.res = err, queue.AppendResult{}
 			}
 		}
 	}
-	if ga.err != nil {
-		if ga.written {
-			q.segs.release(map[uint64]int64{ga.seg: int64(len(ga.g.items))})
-		}
-		fail(ga.err)
+	segID, _, recOff, err := q.segs.write(frames, raws, int64(len(g.items)), build)
+	if err != nil {
+		fail(fmt.Errorf("%w; the queue refuses writes until woorelay is restarted", err))
 		return
 	}
-	if err := q.brokenErr(); err != nil {
-		q.segs.release(map[uint64]int64{ga.seg: int64(len(ga.g.items))})
-		fail(err)
+	if h := q.testHookApply.Load(); h != nil && !(*h)() {
+		q.segs.release(map[uint64]int64{segID: int64(len(g.items))})
+		fail(errors.New("queue/disk: commit abandoned by a test"))
 		return
 	}
-	g := &ga.g
+
+	// Durable now: apply it to pebble without waiting for pebble's sync.
 	batch := q.db.NewBatch()
 	defer batch.Close()
 	q.wmu.Lock()
 	m := q.meta
-	applyGroup(batch, g, &m, frameRef{ga.seg, ga.rec})
+	applyGroup(batch, &g, &m, frameRef{segID, recOff})
 	_ = batch.Set(keyMeta, encodeMeta(&m), nil)
-	err := q.db.Apply(batch, pebble.NoSync)
+	err = q.db.Apply(batch, pebble.NoSync)
 	if err == nil {
 		q.meta = m
 	} else {
-		q.segs.release(map[uint64]int64{ga.seg: int64(len(g.items))})
+		q.segs.release(map[uint64]int64{segID: int64(len(g.items))})
 	}
 	q.wmu.Unlock()
 	q.commits.Add(1)
@@ -507,15 +415,6 @@ func (q *Queue) apply(ga *groupApply) {
 	if len(g.items) > 0 {
 		q.signal()
 	}
-}
-
-// waitApplied returns once no written group is waiting to be applied.
-func (q *Queue) waitApplied() {
-	q.pendingMu.Lock()
-	for q.pendingGroups > 0 {
-		q.pendingDone.Wait()
-	}
-	q.pendingMu.Unlock()
 }
 
 // pruneKey adds the deletion of dedup key dk to b unless it was stored again after cutoff.

@@ -678,7 +678,6 @@ func (q *Queue) Replay(ids []uint64, remap func(queue.Entry) (queue.Entry, error
 		}
 		b := q.db.NewBatch()
 		q.seqMu.Lock()
-		q.waitApplied() // the group commits that reserved lower Seqs are visible first
 		q.wmu.Lock()
 		m := q.meta
 		for _, mv := range moves {

@@ -141,19 +141,10 @@ type Queue struct {
 	// contexts and before it writes the group.
 	testHookCommit atomic.Pointer[func()]
 
-	// testHookApplier, when set, runs in the applier before it applies a group.
-	testHookApplier atomic.Pointer[func()]
-
-	// seqMu is held by a group commit while it reserves its sequence numbers and counts itself
-	// pending, and by Replay while it waits for no group to be pending and then assigns and
-	// writes its own, so items become visible in Seq order.
+	// seqMu is held by a group commit from reserving its sequence numbers until its items are
+	// visible, and by Replay while it assigns and writes its own, so items become visible in
+	// Seq order.
 	seqMu sync.Mutex
-	// pendingMu guards the group commits written to the payload log but not yet applied to
-	// pebble: how many there are, and their dedup keys (a later group's lookup must see them).
-	pendingMu     sync.Mutex
-	pendingDone   *sync.Cond // on pendingMu; broadcast when a group has been applied
-	pendingGroups int
-	pendingKeys   map[string]int
 
 	// testHookApply, when set, runs after a group's payload log write and abandons the commit
 	// (pebble never gets it, as after a machine crash) when it returns false.
@@ -195,7 +186,6 @@ func Open(dir string, opts Options) (*Queue, error) {
 		return nil, fmt.Errorf("queue/disk: MemTableSize %d must be below 4 GiB", opts.MemTableSize)
 	}
 	q := &Queue{
-		pendingKeys:  map[string]int{},
 		known:        map[uint64]knownItem{},
 		touched:      map[uint64]uint64{},
 		opts:         opts,
@@ -209,7 +199,6 @@ func Open(dir string, opts Options) (*Queue, error) {
 		dedupScratch: make(map[string]bool),
 		groupID:      uint64(rand.Uint32()) << 32,
 	}
-	q.pendingDone = sync.NewCond(&q.pendingMu)
 	if q.log == nil {
 		q.log = slog.Default()
 	}
