@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -134,7 +136,7 @@ type Client struct {
 	opts    ClientOptions
 	fc      *fasthttp.Client
 	conns   connSet
-	watched sync.Map // context.Context → *watch, for the contexts of attempts under way
+	watched sync.Map // context.Context → *ctxWatch, for the contexts of attempts under way
 }
 
 // NewClient returns a Client with connections kept alive to the destination host.
@@ -194,7 +196,7 @@ func (c *Client) send(ctx context.Context, r queue.Request) Attempt {
 	if method == "" {
 		method = http.MethodGet
 	}
-	if !validMethod(method) {
+	if !isToken(method) {
 		return Attempt{Class: Dead, Err: fmt.Errorf("cannot build a %q request: not an HTTP method; fix the mapping, then replay", method)}
 	}
 	u, err := url.Parse(r.URL)
@@ -282,21 +284,21 @@ func (c *Client) transportError(ctx context.Context, err error) error {
 	return err
 }
 
-// watch is what the Client knows of one context with attempts under way.
-type watch struct{ inflight atomic.Int64 }
+// ctxWatch is what the Client knows of one context with attempts under way.
+type ctxWatch struct{ inflight atomic.Int64 }
 
 // watch returns ctx's watch, registering ctx the first time (nil for a context that is never
 // cancelled). When ctx is cancelled with attempts under way, their connections are closed.
-func (c *Client) watch(ctx context.Context) *watch {
+func (c *Client) watch(ctx context.Context) *ctxWatch {
 	if ctx.Done() == nil {
 		return nil
 	}
 	if v, ok := c.watched.Load(ctx); ok {
-		return v.(*watch)
+		return v.(*ctxWatch)
 	}
-	w := &watch{}
+	w := &ctxWatch{}
 	if v, loaded := c.watched.LoadOrStore(ctx, w); loaded {
-		return v.(*watch)
+		return v.(*ctxWatch)
 	}
 	context.AfterFunc(ctx, func() {
 		c.watched.Delete(ctx)
@@ -334,10 +336,7 @@ func (s *connSet) tracking(dial fasthttp.DialFunc) fasthttp.DialFunc {
 // closeAll closes every open connection; the attempts using them fail at once.
 func (s *connSet) closeAll() {
 	s.mu.Lock()
-	conns := make([]*trackedConn, 0, len(s.conns))
-	for t := range s.conns {
-		conns = append(conns, t)
-	}
+	conns := slices.Collect(maps.Keys(s.conns))
 	s.mu.Unlock()
 	for _, t := range conns {
 		_ = t.Close()
@@ -372,15 +371,15 @@ func isRedirect(status int) bool {
 	return false
 }
 
-// validMethod reports whether m is an HTTP token (RFC 9110 §5.6.2).
-func validMethod(m string) bool {
-	return m != "" && strings.IndexFunc(m, func(r rune) bool { return !isTokenChar(r) }) < 0
+// isToken reports whether v is an HTTP token (RFC 9110 §5.6.2), as methods and header names are.
+func isToken(v string) bool {
+	return v != "" && strings.IndexFunc(v, func(r rune) bool { return !isTokenChar(r) }) < 0
 }
 
 // validHeader reports whether a header can be sent as it is: a token name and a value
 // without CR, LF or NUL (which would split the request).
 func validHeader(h queue.Header) bool {
-	return validMethod(h.Name) && !strings.ContainsAny(h.Value, "\r\n\x00")
+	return isToken(h.Name) && !strings.ContainsAny(h.Value, "\r\n\x00")
 }
 
 func isTokenChar(r rune) bool {
