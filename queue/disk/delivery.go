@@ -1,7 +1,6 @@
 package disk
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -65,7 +64,7 @@ func (q *Queue) Scan(after uint64, limit int) ([]queue.Item, error) {
 			continue
 		}
 		items = append(items, item)
-		seen = append(seen, scanned{seq, knownOf(it.Value(), item.Entry.Visitor)})
+		seen = append(seen, scanned{seq, knownOf(it.Value())})
 	}
 	if err := it.Close(); err != nil {
 		q.remember(gen, nil)
@@ -85,63 +84,99 @@ func (q *Queue) Scan(after uint64, limit int) ([]queue.Item, error) {
 }
 
 // ScanVisitor returns up to limit pending items of one visitor with Seq > after, in order. It
-// walks the visitor's index, so its cost does not depend on other visitors' items.
+// walks the visitor runs from the one holding after+1 and reads only the items whose visitor
+// hash is the visitor's: its cost is 8 bytes of index for every sequence number it passes and
+// a read for each of the visitor's items, never a read of another visitor's record (but for
+// the rare one whose visitor shares the hash, which is read and passed over).
 func (q *Queue) ScanVisitor(visitor string, after uint64, limit int) ([]queue.Item, error) {
-	if limit <= 0 || after == math.MaxUint64 {
+	if limit <= 0 || after >= math.MaxUint64-1 {
 		return nil, nil
 	}
 	if err := q.begin(); err != nil {
 		return nil, err
 	}
 	defer q.end()
-	prefix := visitorPrefix(visitor)
-	lower := visitorKey(visitor, after+1)
-	upper := append(prefix, maxSeqSuffix...)
-	it, err := q.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	runs, err := q.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixVisitorRun}, UpperBound: rangeEnd(prefixVisitorRun)})
 	if err != nil {
 		return nil, fmt.Errorf("queue/disk: scan visitor: %w", err)
 	}
-	defer it.Close()
+	defer runs.Close()
+	want := visitorHash(visitor)
 	var items []queue.Item
-	for valid := it.First(); valid && len(items) < limit; valid = it.Next() {
-		k := it.Key()
-		if len(k) != len(prefix)+8 || !bytes.HasPrefix(k, prefix) {
-			continue
-		}
-		seq := binary.BigEndian.Uint64(k[len(prefix):])
-		gen := q.scanStart()
-		v, closer, err := q.db.Get(itemKey(seq))
+	// Every sequence number up to covered has been considered; the run holding after+1
+	// starts at or before it.
+	covered := after
+	valid := runs.SeekLT(visitorRunKey(after + 2))
+	if !valid {
+		valid = runs.First()
+	}
+	for ; valid && len(items) < limit; valid = runs.Next() {
+		first, ok := seqOf(runs.Key())
+		hashes, err := runs.ValueAndErr()
 		if err != nil {
-			q.remember(gen, nil)
-			if errors.Is(err, pebble.ErrNotFound) {
-				continue // left by an item dropped while corrupt
-			}
 			return nil, fmt.Errorf("queue/disk: scan visitor: %w", err)
 		}
-		item, err := q.decodeItem(seq, v)
-		var seen []scanned
-		if err == nil {
-			seen = []scanned{{seq, knownOf(v, item.Entry.Visitor)}}
-		}
-		q.remember(gen, seen)
-		closer.Close()
-		if err != nil {
-			if err := q.quarantine(seq); err != nil {
-				return items, err
-			}
+		if !ok || len(hashes)%8 != 0 {
+			q.log.Warn("ignoring a corrupt visitor run", "key", fmt.Sprintf("%q", runs.Key()), "value_len", len(hashes))
+			q.damaged.Store(true)
 			continue
 		}
-		items = append(items, item)
+		n := uint64(len(hashes) / 8)
+		for i := uint64(0); i < n && len(items) < limit; i++ {
+			seq := first + i
+			if seq <= covered || binary.LittleEndian.Uint64(hashes[8*i:]) != want {
+				continue
+			}
+			covered = seq
+			item, found, err := q.visitorItem(visitor, seq)
+			if err != nil {
+				return items, err
+			}
+			if found {
+				items = append(items, item)
+			}
+		}
+		covered = max(covered, first+n-1)
 	}
-	if err := it.Error(); err != nil {
+	if err := runs.Error(); err != nil {
 		return nil, fmt.Errorf("queue/disk: scan visitor: %w", err)
 	}
 	return items, nil
 }
 
+// visitorItem reads the pending item seq for ScanVisitor; found is false when it is not
+// pending, is another visitor's (whose visitor has the same hash), or was corrupt (it is then
+// moved to the dead letters).
+func (q *Queue) visitorItem(visitor string, seq uint64) (item queue.Item, found bool, err error) {
+	gen := q.scanStart()
+	v, closer, err := q.db.Get(itemKey(seq))
+	if err != nil {
+		q.remember(gen, nil)
+		if errors.Is(err, pebble.ErrNotFound) {
+			return queue.Item{}, false, nil // delivered already
+		}
+		return queue.Item{}, false, fmt.Errorf("queue/disk: scan visitor: %w", err)
+	}
+	if _, vis, err := decodeItemVisitor(v); err == nil && vis != visitor {
+		closer.Close()
+		q.remember(gen, nil)
+		return queue.Item{}, false, nil
+	}
+	item, err = q.decodeItem(seq, v)
+	var seen []scanned
+	if err == nil {
+		seen = []scanned{{seq, knownOf(v)}}
+	}
+	closer.Close()
+	q.remember(gen, seen)
+	if err != nil {
+		return queue.Item{}, false, q.quarantine(seq)
+	}
+	return item, true, nil
+}
+
 // knownItem is what removing a scanned item needs; see Queue.known.
 type knownItem struct {
-	visitor   string
 	rewritten bool
 	seg       uint64 // the payload log segment holding its entry; 0 when inline
 }
@@ -153,9 +188,9 @@ type scanned struct {
 }
 
 // knownOf reads what removing an item needs from its stored value v.
-func knownOf(v []byte, visitor string) knownItem {
+func knownOf(v []byte) knownItem {
 	st, loc, err := decodeItemState(v)
-	return knownItem{visitor: visitor, rewritten: err != nil || st.flags&itemFlagRewritten != 0, seg: segOf(loc)}
+	return knownItem{rewritten: err != nil || st.flags&itemFlagRewritten != 0, seg: segOf(loc)}
 }
 
 // segOf is the payload log segment of an item's entry, 0 when it is inline.
@@ -260,19 +295,16 @@ func (q *Queue) getItem(seq uint64) ([]byte, bool, error) {
 	return v, true, nil
 }
 
-// deleteItem adds the deletion of an item and its visitor index entry to b. Keys written once
-// are removed with SingleDelete, which cancels out with their Set at the next flush or
-// compaction, so delivered items leave no tombstones to skip.
-// A corrupt item (intact is false) is removed with a Delete, since its flags cannot be trusted;
-// its index entry is removed when its visitor could still be read.
-func deleteItem(b *pebble.Batch, seq uint64, st itemState, visitor string, intact, visitorKnown bool) {
+// deleteItem adds the deletion of an item to b. Keys written once are removed with
+// SingleDelete, which cancels out with their Set at the next flush or compaction, so delivered
+// items leave no tombstones to skip. A corrupt item (intact is false) is removed with a
+// Delete, since its flags cannot be trusted. Its visitor run stays until the runs below the
+// lowest pending item are pruned (see pruneVisitorRuns).
+func deleteItem(b *pebble.Batch, seq uint64, st itemState, intact bool) {
 	if !intact || st.flags&itemFlagRewritten != 0 {
 		_ = b.Delete(itemKey(seq), nil)
 	} else {
 		_ = b.SingleDelete(itemKey(seq), nil)
-	}
-	if visitorKnown {
-		_ = b.SingleDelete(visitorKey(visitor, seq), nil)
 	}
 }
 
@@ -391,7 +423,7 @@ func (q *Queue) removeAll(ops []removal) error {
 			if k.rewritten {
 				st.flags = itemFlagRewritten
 			}
-			deleteItem(b, op.seq, st, k.visitor, true, true)
+			deleteItem(b, op.seq, st, true)
 			segs[k.seg]++
 		} else {
 			v, pending, err := q.getItem(op.seq)
@@ -401,12 +433,12 @@ func (q *Queue) removeAll(ops []removal) error {
 			if !pending {
 				continue
 			}
-			st, visitor, verr := decodeItemVisitor(v)
+			st, _, verr := decodeItemVisitor(v)
 			if verr != nil {
 				q.log.Warn("removing a corrupt item", "seq", op.seq, "err", verr)
 				q.damaged.Store(true)
 			}
-			deleteItem(b, op.seq, st, visitor, verr == nil, verr == nil)
+			deleteItem(b, op.seq, st, verr == nil)
 			segs[recordSeg(v)]++
 		}
 		if op.filtered {
@@ -485,13 +517,13 @@ func (q *Queue) quarantineLocked(seq uint64, raw []byte, derr error) error {
 	q.log.Error("a pending item is corrupt; moved to the dead letters with its raw record", "seq", seq, "err", derr)
 	q.damaged.Store(true)
 	q.takeKnown(seq)
-	st, visitor, verr := decodeItemVisitor(raw)
+	st, visitor, _ := decodeItemVisitor(raw)
 	e := queue.Entry{Event: raw, Visitor: visitor, Outcome: queue.Rejected}
 	f := queue.Failure{Reason: fmt.Sprintf("corrupt queue record (item %d): %v", seq, derr)}
 	value := encodeDeadLetter(q.now(), &f, encodeEntryBody(&e))
 	b := q.db.NewBatch()
 	defer b.Close()
-	deleteItem(b, seq, st, visitor, false, verr == nil)
+	deleteItem(b, seq, st, false)
 	err := q.commitMeta(b, func(m *meta) {
 		m.lastDead++
 		_ = b.Set(deadKey(m.lastDead), value, nil)
@@ -536,9 +568,8 @@ func (q *Queue) Dead(seq uint64, f queue.Failure) error {
 		if err == nil {
 			body, err = q.segs.body(loc)
 		}
-		var item queue.Item
 		if err == nil {
-			item, err = decodeItemWith(seq, v, func(itemLoc) ([]byte, error) { return body, nil })
+			_, err = decodeItemWith(seq, v, func(itemLoc) ([]byte, error) { return body, nil })
 		}
 		if err != nil {
 			return q.quarantineLocked(seq, v, err)
@@ -547,7 +578,7 @@ func (q *Queue) Dead(seq uint64, f queue.Failure) error {
 		value := encodeDeadLetter(q.now(), &f, body)
 		b := q.db.NewBatch()
 		defer b.Close()
-		deleteItem(b, seq, st, item.Entry.Visitor, true, true)
+		deleteItem(b, seq, st, true)
 		err = q.commitMeta(b, func(m *meta) {
 			m.lastDead++
 			_ = b.Set(deadKey(m.lastDead), value, nil)
@@ -680,12 +711,14 @@ func (q *Queue) Replay(ids []uint64, remap func(queue.Entry) (queue.Entry, error
 		q.seqMu.Lock()
 		q.wmu.Lock()
 		m := q.meta
+		visitors := make([]string, 0, len(moves))
 		for _, mv := range moves {
 			m.lastSeq++
 			_ = b.Set(itemKey(m.lastSeq), mv.value, nil)
-			_ = b.Set(visitorKey(mv.visitor, m.lastSeq), nil, nil)
 			_ = b.SingleDelete(deadKey(mv.id), nil)
+			visitors = append(visitors, mv.visitor)
 		}
+		appendVisitorRun(b, q.meta.lastSeq+1, visitors)
 		n := int64(len(moves))
 		m.c.DeadLettered -= n
 		m.c.Queued += n

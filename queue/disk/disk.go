@@ -165,6 +165,13 @@ type Queue struct {
 	pruneFrom    []byte // the dedup time index below this key has been pruned
 	lastReclaim  time.Time
 	dedupScratch map[string]bool
+
+	// owned by the reclaimer goroutine
+	runsPrunedTo []byte // the visitor runs below this key have been deleted
+
+	// set by load, read and cleared by recoverAndCount: the format of a store whose visitor
+	// index is still a key per item
+	upgradeFrom string
 }
 
 var _ queue.Queue = (*Queue)(nil)
@@ -284,13 +291,12 @@ func (q *Queue) load() error {
 		closer.Close()
 		switch v {
 		case formatVersion:
-		case formatVersion1:
-			// Version 1 stores keep every entry inline, which this version still reads; the
-			// marker moves on so that an older woorelay does not open a store it cannot read.
-			if err := q.db.Set(keyFormat, []byte(formatVersion), pebble.Sync); err != nil {
-				return fmt.Errorf("queue/disk: upgrade store format: %w", err)
-			}
-			q.log.Info("queue store upgraded", "from", formatVersion1, "to", formatVersion)
+		case formatVersion1, formatVersion2:
+			// Version 1 stores keep every entry inline, which this version still reads; both
+			// index visitors with a key per item, which recoverAndCount moves to visitor runs
+			// before it moves the marker on (so that an older woorelay does not open a store it
+			// cannot read).
+			q.upgradeFrom = v
 		default:
 			return fmt.Errorf("queue/disk: store format %q is not %q: it was written by another version of woorelay; open it with that version, or point woorelay at a new directory", v, formatVersion)
 		}
@@ -322,6 +328,10 @@ func (q *Queue) recoverAndCount() (map[uint64]int64, error) {
 	}
 	defer it.Close()
 	live := map[uint64]int64{}
+	var upgrade *visitorUpgrade
+	if q.upgradeFrom != "" {
+		upgrade = q.startVisitorUpgrade()
+	}
 	if it.First() {
 		if s, ok := seqOf(it.Key()); ok {
 			q.head.Store(s)
@@ -333,9 +343,20 @@ func (q *Queue) recoverAndCount() (map[uint64]int64, error) {
 		if seg := recordSeg(it.Value()); seg != 0 {
 			live[seg]++
 		}
+		if upgrade != nil {
+			if err := upgrade.addKey(it.Key(), it.Value()); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if err := it.Error(); err != nil {
 		return nil, fmt.Errorf("queue/disk: scan items: %w", err)
+	}
+	if upgrade != nil {
+		if err := upgrade.finish(q.upgradeFrom); err != nil {
+			return nil, err
+		}
+		q.upgradeFrom = ""
 	}
 	c := q.meta.c
 	q.log.Info("queue opened", "queued", c.Queued, "dead_lettered", c.DeadLettered, "received", c.Received,
@@ -465,12 +486,25 @@ func (q *Queue) reclaimer(ctx context.Context) {
 			if err := q.collectSegments(); err != nil && !errors.Is(err, queue.ErrClosed) {
 				q.log.Error("deleting delivered payload segments failed", "err", err)
 			}
+			q.pruneIndex()
 			continue
 		case <-q.reclaim:
 		}
+		q.pruneIndex()
 		if err := q.Compact(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, queue.ErrClosed) {
 			q.log.Error("compaction to reclaim disk space failed", "err", err)
 		}
+	}
+}
+
+// pruneIndex deletes the spent visitor runs (see pruneVisitorRuns) unless the queue is closed.
+func (q *Queue) pruneIndex() {
+	if err := q.begin(); err != nil {
+		return
+	}
+	defer q.end()
+	if err := q.pruneVisitorRuns(); err != nil {
+		q.log.Error("pruning the visitor index failed", "err", err)
 	}
 }
 

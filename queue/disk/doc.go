@@ -48,7 +48,8 @@
 //	m/format                       layout version of the store
 //	m/state                        counters, last sequence number, last dead-letter id
 //	q <seq:8>                      pending item: delivery state + where its entry is
-//	v <len(visitor)> visitor <seq:8>   index of pending items per visitor (empty value)
+//	w <first seq:8>                visitor run: one per group commit, the 8-byte hash of the
+//	                               visitor of each of its items, in sequence order
 //	d <id:8>                       dead letter: time, failure, entry
 //	k <len(source)> source messageID   dedup key; value: first-seen time (8 bytes)
 //	t <time:8> 0 <id:8>            dedup keys by first-seen time, one entry per group commit
@@ -62,13 +63,24 @@
 //
 // # Deleted keys
 //
-// A long-running queue deletes everything it delivers. Items, index entries and dead letters
-// written once are deleted with SingleDelete, which cancels out with the original Set at the
-// next flush or compaction instead of leaving a tombstone; items rewritten by Progress or
-// Retrying (flagged in their state) use an ordinary Delete. Scan starts at an in-memory lower
-// bound of the lowest pending sequence number, so it never walks the keys of items delivered
-// before the queue's head. Expired dedup keys are deleted by walking the time index in order,
-// and the walked span of the index is removed with one DeleteRange.
+// A long-running queue deletes everything it delivers. Items and dead letters written once
+// are deleted with SingleDelete, which cancels out with the original Set at the next flush or
+// compaction instead of leaving a tombstone; items rewritten by Progress or Retrying (flagged
+// in their state) use an ordinary Delete. Removing an item touches no index: the visitor runs
+// below the lowest pending item are removed together with one DeleteRange after payload
+// segments are deleted. Scan starts at an in-memory lower bound of the lowest pending sequence
+// number, so it never walks the keys of items delivered before the queue's head. Expired dedup
+// keys are deleted by walking the time index in order, and the walked span of the index is
+// removed with one DeleteRange.
+//
+// # Visitor index
+//
+// ScanVisitor walks the visitor runs from the one holding the sequence number it starts at,
+// and reads only the items whose hash is the visitor's (checking the visitor, since two may
+// share a hash): 8 bytes of index an item it passes, and a read for each of the visitor's own
+// items. A run costs ingest one memtable insert a group commit, where a key per item (the
+// layout of version 2 stores, rebuilt as runs when one is opened) cost one an event at a
+// random place in the memtable and a deletion an event at delivery.
 //
 // # Memory
 //

@@ -135,10 +135,22 @@ func decodeGroup(b []byte) (groupRecord, error) {
 // applyGroup adds what g stores to b and moves m by it, recording pos as the last record
 // applied; the caller writes m (keyMeta) with b.
 func applyGroup(b *pebble.Batch, g *groupRecord, m *meta, pos frameRef) {
-	for _, it := range g.items {
+	// The items of a group have consecutive sequence numbers: one visitor run indexes them
+	// (a new run starts wherever a record says otherwise).
+	var visitors []string
+	first := uint64(0)
+	for i, it := range g.items {
 		_ = b.Set(itemKey(it.seq), encodeItemLoc(itemState{}, it.loc), nil)
-		_ = b.Set(visitorKey(it.loc.visitor, it.seq), nil, nil)
+		if i > 0 && it.seq != first+uint64(len(visitors)) {
+			appendVisitorRun(b, first, visitors)
+			visitors = visitors[:0]
+		}
+		if len(visitors) == 0 {
+			first = it.seq
+		}
+		visitors = append(visitors, it.loc.visitor)
 	}
+	appendVisitorRun(b, first, visitors)
 	for _, d := range g.dead {
 		_ = b.Set(deadKey(d.id), d.value, nil)
 	}

@@ -1,6 +1,7 @@
 package disk
 
 import (
+	"encoding/binary"
 	"io"
 	"log/slog"
 	"testing"
@@ -86,9 +87,10 @@ func checkStore(t testing.TB, q *Queue) queue.Counters {
 func checkInternal(t testing.TB, q *Queue) {
 	t.Helper()
 	c := q.Counters()
-	if n := countPrefix(t, q, prefixVisitor); int64(n) != c.Queued {
-		t.Fatalf("%d visitor index entries for %d pending items", n, c.Queued)
+	if n := countPrefix(t, q, prefixVisitor); n != 0 {
+		t.Fatalf("%d per-item visitor index entries left (version 2 layout)", n)
 	}
+	checkVisitorRuns(t, q)
 	// Every pending item kept in the payload log is counted in its segment. A segment may count
 	// more than its records say only when a record was damaged on disk (its removal cannot tell
 	// which segment to release; the next open counts again); fewer would delete a segment in use.
@@ -126,5 +128,44 @@ func checkInternal(t testing.TB, q *Queue) {
 		}
 	} else if c != (queue.Counters{}) {
 		t.Fatalf("no persisted counters, in-memory %+v", c)
+	}
+}
+
+// checkVisitorRuns checks that a visitor run indexes every pending item with its visitor's hash.
+func checkVisitorRuns(t testing.TB, q *Queue) {
+	t.Helper()
+	hashes := map[uint64]uint64{} // seq → hash, from the runs
+	runs, err := q.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixVisitorRun}, UpperBound: rangeEnd(prefixVisitorRun)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for valid := runs.First(); valid; valid = runs.Next() {
+		first, ok := seqOf(runs.Key())
+		v := runs.Value()
+		if !ok || len(v)%8 != 0 {
+			t.Fatalf("visitor run %q has a %d-byte value", runs.Key(), len(v))
+		}
+		for i := 0; i < len(v)/8; i++ {
+			hashes[first+uint64(i)] = binary.LittleEndian.Uint64(v[8*i:])
+		}
+	}
+	if err := runs.Close(); err != nil {
+		t.Fatal(err)
+	}
+	items, err := q.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixItem}, UpperBound: rangeEnd(prefixItem)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer items.Close()
+	for valid := items.First(); valid; valid = items.Next() {
+		seq, _ := seqOf(items.Key())
+		_, visitor, err := decodeItemVisitor(items.Value())
+		if err != nil {
+			continue // corrupt on purpose: Scan moves it to the dead letters
+		}
+		h, ok := hashes[seq]
+		if !ok || h != visitorHash(visitor) {
+			t.Fatalf("pending item %d (visitor %q) is not in a visitor run (found %v, hash %x)", seq, visitor, ok, h)
+		}
 	}
 }

@@ -10,7 +10,8 @@ import (
 const (
 	prefixMeta       = 'm'
 	prefixItem       = 'q'
-	prefixVisitor    = 'v'
+	prefixVisitor    = 'v' // the per-item visitor index of version 1 and 2 stores, moved at open
+	prefixVisitorRun = 'w'
 	prefixDeadLetter = 'd'
 	prefixDedup      = 'k'
 	prefixDedupTime  = 't'
@@ -22,10 +23,12 @@ var (
 )
 
 // formatVersion is the key layout version, stored under keyFormat when a store is created.
-// Version 2 keeps the entries of pending items in the payload log (see segments.go); a
-// version 1 store (every entry inline) is read and upgraded in place.
+// Version 3 indexes visitors by runs of sequence numbers (visitor run keys) instead of a key
+// per item; version 2 keeps the entries of pending items in the payload log (see segments.go).
+// A version 1 store (every entry inline) or 2 store is read and upgraded in place at open.
 const (
-	formatVersion  = "woorelay-queue-2"
+	formatVersion  = "woorelay-queue-3"
+	formatVersion2 = "woorelay-queue-2"
 	formatVersion1 = "woorelay-queue-1"
 )
 
@@ -59,6 +62,11 @@ func visitorPrefix(visitor string) []byte {
 func visitorKey(visitor string, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(visitorPrefix(visitor), seq)
 }
+
+// visitorRunKey is the key of the visitor run starting at sequence number first: its value
+// holds, for each of the run's consecutive sequence numbers, the 8-byte hash of the item's
+// visitor (see visitorHash), so that one key per group commit indexes every item it adds.
+func visitorRunKey(first uint64) []byte { return seqKey(prefixVisitorRun, first) }
 
 // dedupSuffix identifies (source, messageID): the source's length, the source, the id.
 func dedupSuffix(source, messageID string) []byte {

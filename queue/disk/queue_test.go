@@ -406,7 +406,7 @@ func TestRemoveScannedItems(t *testing.T) {
 			if err := q.Done(items[0].Seq); err != nil {
 				t.Fatal(err)
 			}
-			q.remember(gen, []scanned{{items[0].Seq, knownItem{visitor: items[0].Entry.Visitor}}})
+			q.remember(gen, []scanned{{items[0].Seq, knownItem{}}})
 			if err := q.Done(items[0].Seq); err != nil {
 				t.Fatal(err)
 			}
