@@ -63,7 +63,9 @@ type Options struct {
 	Clock func() time.Time
 	// Logger receives the queue's and pebble's messages; nil means slog.Default().
 	Logger *slog.Logger
-	// CacheSize is pebble's block cache in bytes; 0 means DefaultCacheSize.
+	// CacheSize is pebble's block cache in bytes; 0 means DefaultCacheSize. It is the cache
+	// for blocks: pebble counts its memtables against the cache it is given, so the queue gives
+	// it CacheSize plus the most the memtables may take.
 	CacheSize int64
 	// MemTableSize is pebble's memtable size in bytes; 0 means DefaultMemTableSize.
 	MemTableSize uint64
@@ -229,7 +231,10 @@ func Open(dir string, opts Options) (*Queue, error) {
 	}
 	q.groupBytes = min(maxGroupBytes, int64(mem/4))
 	po := &pebble.Options{
-		CacheSize:                   cache,
+		// Pebble reserves each memtable's size in the block cache: without room for them, two
+		// memtables of 16 MiB left a 32 MiB cache no room for blocks, and every lookup of a
+		// dedup key read its table's filter from disk.
+		CacheSize:                   cache + memTableStopWrites*int64(mem),
 		MemTableSize:                mem,
 		MemTableStopWritesThreshold: memTableStopWrites,
 		FormatMajorVersion:          pebble.FormatNewest,

@@ -86,5 +86,6 @@
 //
 // The block cache (Options.CacheSize, 32 MiB by default) and the memtables (at most four of
 // Options.MemTableSize, 16 MiB by default) bound the memory pebble uses, whatever the backlog
-// on disk.
+// on disk. Pebble counts memtables against its block cache, so the cache it is given is the
+// sum of the two: the blocks keep their 32 MiB while memtables fill.
 package disk

@@ -535,3 +535,39 @@ func TestRemovalsGrouped(t *testing.T) {
 		t.Fatalf("counters after reopen %+v, before %+v", c2, c)
 	}
 }
+
+// TestBlockCacheHasRoomBesideMemtables: pebble reserves every memtable's size in its block
+// cache, so a cache of exactly CacheSize held no blocks at all while the memtables were as
+// large as it (every dedup lookup read its table's filter from disk). A block read twice is a
+// cache hit the second time.
+func TestBlockCacheHasRoomBesideMemtables(t *testing.T) {
+	q := open(t, t.TempDir(), Options{CacheSize: 1 << 20, MemTableSize: 2 << 20})
+	// Dead letters are kept in pebble: 5 MiB of them fill memtables of 256 KiB, 512 KiB, 1 MiB
+	// and 2 MiB (each twice the last), so the memtable now reserves more than CacheSize.
+	for i := range 250 {
+		var batch []queue.Entry
+		for j := range 20 {
+			batch = append(batch, entry("web", fmt.Sprintf("m-%d-%d", i, j), "v", queue.Rejected, 1000))
+		}
+		mustAppend(t, q, batch...)
+	}
+	if err := q.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	key := dedupSuffix("web", "m-3-7")
+	read := func() {
+		t.Helper()
+		_, closer, err := q.db.Get(key)
+		if err != nil {
+			t.Fatalf("dedup key: %v", err)
+		}
+		closer.Close()
+	}
+	read()
+	before := q.db.Metrics().BlockCache
+	read()
+	after := q.db.Metrics().BlockCache
+	if after.Misses != before.Misses || after.Hits <= before.Hits {
+		t.Fatalf("second read of a key: cache hits %d→%d, misses %d→%d; want only hits", before.Hits, after.Hits, before.Misses, after.Misses)
+	}
+}
