@@ -137,20 +137,12 @@ func decodeGroup(b []byte) (groupRecord, error) {
 func applyGroup(b *pebble.Batch, g *groupRecord, m *meta, pos frameRef) {
 	// The items of a group have consecutive sequence numbers: one visitor run indexes them
 	// (a new run starts wherever a record says otherwise).
-	var visitors []string
-	first := uint64(0)
-	for i, it := range g.items {
+	var runs runBuilder
+	for _, it := range g.items {
 		_ = b.Set(itemKey(it.seq), encodeItemLoc(itemState{}, it.loc), nil)
-		if i > 0 && it.seq != first+uint64(len(visitors)) {
-			appendVisitorRun(b, first, visitors)
-			visitors = visitors[:0]
-		}
-		if len(visitors) == 0 {
-			first = it.seq
-		}
-		visitors = append(visitors, it.loc.visitor)
+		runs.add(b, it.seq, it.loc.visitor)
 	}
-	appendVisitorRun(b, first, visitors)
+	runs.flush(b)
 	for _, d := range g.dead {
 		_ = b.Set(deadKey(d.id), d.value, nil)
 	}
