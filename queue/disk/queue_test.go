@@ -538,8 +538,8 @@ func TestRemovalsGrouped(t *testing.T) {
 
 // TestBlockCacheHasRoomBesideMemtables: pebble reserves every memtable's size in its block
 // cache, so a cache of exactly CacheSize held no blocks at all while the memtables were as
-// large as it (every dedup lookup read its table's filter from disk). A block read twice is a
-// cache hit the second time.
+// large as it (every dedup lookup read its table's filter from disk). A block read again is a
+// cache hit.
 func TestBlockCacheHasRoomBesideMemtables(t *testing.T) {
 	q := open(t, t.TempDir(), Options{CacheSize: 1 << 20, MemTableSize: 2 << 20})
 	// Dead letters are kept in pebble: 5 MiB of them fill memtables of 256 KiB, 512 KiB, 1 MiB
@@ -564,10 +564,16 @@ func TestBlockCacheHasRoomBesideMemtables(t *testing.T) {
 		closer.Close()
 	}
 	read()
+	// The counters are not this test's alone (pebble's background work reads through the
+	// cache, and its race-detector builds drop some blocks on purpose), so the test asks for
+	// what no room for blocks rules out: a hit for every read, and blocks in the cache.
+	const reads = 50
 	before := q.db.Metrics().BlockCache
-	read()
+	for range reads {
+		read()
+	}
 	after := q.db.Metrics().BlockCache
-	if after.Misses != before.Misses || after.Hits <= before.Hits {
-		t.Fatalf("second read of a key: cache hits %d→%d, misses %d→%d; want only hits", before.Hits, after.Hits, before.Misses, after.Misses)
+	if after.Count == 0 || after.Hits-before.Hits < reads {
+		t.Fatalf("%d reads of one key: cache hits %d→%d, misses %d→%d, %d blocks cached; want hits", reads, before.Hits, after.Hits, before.Misses, after.Misses, after.Count)
 	}
 }
