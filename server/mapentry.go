@@ -5,10 +5,11 @@ import (
 	"github.com/woorelay/woorelay/queue"
 )
 
-// Map runs the source's program on a stored entry's event (checked at ingest, so its JSON
-// is not scanned again), as delivery does just before sending: Send becomes Deliver with the requests, Skipped becomes Filtered and Rejected a
-// dead letter, each with "code: message" in Reason. The event's receipt time is the mapping's
-// clock, so the same event maps the same way whenever it is delivered. res is scratch space
+// Map runs the source's program on a stored entry's event (checked at ingest, so its JSON is
+// not scanned again), as delivery does just before sending: Send becomes Deliver with the
+// requests, Skipped becomes Filtered and Rejected a dead letter, each with "code: message" in
+// Reason. The event's receipt time is the mapping's clock, so the same event maps the same way
+// whenever it is delivered. res is scratch space
 // reused between calls (one per goroutine); the requests are copied out of it. The entry's
 // Visitor (its ordering key, set at ingest) is left as it is.
 func (s *Source) Map(res *mapping.Result, e *queue.Entry) {

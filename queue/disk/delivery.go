@@ -711,14 +711,14 @@ func (q *Queue) Replay(ids []uint64, remap func(queue.Entry) (queue.Entry, error
 		q.seqMu.Lock()
 		q.wmu.Lock()
 		m := q.meta
-		visitors := make([]string, 0, len(moves))
+		var runs runBuilder
 		for _, mv := range moves {
 			m.lastSeq++
 			_ = b.Set(itemKey(m.lastSeq), mv.value, nil)
 			_ = b.SingleDelete(deadKey(mv.id), nil)
-			visitors = append(visitors, mv.visitor)
+			runs.add(b, m.lastSeq, mv.visitor)
 		}
-		appendVisitorRun(b, q.meta.lastSeq+1, visitors)
+		runs.flush(b)
 		n := int64(len(moves))
 		m.c.DeadLettered -= n
 		m.c.Queued += n

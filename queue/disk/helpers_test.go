@@ -169,3 +169,17 @@ func checkVisitorRuns(t testing.TB, q *Queue) {
 		}
 	}
 }
+
+// visitorKey is a key of the per-item visitor index of version 1 and 2 stores, which tests
+// write to build such stores: 'v', the visitor's length (so that no visitor's keys start with
+// another's), the visitor and the big-endian sequence number.
+func visitorKey(visitor string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(visitorPrefix(visitor), seq)
+}
+
+func visitorPrefix(visitor string) []byte {
+	k := make([]byte, 0, 1+binary.MaxVarintLen64+len(visitor)+8)
+	k = append(k, prefixVisitor)
+	k = binary.AppendUvarint(k, uint64(len(visitor)))
+	return append(k, visitor...)
+}

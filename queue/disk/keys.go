@@ -2,7 +2,6 @@ package disk
 
 import (
 	"encoding/binary"
-	"math"
 	"time"
 )
 
@@ -48,19 +47,6 @@ func seqOf(k []byte) (uint64, bool) {
 		return 0, false
 	}
 	return binary.BigEndian.Uint64(k[1:]), true
-}
-
-// visitorPrefix is 'v', the visitor's length and the visitor: the length makes the prefix of
-// one visitor never a prefix of another's keys.
-func visitorPrefix(visitor string) []byte {
-	k := make([]byte, 0, 1+binary.MaxVarintLen64+len(visitor)+8)
-	k = append(k, prefixVisitor)
-	k = binary.AppendUvarint(k, uint64(len(visitor)))
-	return append(k, visitor...)
-}
-
-func visitorKey(visitor string, seq uint64) []byte {
-	return binary.BigEndian.AppendUint64(visitorPrefix(visitor), seq)
 }
 
 // visitorRunKey is the key of the visitor run starting at sequence number first: its value
@@ -109,5 +95,3 @@ func decodeSeenAt(b []byte) (uint64, bool) {
 
 // rangeEnd returns the first key after every key that starts with prefix p (a one-byte prefix).
 func rangeEnd(p byte) []byte { return []byte{p + 1} }
-
-var maxSeqSuffix = binary.BigEndian.AppendUint64(nil, math.MaxUint64)
