@@ -7,15 +7,19 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unsafe"
 
 	"github.com/labstack/echo/v4"
 	"github.com/tidwall/gjson"
 
+	"github.com/woorelay/woorelay/mapping"
 	"github.com/woorelay/woorelay/queue"
 )
 
@@ -27,6 +31,7 @@ type work struct {
 	p        parser
 	entries  []queue.Entry
 	rejected []rejection
+	adjusted []rejection // events the edge changed (a clamped timestamp), listed in the answer
 	keys     []string
 	ctx      []byte // scratch for a merged context that gets the client's ip
 	ip       []byte // the client's address as a JSON string
@@ -75,18 +80,35 @@ func (s *Server) ingestHandler(rt route) echo.HandlerFunc {
 			return writeError(c, e)
 		}
 		r := c.Request()
+		// The body deadline runs from the end of the headers; it stays when the request is
+		// refused, so the server's wait for an unread body is bounded by it too.
+		lift := s.bodyDeadline(c)
 
-		// A key in the header (or a beacon's query) is checked before the body is read.
+		// A key in a header (or a beacon's query) is checked before the body is read, and
+		// the request takes an in-flight slot only once its key is known good. A request
+		// without one is read within the unauthenticated cap and takes its slot after its
+		// body named a good key, so clients that never authenticate cannot hold the slots.
 		key := headerKey(r)
 		if key == "" && rt.beacon {
 			key = r.URL.Query().Get("writeKey")
 		}
 		var src *Source
+		var release func()
+		defer func() {
+			if release != nil {
+				release()
+			}
+		}()
 		if key != "" {
 			if src = s.lookup(key); src == nil {
 				return fail(errUnknownKey)
 			}
 			srcName = src.Name
+			if release = slot(s.sem, s.metrics.inFlight); release == nil {
+				return fail(errOverloaded)
+			}
+		} else if release = slot(s.anon, s.metrics.anon); release == nil {
+			return fail(errAnonFull)
 		}
 
 		limit := s.limits.MaxRequestBytes
@@ -95,8 +117,12 @@ func (s *Server) ingestHandler(rt route) echo.HandlerFunc {
 			limit, dlimit = s.limits.MaxEventBytes, s.limits.MaxEventBytes
 		}
 		if e := w.read(r, rt, limit, dlimit); e != nil {
+			if e == errBodySlow || e == errHungUp {
+				c.Response().Header().Set("Connection", "close")
+			}
 			return fail(e)
 		}
+		lift()
 		w.p.reset(w.body, &s.limits)
 		var ok bool
 		if rt.batch {
@@ -125,6 +151,10 @@ func (s *Server) ingestHandler(rt route) echo.HandlerFunc {
 				return fail(errUnknownKey)
 			}
 			srcName = src.Name
+			release()
+			if release = slot(s.sem, s.metrics.inFlight); release == nil {
+				return fail(errOverloaded)
+			}
 		}
 		if s.keys.Load().cors.refuse(r.Header.Get("Origin"), src) {
 			return fail(errOrigin)
@@ -139,7 +169,12 @@ func (s *Server) ingestHandler(rt route) echo.HandlerFunc {
 		if e := s.build(w, rt, src, recv, r.Header.Get("SentAt"), ip); e != nil {
 			return fail(e)
 		}
-		res, err := s.store.Append(r.Context(), w.entries)
+		// The append is not abandoned when the client hangs up (browsers close the socket
+		// of a beacon or keepalive request on navigation): the events are stored and counted,
+		// and the request is counted client_closed. The write timeout bounds it instead.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.timeouts.Write)
+		res, err := s.store.Append(actx, w.entries)
+		cancel()
 		if err != nil {
 			switch {
 			case errors.Is(err, queue.ErrFull):
@@ -163,13 +198,20 @@ func (s *Server) ingestHandler(rt route) echo.HandlerFunc {
 				ev.WithLabelValues(rt.path, srcName, x.name).Add(float64(x.n))
 			}
 		}
-		if len(w.rejected) == 0 {
+		if n := len(w.adjusted); n > 0 {
+			s.metrics.clamped.WithLabelValues(rt.path, srcName).Add(float64(n))
+		}
+		if r.Context().Err() != nil {
+			outcome = "client_closed" // stored, but nobody is left to be answered
+		}
+		if len(w.rejected) == 0 && len(w.adjusted) == 0 {
 			return c.JSONBlob(http.StatusOK, okBody)
 		}
 		body, _ := json.Marshal(struct {
 			Success  bool        `json:"success"`
-			Rejected []rejection `json:"rejected"`
-		}{true, w.rejected})
+			Rejected []rejection `json:"rejected,omitempty"`
+			Adjusted []rejection `json:"adjusted,omitempty"`
+		}{true, w.rejected, w.adjusted})
 		return c.JSONBlob(http.StatusOK, body)
 	}
 }
@@ -179,6 +221,7 @@ func (w *work) release() {
 	clear(w.entries)
 	w.entries = w.entries[:0]
 	w.rejected = w.rejected[:0]
+	w.adjusted = w.adjusted[:0]
 	w.p.data = nil
 	if cap(w.body) > 4*DefaultMaxRequestBytes {
 		w.body = nil
@@ -237,7 +280,19 @@ func (w *work) read(r *http.Request, rt route, limit, dlimit int) *reqError {
 	return nil
 }
 
+// errHungUp is the outcome of a request whose client closed the connection before its body
+// arrived; nobody reads the answer, but the metrics and the log tell it from a bad body.
+var errHungUp = &reqError{http.StatusBadRequest, "client_closed", "the connection closed before the whole body arrived; send it again"}
+
+// readErr classifies an error reading the body: the body deadline passed, the client hung
+// up, or the body is malformed.
 func readErr(err error) *reqError {
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return errBodySlow
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, net.ErrClosed):
+		return errHungUp
+	}
 	return &reqError{http.StatusBadRequest, "body_read_error", "the body could not be read (" + err.Error() + "); send it again"}
 }
 
@@ -341,11 +396,15 @@ func (s *Server) build(w *work, rt route, src *Source, recv time.Time, hdrSentAt
 	for i := range p.events {
 		ev := &p.events[i]
 		startOff := len(out)
-		var msgID, visitor, code, msg string
-		out, msgID, visitor, code, msg = s.normalise(out, w, ev, rt, &bc)
+		var msgID, visitor, code, msg, clamped string
+		out, msgID, visitor, code, msg, clamped = s.normalise(out, w, ev, rt, &bc)
 		event := out[startOff:len(out):len(out)]
 		if code != "" && !rt.batch {
 			return &reqError{http.StatusBadRequest, code, msg}
+		}
+		if clamped != "" {
+			w.adjusted = append(w.adjusted, rejection{i, "timestamp_out_of_range", "the event time " + clamped +
+				" is before 2000-01-01T00:00:00Z or over 366 days after receivedAt; timestamp is receivedAt instead (fix the client's clock or the time it sends)"})
 		}
 		e := queue.Entry{Source: src.Name, MessageID: msgID, Visitor: visitor, Received: recv, Event: event}
 		if code != "" {
@@ -362,18 +421,19 @@ func present(raw []byte) bool {
 	return len(raw) > 0 && string(raw) != "null" && string(raw) != `""`
 }
 
-// normalise appends event ev, normalised, to out. It returns the messageId and, for an event
-// that must be quarantined, a code and message.
+// normalise appends event ev, normalised, to out. It returns the messageId, the visitor key,
+// for an event that must be quarantined a code and message, and, when the event time was out
+// of range and replaced by receivedAt, the value it had (shortened).
 //
 // The event keeps its members in order, except that: type comes from the path on single-event
-// routes; a missing messageId is generated; the wrapper's context and integrations are merged
+// routes; a missing messageId is generated, and a numeric one becomes its text; the wrapper's context and integrations are merged
 // in (the event's own keys win); writeKey is dropped (no secrets on disk); and the time fields
 // are rewritten at the end — originalTimestamp (the event's, else its timestamp), sentAt (the
 // event's, else the wrapper's, else the SentAt header), receivedAt (now) and timestamp:
 // kept when the event has both timestamp and originalTimestamp, else corrected for clock skew
 // as receivedAt − (sentAt − originalTimestamp) when both parse, else originalTimestamp, else
-// receivedAt.
-func (s *Server) normalise(out []byte, w *work, ev *object, rt route, bc *batchCtx) ([]byte, string, string, string, string) {
+// receivedAt; and receivedAt when the mapping would read it as a time out of range (inRange).
+func (s *Server) normalise(out []byte, w *work, ev *object, rt route, bc *batchCtx) ([]byte, string, string, string, string, string) {
 	p := &w.p
 	d := p.data
 	val := func(f field) []byte {
@@ -392,9 +452,17 @@ func (s *Server) normalise(out []byte, w *work, ev *object, rt route, bc *batchC
 	if rt.typ == "" && (len(typ) < 2 || typ[0] != '"') && code == "" {
 		code, msg = "missing_type", `the event has no "type"; set it to track, identify, page, screen, group or alias`
 	}
-	msgID := ""
-	if len(msgRaw) > 2 && msgRaw[0] == '"' {
+	if rt.typ == "" && code == "" && !knownType(jsonString(typ)) {
+		code, msg = "unknown_type", "the event's type "+shorten(typ)+" is not track, identify, page, screen, group or alias; fix the call that sends it"
+	}
+	// A string messageId is kept; a number is kept as its text (an SDK's retry carries the
+	// same one, so it must dedup); anything else is replaced by a generated one.
+	msgID, msgNum := "", false
+	switch {
+	case len(msgRaw) > 2 && msgRaw[0] == '"':
 		msgID = jsonString(msgRaw)
+	case len(msgRaw) > 0 && (msgRaw[0] == '-' || isDigit(msgRaw[0])):
+		msgID, msgNum = string(msgRaw), true
 	}
 
 	out = append(out, '{')
@@ -434,6 +502,12 @@ func (s *Server) normalise(out []byte, w *work, ev *object, rt route, bc *batchC
 				continue
 			}
 		case fMessageID:
+			if msgNum {
+				sep()
+				out = append(out, `"messageId":`...)
+				out = strconv.AppendQuote(out, msgID)
+				continue
+			}
 			if len(msgRaw) <= 2 || msgRaw[0] != '"' {
 				continue
 			}
@@ -516,15 +590,18 @@ func (s *Server) normalise(out []byte, w *work, ev *object, rt route, bc *batchC
 	out = append(out, bc.recvJSON...)
 	sep()
 	out = append(out, `"timestamp":`...)
+	at := len(out)
+	var event time.Time
+	known := false // event holds the time written
 	switch {
 	case ts != nil && ots != nil:
 		out = append(out, ts...)
 	case orig != nil:
 		if o, ok := parseTime(orig); ok {
 			if st, ok := parseTime(sent); ok {
-				corrected := bc.recv.Add(-st.Sub(o))
+				event, known = bc.recv.Add(-st.Sub(o)), true
 				out = append(out, '"')
-				out = corrected.UTC().AppendFormat(out, tsLayout)
+				out = event.UTC().AppendFormat(out, tsLayout)
 				out = append(out, '"')
 				break
 			}
@@ -533,8 +610,68 @@ func (s *Server) normalise(out []byte, w *work, ev *object, rt route, bc *batchC
 	default:
 		out = append(out, bc.recvJSON...)
 	}
+	if !known {
+		event, known = eventTime(out[at:])
+	}
+	clamped := ""
+	if known && !inRange(event, bc.recv) {
+		clamped = shorten(out[at:])
+		out = append(out[:at], bc.recvJSON...)
+	}
 	out = append(out, '}')
-	return out, msgID, visitorKey(userID, anonymousID), code, msg
+	return out, msgID, visitorKey(userID, anonymousID), code, msg, clamped
+}
+
+// knownType reports whether typ is one of the six calls, in any case (RudderStack's SDKs
+// have sent "TRACK"; the presets read the type case-insensitively).
+func knownType(typ string) bool {
+	for _, k := range [...]string{"track", "identify", "page", "screen", "group", "alias"} {
+		if strings.EqualFold(typ, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// shorten returns a raw JSON value for a message, cut to 40 bytes.
+func shorten(raw []byte) string {
+	if len(raw) > 40 {
+		return string(raw[:37]) + "..."
+	}
+	return string(raw)
+}
+
+// The range of event times the edge lets through (inRange); the mapping's contract decides
+// within it (a preset may accept up to 366 days ahead, and rejects later ones).
+var minEventTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+const maxEventAhead = 366 * 24 * time.Hour
+
+// inRange reports whether an event time is sane: not before 2000-01-01T00:00:00Z (epoch 0,
+// Go's zero time, a negative epoch are client bugs) and at most 366 days after receivedAt.
+func inRange(t, recv time.Time) bool {
+	return !t.Before(minEventTime) && !t.After(recv.Add(maxEventAhead))
+}
+
+// eventTime reads a raw JSON time as the mapping's epoch_ms does (ISO-8601, epoch seconds or
+// milliseconds); ok is false when the mapping could not read it either (it rejects it then).
+func eventTime(raw []byte) (t time.Time, ok bool) {
+	var v mapping.Value
+	switch {
+	case len(raw) >= 2 && raw[0] == '"' && bytes.IndexByte(raw, '\\') < 0:
+		v = mapping.Value{Kind: mapping.String, Text: bstr(raw[1 : len(raw)-1])}
+	case len(raw) >= 2 && raw[0] == '"':
+		v = mapping.Value{Kind: mapping.String, Text: jsonString(raw)}
+	case len(raw) > 0 && (raw[0] == '-' || isDigit(raw[0])):
+		v = mapping.Value{Kind: mapping.Number, Text: bstr(raw)}
+	default:
+		return time.Time{}, false
+	}
+	ms, err := mapping.EpochMillis(v)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(ms), true
 }
 
 // visitorKey is the ordering key of an event at the edge: its userId when present, else its

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -98,7 +99,8 @@ func writeError(c echo.Context, e *reqError) error {
 	return c.JSONBlob(e.status, body)
 }
 
-// admit applies the draining state and the in-flight cap to ingest routes.
+// admit answers 503 shutting_down on ingest routes while the server drains. The in-flight
+// caps are taken by the handlers, once they know whether the request is authenticated.
 func (s *Server) admit(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if s.draining.Load() {
@@ -108,25 +110,56 @@ func (s *Server) admit(next echo.HandlerFunc) echo.HandlerFunc {
 			s.metrics.requests.WithLabelValues(c.Path(), "", "shutting_down").Inc()
 			return writeError(c, &reqError{http.StatusServiceUnavailable, "shutting_down", "the server is shutting down; retry later"})
 		}
-		select {
-		case s.sem <- struct{}{}:
-		default:
-			c.Response().Header().Set("Retry-After", s.retryHdr)
-			s.metrics.requests.WithLabelValues(c.Path(), "", "overloaded").Inc()
-			return writeError(c, &reqError{http.StatusServiceUnavailable, "overloaded", "too many requests in flight; retry after the Retry-After delay"})
-		}
-		s.metrics.inFlight.Inc()
-		defer func() {
-			s.metrics.inFlight.Dec()
-			<-s.sem
-		}()
 		return next(c)
 	}
 }
 
-// metricsSink accepts analytics.js's remote metrics (/v1/m) and discards them.
+var (
+	errOverloaded = &reqError{http.StatusServiceUnavailable, "overloaded", "too many requests in flight; retry after the Retry-After delay"}
+	errAnonFull   = &reqError{http.StatusServiceUnavailable, "overloaded", "too many requests without a write key header are being read; send the key as HTTP Basic auth, or retry after the Retry-After delay"}
+	errBodySlow   = &reqError{http.StatusRequestTimeout, "body_timeout", "the body did not arrive within the body deadline; send it again on a faster connection, or in smaller batches"}
+)
+
+// slot takes a slot of pool without waiting and counts it in g; it returns the function that
+// gives it back, or nil when every slot is taken.
+func slot(pool chan struct{}, g prometheus.Gauge) func() {
+	select {
+	case pool <- struct{}{}:
+	default:
+		return nil
+	}
+	g.Inc()
+	return func() {
+		g.Dec()
+		<-pool
+	}
+}
+
+// bodyDeadline bounds the time the request's body may take to arrive (Timeouts.Body, counted
+// from now, the end of the headers); the function it returns lifts the bound once the whole
+// body is read, so the connection's later reads (a hang-up, the next request) are not cut
+// short. Left in place, the bound also ends the server's wait for the rest of an unread body.
+func (s *Server) bodyDeadline(c echo.Context) func() {
+	rc := http.NewResponseController(c.Response())
+	if rc.SetReadDeadline(time.Now().Add(s.timeouts.Body)) != nil {
+		return func() {} // not a network connection (a test recorder)
+	}
+	return func() { _ = rc.SetReadDeadline(time.Time{}) }
+}
+
+// metricsSink accepts analytics.js's remote metrics (/v1/m) and discards them. It is
+// unauthenticated, so it reads within the unauthenticated cap and the body deadline.
 func (s *Server) metricsSink(c echo.Context) error {
-	_, _ = io.Copy(io.Discard, io.LimitReader(c.Request().Body, int64(s.limits.MaxRequestBytes)))
+	lift := s.bodyDeadline(c)
+	release := slot(s.anon, s.metrics.anon)
+	if release == nil {
+		c.Response().Header().Set("Retry-After", s.retryHdr)
+		return writeError(c, errAnonFull)
+	}
+	defer release()
+	if _, err := io.Copy(io.Discard, io.LimitReader(c.Request().Body, int64(s.limits.MaxRequestBytes))); err == nil {
+		lift()
+	}
 	return c.JSONBlob(http.StatusOK, []byte(`{"success":true}`))
 }
 

@@ -186,6 +186,8 @@ func (p *parser) parseBatch() bool {
 
 func kindOf(last byte) string {
 	switch last {
+	case '}':
+		return "object"
 	case ']':
 		return "array"
 	case '"':

@@ -82,7 +82,12 @@ const (
 	DefaultMaxBatchEvents  = 2500
 	DefaultMaxDepth        = 64
 	DefaultMaxInFlight     = 1024
-	DefaultRetryAfter      = 5 * time.Second
+	// DefaultMaxUnauthenticated caps the requests whose body is read before their write key
+	// is known (no key in a header): they cannot take the slots of authenticated requests.
+	DefaultMaxUnauthenticated = 256
+	DefaultRetryAfter         = 5 * time.Second
+	// DefaultBodyTimeout bounds how long a request body may take to arrive.
+	DefaultBodyTimeout = 10 * time.Second
 )
 
 func (l Limits) withDefaults() Limits {
@@ -106,8 +111,12 @@ func (l Limits) withDefaults() Limits {
 
 // Timeouts protect the server against slow clients. Zero fields take the defaults.
 type Timeouts struct {
-	ReadHeader     time.Duration // default 5 s
-	Read           time.Duration // whole request including the body; default 30 s
+	ReadHeader time.Duration // default 5 s
+	Read       time.Duration // whole request including the body; default 30 s
+	// Body bounds the time from the end of the headers to the end of the body (default 10 s,
+	// at most Read): a client that sends its body slower is answered 408 body_timeout and
+	// gives its in-flight slot back.
+	Body           time.Duration
 	Write          time.Duration // default 30 s; must exceed the Store's worst Append
 	Idle           time.Duration // keep-alive; default 120 s
 	MaxHeaderBytes int           // default 64 KB
@@ -120,6 +129,10 @@ func (t Timeouts) withDefaults() Timeouts {
 	if t.Read <= 0 {
 		t.Read = 30 * time.Second
 	}
+	if t.Body <= 0 {
+		t.Body = DefaultBodyTimeout
+	}
+	t.Body = min(t.Body, t.Read)
 	if t.Write <= 0 {
 		t.Write = 30 * time.Second
 	}
@@ -154,9 +167,15 @@ type Options struct {
 	// request is attributed to its TCP peer and forwarding headers are ignored. The address
 	// becomes the event's context.ip when the event has none.
 	TrustedProxies []netip.Prefix
-	// MaxInFlight caps concurrent ingest requests; beyond it the server answers 503 with
-	// Retry-After (default 1,024).
+	// MaxInFlight caps concurrent authenticated ingest requests; beyond it the server answers
+	// 503 overloaded with Retry-After (default 1,024). A request takes its slot once its write
+	// key is known good: right after the headers when the key is in one, after the body
+	// otherwise.
 	MaxInFlight int
+	// MaxUnauthenticated caps the requests whose body is being read before their write key
+	// is known (the key in the body, or none); beyond it they are answered 503 overloaded
+	// (default 256). These never hold a MaxInFlight slot while their body arrives.
+	MaxUnauthenticated int
 	// RetryAfter is what 503 answers tell clients to wait (default 5 s).
 	RetryAfter time.Duration
 	// Timeouts are the HTTP server's timeouts, used by Serve.
@@ -190,7 +209,9 @@ type Server struct {
 	now      func() time.Time
 	newID    func() string
 	metrics  *metrics
-	sem      chan struct{}
+	sem      chan struct{} // slots of authenticated requests
+	anon     chan struct{} // slots of requests read before their key is known
+	timeouts Timeouts
 	retryHdr string
 	ready    atomic.Bool
 	draining atomic.Bool
@@ -225,6 +246,12 @@ func New(opts Options) (*Server, error) {
 		inFlight = DefaultMaxInFlight
 	}
 	s.sem = make(chan struct{}, inFlight)
+	anon := opts.MaxUnauthenticated
+	if anon <= 0 {
+		anon = DefaultMaxUnauthenticated
+	}
+	s.anon = make(chan struct{}, anon)
+	s.timeouts = opts.Timeouts.withDefaults()
 	ra := opts.RetryAfter
 	if ra <= 0 {
 		ra = DefaultRetryAfter
@@ -343,7 +370,7 @@ func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
 // Serve serves HTTP on l with the configured timeouts until Shutdown; it returns nil after a
 // Shutdown and the listener's error otherwise.
 func (s *Server) Serve(l net.Listener) error {
-	t := s.opts.Timeouts.withDefaults()
+	t := s.timeouts
 	srv := &http.Server{
 		Handler:           s.echo,
 		ReadHeaderTimeout: t.ReadHeader,
