@@ -207,8 +207,8 @@ func (c *Client) send(ctx context.Context, r queue.Request) Attempt {
 		return Attempt{Class: Dead, Err: fmt.Errorf("bad request URL %q: %v; fix the mapping's base_url, then replay", r.URL, err)}
 	}
 	for _, h := range r.Headers {
-		if !validHeader(h) {
-			return Attempt{Class: Dead, Err: fmt.Errorf("cannot send header %q: a header name must be a token and a value may not hold line breaks; fix the mapping, then replay", h.Name)}
+		if why := headerProblem(h); why != "" {
+			return Attempt{Class: Dead, Err: fmt.Errorf("cannot send header %q: %s; fix the mapping, then replay", h.Name, why)}
 		}
 	}
 	w := c.watch(ctx)
@@ -376,10 +376,19 @@ func isToken(v string) bool {
 	return v != "" && strings.IndexFunc(v, func(r rune) bool { return !isTokenChar(r) }) < 0
 }
 
-// validHeader reports whether a header can be sent as it is: a token name and a value
-// without CR, LF or NUL (which would split the request).
-func validHeader(h queue.Header) bool {
-	return isToken(h.Name) && !strings.ContainsAny(h.Value, "\r\n\x00")
+// headerProblem says why a header cannot be sent as it is, naming what is wrong: a name
+// that is not a token, or a value holding CR or LF (which would split the request) or NUL;
+// "" when it can be sent.
+func headerProblem(h queue.Header) string {
+	switch {
+	case !isToken(h.Name):
+		return "its name is not an HTTP token"
+	case strings.ContainsAny(h.Value, "\r\n"):
+		return "its value holds a line break (CR or LF)"
+	case strings.IndexByte(h.Value, 0) >= 0:
+		return "its value holds a NUL byte"
+	}
+	return ""
 }
 
 func isTokenChar(r rune) bool {

@@ -393,14 +393,23 @@ func TestClientRefusesHeadersThatWouldSplitTheRequest(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { calls.Add(1) }))
 	defer srv.Close()
 	c := NewClient(ClientOptions{})
-	for _, h := range []queue.Header{
-		{Name: "User-Agent", Value: "x\r\nX-Injected: 1"},
-		{Name: "X-Forwarded-For", Value: "1.2.3.4\n"},
-		{Name: "Bad Name", Value: "v"},
-		{Name: "", Value: "v"},
+	for _, tc := range []struct {
+		h    queue.Header
+		says string // what the error must name
+	}{
+		{queue.Header{Name: "User-Agent", Value: "x\r\nX-Injected: 1"}, "a line break"},
+		{queue.Header{Name: "X-Forwarded-For", Value: "1.2.3.4\n"}, "a line break"},
+		{queue.Header{Name: "User-Agent", Value: "UA\x00/1.0"}, "a NUL byte"},
+		{queue.Header{Name: "Bad Name", Value: "v"}, "not an HTTP token"},
+		{queue.Header{Name: "", Value: "v"}, "not an HTTP token"},
 	} {
-		if a := c.Send(context.Background(), get(srv.URL+"/track/ce", h)); a.Class != Dead || a.Err == nil {
-			t.Errorf("header %q: %q: got %s err %v, want dead", h.Name, h.Value, a.Class, a.Err)
+		a := c.Send(context.Background(), get(srv.URL+"/track/ce", tc.h))
+		if a.Class != Dead || a.Err == nil {
+			t.Errorf("header %q: %q: got %s err %v, want dead", tc.h.Name, tc.h.Value, a.Class, a.Err)
+			continue
+		}
+		if msg := a.Err.Error(); !strings.Contains(msg, tc.says) || tc.says != "a line break" && strings.Contains(msg, "line break") {
+			t.Errorf("header %q: %q: the error says %q; want it to name %s and nothing else", tc.h.Name, tc.h.Value, msg, tc.says)
 		}
 	}
 	if n := calls.Load(); n != 0 {
