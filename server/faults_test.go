@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -38,7 +37,7 @@ func metricsText(t *testing.T, s *Server) string {
 
 // slowBody opens a connection to addr and sends the head of a POST whose body is never
 // finished; it dribbles a byte every interval until the connection fails or stop is closed.
-// It returns the status line the server answered ("" when none) on done.
+// It returns the answer the server wrote ("" when none) on done.
 func slowBody(t *testing.T, addr, path, header string, interval time.Duration, stop <-chan struct{}) <-chan string {
 	done := make(chan string, 1)
 	c, err := net.Dial("tcp", addr)
@@ -53,8 +52,8 @@ func slowBody(t *testing.T, addr, path, header string, interval time.Duration, s
 	}
 	answer := make(chan string, 1)
 	go func() {
-		line, _ := bufio.NewReader(c).ReadString('\n')
-		answer <- strings.TrimSpace(line)
+		b, _ := io.ReadAll(c)
+		answer <- string(b)
 	}()
 	go func() {
 		defer c.Close()
@@ -81,7 +80,7 @@ func slowBody(t *testing.T, addr, path, header string, interval time.Duration, s
 
 // TestSlowBodiesCannotHoldKeyedSlots: clients without a write key header that dribble their
 // bodies fill only the slots of unauthenticated reads; a client with a good key in its
-// header is admitted, the slow ones are cut off by the body deadline with 408, and once they
+// header is admitted, the slow ones are cut off by the body deadline with 503 body_timeout, and once they
 // are gone a client with the key in its body is admitted again.
 func TestSlowBodiesCannotHoldKeyedSlots(t *testing.T) {
 	s, st := newTest(t, func(o *Options) {
@@ -132,25 +131,29 @@ func TestSlowBodiesCannotHoldKeyedSlots(t *testing.T) {
 			t.Fatalf("a keyed request while slow bodies hold the unauthenticated slots: %d %s", status, body)
 		}
 	}
-	// The body deadline cuts every slow client off: 408 for those that were being read,
-	// 503 for those refused at once (the server stops waiting for their bodies too).
+	// The body deadline cuts every slow client off: body_timeout for those that were being
+	// read, overloaded for those refused at once (the server stops waiting for their bodies
+	// too); both 503 with Retry-After.
 	cut := 0
 	for i, a := range answers {
 		select {
-		case line := <-a:
+		case ans := <-a:
+			if !strings.HasPrefix(ans, "HTTP/1.1 503 ") || !strings.Contains(ans, "Retry-After: 5") {
+				t.Errorf("slow client %d was answered %q, want 503 with Retry-After", i, ans)
+			}
 			switch {
-			case strings.Contains(line, " 408 "):
+			case strings.Contains(ans, `"code":"body_timeout"`):
 				cut++
-			case strings.Contains(line, " 503 "):
+			case strings.Contains(ans, `"code":"overloaded"`):
 			default:
-				t.Errorf("slow client %d was answered %q, want 408 or 503", i, line)
+				t.Errorf("slow client %d was answered %q, want body_timeout or overloaded", i, ans)
 			}
 		case <-time.After(20 * time.Second):
 			t.Fatalf("slow client %d was not cut off 20 s after the 1.5 s body deadline", i)
 		}
 	}
 	if cut < 4 {
-		t.Errorf("%d slow clients were answered 408 body_timeout; want at least the 4 being read", cut)
+		t.Errorf("%d slow clients were answered body_timeout; want at least the 4 being read", cut)
 	}
 	// Recovery: a body-key request is admitted again, without a restart.
 	if status, body := post(bodyKeyed, false); status != 200 {
@@ -177,9 +180,9 @@ func TestSlowKeyedBodyReleasesItsSlot(t *testing.T) {
 	defer close(stop)
 	a := slowBody(t, strings.TrimPrefix(url, "http://"), "/v1/batch", "Authorization: "+basic(keyWeb)+"\r\n", 100*time.Millisecond, stop)
 	select {
-	case line := <-a:
-		if !strings.Contains(line, " 408 ") {
-			t.Errorf("the slow keyed client was answered %q, want 408", line)
+	case ans := <-a:
+		if !strings.HasPrefix(ans, "HTTP/1.1 503 ") || !strings.Contains(ans, `"code":"body_timeout"`) {
+			t.Errorf("the slow keyed client was answered %q, want 503 body_timeout", ans)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the slow keyed client was not cut off")

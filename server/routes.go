@@ -117,7 +117,7 @@ func (s *Server) admit(next echo.HandlerFunc) echo.HandlerFunc {
 var (
 	errOverloaded = &reqError{http.StatusServiceUnavailable, "overloaded", "too many requests in flight; retry after the Retry-After delay"}
 	errAnonFull   = &reqError{http.StatusServiceUnavailable, "overloaded", "too many requests without a write key header are being read; send the key as HTTP Basic auth, or retry after the Retry-After delay"}
-	errBodySlow   = &reqError{http.StatusRequestTimeout, "body_timeout", "the body did not arrive within the body deadline; send it again on a faster connection, or in smaller batches"}
+	errBodySlow   = &reqError{http.StatusServiceUnavailable, "body_timeout", "the body did not arrive within the body deadline; retry after the Retry-After delay, in smaller batches on a slow connection"}
 )
 
 // slot takes a slot of pool without waiting and counts it in g; it returns the function that

@@ -114,8 +114,8 @@ type Timeouts struct {
 	ReadHeader time.Duration // default 5 s
 	Read       time.Duration // whole request including the body; default 30 s
 	// Body bounds the time from the end of the headers to the end of the body (default 10 s,
-	// at most Read): a client that sends its body slower is answered 408 body_timeout and
-	// gives its in-flight slot back.
+	// at most Read): a client that sends its body slower is answered 503 body_timeout with
+	// Retry-After (a status every SDK retries) and gives its in-flight slot back.
 	Body           time.Duration
 	Write          time.Duration // default 30 s; must exceed the Store's worst Append
 	Idle           time.Duration // keep-alive; default 120 s
