@@ -452,7 +452,7 @@ func (s *Server) normalise(out []byte, w *work, ev *object, rt route, bc *batchC
 	if rt.typ == "" && (len(typ) < 2 || typ[0] != '"') && code == "" {
 		code, msg = "missing_type", `the event has no "type"; set it to track, identify, page, screen, group or alias`
 	}
-	if rt.typ == "" && code == "" && !knownType(jsonString(typ)) {
+	if rt.typ == "" && code == "" && !knownType(typ) {
 		code, msg = "unknown_type", "the event's type "+shorten(typ)+" is not track, identify, page, screen, group or alias; fix the call that sends it"
 	}
 	// A string messageId is kept; a number is kept as its text (an SDK's retry carries the
@@ -622,9 +622,13 @@ func (s *Server) normalise(out []byte, w *work, ev *object, rt route, bc *batchC
 	return out, msgID, visitorKey(userID, anonymousID), code, msg, clamped
 }
 
-// knownType reports whether typ is one of the six calls, in any case (RudderStack's SDKs
-// have sent "TRACK"; the presets read the type case-insensitively).
-func knownType(typ string) bool {
+// knownType reports whether raw, a JSON string, is one of the six calls, in any case
+// (RudderStack's SDKs have sent "TRACK"; the presets read the type case-insensitively).
+func knownType(raw []byte) bool {
+	typ := bstr(raw[1 : len(raw)-1])
+	if bytes.IndexByte(raw, '\\') >= 0 {
+		typ = jsonString(raw)
+	}
 	for _, k := range [...]string{"track", "identify", "page", "screen", "group", "alias"} {
 		if strings.EqualFold(typ, k) {
 			return true
