@@ -426,13 +426,14 @@ func present(raw []byte) bool {
 // of range and replaced by receivedAt, the value it had (shortened).
 //
 // The event keeps its members in order, except that: type comes from the path on single-event
-// routes; a missing messageId is generated, and a numeric one becomes its text; the wrapper's context and integrations are merged
-// in (the event's own keys win); writeKey is dropped (no secrets on disk); and the time fields
-// are rewritten at the end — originalTimestamp (the event's, else its timestamp), sentAt (the
-// event's, else the wrapper's, else the SentAt header), receivedAt (now) and timestamp:
-// kept when the event has both timestamp and originalTimestamp, else corrected for clock skew
-// as receivedAt − (sentAt − originalTimestamp) when both parse, else originalTimestamp, else
-// receivedAt; and receivedAt when the mapping would read it as a time out of range (inRange).
+// routes; a missing messageId is generated, and a numeric one becomes its text; the wrapper's
+// context and integrations are merged in (the event's own keys win); writeKey is dropped (no
+// secrets on disk); and the time fields are rewritten at the end — originalTimestamp (the
+// event's, else its timestamp), sentAt (the event's, else the wrapper's, else the SentAt
+// header), receivedAt (now) and timestamp: kept when the event has both timestamp and
+// originalTimestamp, else corrected for clock skew as receivedAt − (sentAt −
+// originalTimestamp) when both parse, else originalTimestamp, else receivedAt; and receivedAt
+// when the mapping would read it as a time out of range (inRange).
 func (s *Server) normalise(out []byte, w *work, ev *object, rt route, bc *batchCtx) ([]byte, string, string, string, string, string) {
 	p := &w.p
 	d := p.data
