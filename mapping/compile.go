@@ -230,7 +230,9 @@ func (c *compiler) program(opts Options) *Program {
 	sort.Ints(p.exprSlots)
 	nslots := len(p.paths.paths)
 	p.pool.New = func() any {
-		return &state{slots: make([]gjson.Result, nslots), env: exprEnv{P: make([]any, nslots), Settings: settingsAny}}
+		st := &state{slots: make([]gjson.Result, nslots), env: exprEnv{P: make([]any, nslots), Settings: settingsAny}}
+		st.env.B = &st.budget
+		return st
 	}
 	return p
 }

@@ -24,6 +24,7 @@ type exprEnv struct {
 	P        []any          `expr:"__p"`
 	Value    any            `expr:"value"`
 	Settings map[string]any `expr:"settings"`
+	B        *budget        `expr:"__b"` // what this event's expressions have used (limits.go)
 }
 
 // Functions is the list of the project's own functions available to expressions, with their
@@ -56,6 +57,9 @@ func (c *exprCompiler) functionNames() map[string]bool {
 	for _, f := range Functions {
 		m[f.Name] = true
 	}
+	for name := range boundedBuiltins {
+		m[name] = true // overridden builtins are functions to the parser (limits.go)
+	}
 	return m
 }
 
@@ -73,8 +77,12 @@ func (c *exprCompiler) compile(src string, asBool bool) (*program, error) {
 		expr.Env(exprEnv{}),
 		expr.Patch(p),
 		expr.Patch(g),
-		expr.MaxNodes(2000),
 	}
+	if boundExpressions {
+		opts = append(opts, expr.Patch(&boundPatcher{}))
+		opts = append(opts, boundOpts...)
+	}
+	opts = append(opts, expr.MaxNodes(2000))
 	opts = append(opts, c.functionOptions()...)
 	if asBool {
 		opts = append(opts, expr.AsBool())
@@ -221,6 +229,9 @@ func (c *exprCompiler) functionOptions() []expr.Option {
 			return truthy(args[0]), nil
 		}, new(func(any) bool)),
 		expr.Function("json", func(args ...any) (any, error) {
+			if err := checkEncoded("json", args[0]); err != nil {
+				return nil, err
+			}
 			b, err := json.Marshal(args[0])
 			return string(b), err
 		}, new(func(any) string)),
