@@ -47,7 +47,9 @@ type exprCompiler struct {
 	used     map[int]bool // slots read by some expression
 	tables   map[string]*Table
 	settings map[string]any
-	at       SourceRef // where the expression being compiled is written
+	at       SourceRef   // where the expression being compiled is written
+	warnings Diagnostics // constructs the limits stop only at run time (limits.go)
+	warned   map[Diagnostic]bool
 }
 
 var envFields = map[string]bool{"__p": true, "value": true, "settings": true}
@@ -68,6 +70,17 @@ func (c *exprCompiler) compile(src string, asBool bool) (*program, error) {
 	tree, err := parser.Parse(src)
 	if err != nil {
 		return nil, cleanExprError(err)
+	}
+	for _, msg := range unboundedConstructs(tree.Node) {
+		d := Diagnostic{File: c.at.File, Line: c.at.Line, Col: c.at.Col, Code: CodeUnbounded, Msg: msg,
+			Hint: "bound it by the mapping, not the event (literal counts, take(), no growing accumulator); past the limits the event is dead-lettered with expression_error"}
+		if !c.warned[d] {
+			if c.warned == nil {
+				c.warned = map[Diagnostic]bool{}
+			}
+			c.warned[d] = true
+			c.warnings = append(c.warnings, d)
+		}
 	}
 	lets := map[string]bool{}
 	ast.Walk(&tree.Node, letCollector(lets))

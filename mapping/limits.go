@@ -350,3 +350,95 @@ func builds(t reflect.Type) bool {
 	}
 	return false
 }
+
+// CodeUnbounded is the warning code of an expression construct whose size or work depends on
+// the event or grows with every step: the evaluation limits stop it at run time (the event is
+// rejected with expression_error), but `config check` and `lint` point at it beforehand.
+const CodeUnbounded = "unbounded_expression"
+
+// unboundedConstructs reports the constructs of a parsed expression whose cost the compiler
+// cannot bound: repeat with a count that is not a literal, a range with a bound that is not a
+// literal, and a reduce whose accumulator grows with every element (+, concat, an array or a
+// repeat holding #acc, unless it starts from a number).
+func unboundedConstructs(n ast.Node) []string {
+	var found []string
+	ast.Walk(&n, visitFunc(func(node ast.Node) {
+		if name, args := called(node); name == "repeat" && len(args) == 2 && !literal(args[1]) {
+			found = append(found, "repeat() with a count that is not a literal number: the string grows with the event")
+		}
+		switch t := node.(type) {
+		case *ast.BinaryNode:
+			if t.Operator == ".." && (!literal(t.Left) || !literal(t.Right)) {
+				found = append(found, "a range whose bounds are not literal numbers: its length depends on the event")
+			}
+		case *ast.BuiltinNode:
+			if t.Name != "reduce" || len(t.Arguments) < 2 {
+				return
+			}
+			if len(t.Arguments) == 3 {
+				switch t.Arguments[2].(type) {
+				case *ast.IntegerNode, *ast.FloatNode:
+					return
+				}
+			}
+			if growsAcc(t.Arguments[1]) {
+				found = append(found, "reduce() whose accumulator grows with every element (#acc in a +, concat, an array or repeat): its size is bounded only by the evaluation limits")
+			}
+		}
+	}))
+	return found
+}
+
+// growsAcc reports whether a reduce body builds a larger value out of #acc.
+func growsAcc(body ast.Node) bool {
+	grows := false
+	ast.Walk(&body, visitFunc(func(node ast.Node) {
+		var parts []ast.Node
+		switch t := node.(type) {
+		case *ast.BinaryNode:
+			if t.Operator == "+" {
+				parts = []ast.Node{t.Left, t.Right}
+			}
+		case *ast.ArrayNode:
+			parts = t.Nodes
+		}
+		if name, args := called(node); name == "concat" || name == "repeat" {
+			parts = args
+		}
+		for _, p := range parts {
+			if pn, ok := p.(*ast.PointerNode); ok && pn.Name == "acc" {
+				grows = true
+			}
+		}
+	}))
+	return grows
+}
+
+// called returns the name and arguments of a call of a function or builtin by name.
+func called(n ast.Node) (string, []ast.Node) {
+	switch t := n.(type) {
+	case *ast.CallNode:
+		if id, ok := t.Callee.(*ast.IdentifierNode); ok {
+			return id.Value, t.Arguments
+		}
+	case *ast.BuiltinNode:
+		return t.Name, t.Arguments
+	}
+	return "", nil
+}
+
+// literal reports whether n is a number written in the expression (negative ones included).
+func literal(n ast.Node) bool {
+	switch t := n.(type) {
+	case *ast.IntegerNode, *ast.FloatNode:
+		return true
+	case *ast.UnaryNode:
+		return t.Operator == "-" && literal(t.Node)
+	}
+	return false
+}
+
+// visitFunc adapts a function to ast.Visitor.
+type visitFunc func(ast.Node)
+
+func (f visitFunc) Visit(n *ast.Node) { f(*n) }

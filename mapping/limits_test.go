@@ -78,3 +78,33 @@ mappings:
 		}
 	}
 }
+
+// TestUnboundedWarnings checks the compiler's warnings about constructs whose cost depends on
+// the event, and that bounded ones are not flagged.
+func TestUnboundedWarnings(t *testing.T) {
+	for _, tc := range []struct {
+		expr string
+		want string // "" for no warning
+	}{
+		{`len(reduce(1..40, #acc + #acc, "a"))`, "accumulator grows"},
+		{`reduce(properties.items, concat(#acc, [#.id]), [])`, "accumulator grows"},
+		{`reduce(properties.items, #acc + #.price, 0)`, ""},
+		{`repeat("ab", properties.n)`, "repeat() with a count"},
+		{`repeat("ab", 3)`, ""},
+		{`map(1..properties.n, #)`, "a range whose bounds"},
+		{`map(-2..5, #)`, ""},
+		{`upper(event)`, ""},
+	} {
+		p := compile(t, "identity: {when_none: send}\nmappings:\n  - name: m\n    endpoint: ce\n    fields: {event: {path: event}, ce_x: {expr: '"+tc.expr+"'}}\n")
+		ws := p.Warnings()
+		if tc.want == "" {
+			if len(ws) != 0 {
+				t.Errorf("%s: warnings %v, want none", tc.expr, ws)
+			}
+			continue
+		}
+		if len(ws) != 1 || ws[0].Code != mapping.CodeUnbounded || !strings.Contains(ws[0].Msg, tc.want) || ws[0].Line != 8 {
+			t.Errorf("%s: warnings %v, want one %s at line 8 saying %q", tc.expr, ws, mapping.CodeUnbounded, tc.want)
+		}
+	}
+}
