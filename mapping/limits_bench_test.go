@@ -12,7 +12,8 @@ import (
 // BenchmarkExpressionLimits measures what the evaluation limits cost: each shipped preset, and
 // a mapping whose expressions all run on the VM (loops included), compiled with and without
 // the limits and run over the corpus in alternating slices of the same run, so machine load
-// affects both sides alike. It reports the ratio bounded/unbounded of the time per event.
+// affects both sides alike. It reports the ratio bounded/unbounded of the time per event, and
+// the allocations per event the limits add.
 func BenchmarkExpressionLimits(b *testing.B) {
 	events := corpus.Generate(1, 5000)
 	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -67,7 +68,12 @@ mappings:
 				tp += slice(plain, done, n)
 				tb += slice(bounded, done, n)
 			}
+			allocs := func(p *mapping.Program) float64 {
+				i := 0
+				return testing.AllocsPerRun(len(events), func() { p.RunInto(&res, events[i%len(events)], now); i++ })
+			}
 			b.ReportMetric(float64(tb)/float64(tp), "bounded/unbounded")
+			b.ReportMetric(allocs(bounded)-allocs(plain), "extra-allocs/event")
 			b.ReportMetric(float64(tb.Nanoseconds())/float64(b.N), "ns/event")
 		})
 	}
