@@ -11,9 +11,21 @@ import (
 	"time"
 )
 
-// runawayConfig writes a sources file whose mapping folder adds, to the default preset, a
-// mapping for the event "Poison" with an expression that doubles a string forty times (2^40
-// bytes), and returns the sources file's path.
+// poisonMapping is a mapping file whose mapping for the event "Poison" has an expression that
+// doubles a string forty times (2^40 bytes).
+const poisonMapping = `kind: mappings
+mappings:
+  - name: poison
+    when: type == "track" && event == "Poison"
+    endpoint: ce
+    fields:
+      event: {path: event}
+      ce_mid: {path: properties.mid}
+      ce_size: {expr: 'len(reduce(1..40, #acc + #acc, "a"))'}
+`
+
+// runawayConfig writes a sources file whose mapping folder adds poisonMapping to the default
+// preset, and returns the sources file's path.
 func runawayConfig(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -28,16 +40,7 @@ func runawayConfig(t *testing.T) string {
     settings: {project: web.example.com}
     mappings: [mappings]
 `), 0o644)
-	os.WriteFile(filepath.Join(dir, "mappings", "poison.yaml"), []byte(`kind: mappings
-mappings:
-  - name: poison
-    when: type == "track" && event == "Poison"
-    endpoint: ce
-    fields:
-      event: {path: event}
-      ce_mid: {path: properties.mid}
-      ce_size: {expr: 'len(reduce(1..40, #acc + #acc, "a"))'}
-`), 0o644)
+	os.WriteFile(filepath.Join(dir, "mappings", "poison.yaml"), []byte(poisonMapping), 0o644)
 	return cfg
 }
 

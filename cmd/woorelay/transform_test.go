@@ -190,15 +190,7 @@ func TestConfigErrors(t *testing.T) {
 // the next event is mapped as usual.
 func TestTransformRunawayExpression(t *testing.T) {
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "poison.yaml"), []byte(`kind: mappings
-mappings:
-  - name: poison
-    when: type == "track" && event == "Poison"
-    endpoint: ce
-    fields:
-      event: {path: event}
-      ce_size: {expr: 'len(reduce(1..40, #acc + #acc, "a"))'}
-`), 0o644)
+	os.WriteFile(filepath.Join(dir, "poison.yaml"), []byte(poisonMapping), 0o644)
 	events := filepath.Join(dir, "events.ndjson")
 	os.WriteFile(events, []byte(`{"type":"track","event":"Poison","userId":"u1"}
 {"type":"track","event":"Fine","userId":"u1"}
