@@ -50,8 +50,9 @@ func (d *Debugger) Mount(e *echo.Echo, guard echo.MiddlewareFunc, login echo.Han
 	})
 }
 
-// sameOrigin refuses a request that a browser says (Sec-Fetch-Site) or shows (an Origin whose
-// host is not the request's Host) comes from a page of another site or origin: only the
+// sameOrigin refuses a request that a browser says (Sec-Fetch-Site) or, when it does not say,
+// shows (an Origin whose host is not the request's Host) comes from a page of another site or
+// origin, as http.CrossOriginProtection decides for requests that change something: only the
 // debugger's own page, and clients that are not browsers, read the API. The admin API's CSRF
 // rule refuses such requests when they change something; this one refuses reads too, the
 // stream first, whose events no other site's page may see or hold open.
@@ -59,7 +60,9 @@ func sameOrigin(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
 		switch site := r.Header.Get("Sec-Fetch-Site"); site {
-		case "", "same-origin", "none":
+		case "same-origin", "none":
+			return next(c)
+		case "": // not a browser, or an old one: its Origin, if any, tells
 		default:
 			return fail(c, http.StatusForbidden, "cross_site", "the debugger's API answers only the debugger's own page; this request came from another site ("+site+")")
 		}
