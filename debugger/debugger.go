@@ -107,8 +107,9 @@ type Debugger struct {
 	done    chan struct{}
 	once    sync.Once
 
-	skipped atomic.Int64 // events not followed: past Options.Follow in their second
-	queued  atomic.Int64 // bytes waiting to be written to all the browsers (Options.StreamBytes)
+	skipped atomic.Int64  // events not followed: past Options.Follow in their second
+	queued  atomic.Int64  // bytes waiting to be written to all the browsers (Options.StreamBytes)
+	listing chan struct{} // a slot per GET /debugger/api/events answer in the making (listSlots)
 
 	// The follow filter, which the taps consult: fmu guards it and is held only for map
 	// operations, by the taps and the folder.
@@ -166,6 +167,7 @@ func New(o Options) *Debugger {
 		ring: make([]*record, o.Events), next: 1, byKey: map[eventKey]*record{}, byURL: map[string][]*record{},
 		following: map[eventKey]struct{}{}, awaiting: map[string]int{},
 		viewers: map[*viewer]struct{}{}, health: newHealthSeries(o.HealthWindow),
+		listing: make(chan struct{}, listSlots),
 	}
 	go d.run()
 	return d

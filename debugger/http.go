@@ -88,8 +88,22 @@ func fail(c echo.Context, status int, code, msg string) error {
 	return c.JSON(status, admin.Error{Code: code, Message: msg})
 }
 
-// list answers the ring, oldest first.
+// listSlots is how many GET /debugger/api/events answers (each the whole ring) may be built
+// or written at once; the ring is bounded, so this bounds what they hold in all.
+const listSlots = 2
+
+// list answers the ring, oldest first. At most listSlots answers are in the making at once
+// (past that 503 with Retry-After), and a write that waits 10 s ends the answer, so clients
+// that do not read cannot make the relay hold copies of the ring without bound.
 func (d *Debugger) list(c echo.Context) error {
+	select {
+	case d.listing <- struct{}{}:
+		defer func() { <-d.listing }()
+	default:
+		c.Response().Header().Set("Retry-After", "5")
+		return fail(c, http.StatusServiceUnavailable, "too_many_viewers", fmt.Sprintf("%d lists of the debugger's events are being sent already; retry in a few seconds", listSlots))
+	}
+	http.NewResponseController(c.Response()).SetWriteDeadline(time.Now().Add(10 * time.Second))
 	d.mu.Lock()
 	rs := d.records()
 	out := make([]json.RawMessage, len(rs))

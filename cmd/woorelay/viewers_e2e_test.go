@@ -34,6 +34,11 @@ func rssMB(pid int) int {
 // openViewer opens the debugger's stream with a tiny receive buffer and reads only the status
 // line, as a tab that stopped reading would; it returns the status and the connection.
 func openViewer(t *testing.T, adminURL string, headers ...string) (int, net.Conn) {
+	return openStalled(t, adminURL, "/debugger/api/stream", headers...)
+}
+
+// openStalled GETs path on the admin listener as openViewer does.
+func openStalled(t *testing.T, adminURL, path string, headers ...string) (int, net.Conn) {
 	t.Helper()
 	host := strings.TrimPrefix(adminURL, "http://")
 	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
@@ -43,7 +48,7 @@ func openViewer(t *testing.T, adminURL string, headers ...string) (int, net.Conn
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(conn, "GET /debugger/api/stream HTTP/1.1\r\nHost: %s\r\n%s\r\n", host, strings.Join(headers, ""))
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", path, host, strings.Join(headers, ""))
 	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 	line, err := bufio.NewReaderSize(conn, 16).ReadString('\n')
 	if err != nil {
@@ -86,9 +91,10 @@ func ingestBig(t *testing.T, url, tag string, n int) {
 }
 
 // TestDebuggerViewersAreBounded: on a real serve process whose debugger ring holds 1,000 events
-// of ~10 KB each, twice as many stream viewers as the limit connect and never read. The ones
-// past the limit are answered 503 too_many_viewers with Retry-After; the others hold a bounded
-// page each, so the relay's memory stays bounded, and ingest goes on acknowledging (and
+// of ~10 KB each, twice as many stream viewers as the limit connect and never read, and twelve
+// lists of the ring are asked for and never read. The ones past the limits are answered 503
+// too_many_viewers with Retry-After; the others hold a bounded page each (or a ring, for the
+// few lists), so the relay's memory stays bounded, and ingest goes on acknowledging (and
 // delivering) every event. Cross-site requests for the stream are refused. When the viewers go
 // away the relay lets them go by itself, and a new viewer gets a recent page, not the ring, and
 // then the live changes.
@@ -124,6 +130,18 @@ func TestDebuggerViewersAreBounded(t *testing.T) {
 	if refused < debugger.DefaultMaxViewers {
 		t.Errorf("%d of %d viewers were refused, want at least %d (the limit is %d)", refused, len(conns), debugger.DefaultMaxViewers, debugger.DefaultMaxViewers)
 	}
+	// Lists of the whole ring that are never read: a few at a time, the others refused.
+	listRefused := 0
+	for range 12 {
+		status, conn := openStalled(t, p.admin, "/debugger/api/events")
+		conns = append(conns, conn)
+		if status == http.StatusServiceUnavailable {
+			listRefused++
+		}
+	}
+	if listRefused < 9 {
+		t.Errorf("%d of 12 unread lists of the ring were refused, want at least 9", listRefused)
+	}
 	if h := readDebuggerHealth(t, p); h.Viewers > debugger.DefaultMaxViewers {
 		t.Errorf("%d viewers on the stream, over the limit of %d", h.Viewers, debugger.DefaultMaxViewers)
 	}
@@ -132,7 +150,7 @@ func TestDebuggerViewersAreBounded(t *testing.T) {
 	if before > 0 && during-before > 200 {
 		t.Errorf("the relay grew from %d MB to %d MB with stalled viewers; their bytes are bounded (%d MB in all)", before, during, debugger.DefaultStreamBytes>>20)
 	}
-	t.Logf("resident memory: %d MB before the viewers, %d MB with %d stalled ones", before, during, len(conns)-refused)
+	t.Logf("resident memory: %d MB before the viewers, %d MB with %d stalled ones", before, during, len(conns)-refused-listRefused)
 
 	for _, c := range conns {
 		c.Close()
