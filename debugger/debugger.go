@@ -11,13 +11,18 @@
 // the note is dropped and counted, so the debugger never slows ingest or delivery. One
 // goroutine folds the notes into a ring of the latest followed events (Options.Events) and
 // hands each change to the browsers watching the stream, each through its own bounded
-// buffer: a slow or stalled browser loses events from its view, never the relay. The health
-// view counts every attempt, followed or not.
+// buffer: a slow or stalled browser loses events from its view, never the relay. The buffers
+// are bounded in changes and in bytes, per browser and for all of them (Options.ViewerBytes,
+// StreamBytes, MaxViewers); a browser that connects is sent a page of the latest events
+// (Options.StreamPage), not the whole ring, and a write that waits 10 s ends its stream, which
+// frees all it held. The API answers only the debugger's own page: a request another site's
+// page makes (Sec-Fetch-Site, or an Origin unlike Host) is refused. The health view counts
+// every attempt, followed or not.
 //
 // Routes (Mount puts them behind the admin API's access rule):
 //
 //	GET  /debugger/                 the page (HTML, CSS and JavaScript embedded in the binary)
-//	GET  /debugger/api/stream       server-sent events: "event" (one event, whole, as it changes), "dropped"
+//	GET  /debugger/api/stream       server-sent events: a page of the latest events, "ready", then "event" (one event, whole, as it changes), "dropped"
 //	GET  /debugger/api/events       the ring, oldest first
 //	GET  /debugger/api/events/:id   one event with its raw JSON and the explain trace
 //	POST /debugger/api/explain      {"source","event","received"}: the trace of any event (a dead letter's)
@@ -46,6 +51,14 @@ const DefaultEvents = 1000
 // DefaultFollow is how many new events a second the debugger follows when Options.Follow is 0.
 const DefaultFollow = 500
 
+// The bounds of the stream, when their Options are 0.
+const (
+	DefaultViewerBytes = 1 << 20
+	DefaultStreamBytes = 16 << 20
+	DefaultMaxViewers  = 32
+	DefaultStreamPage  = 200
+)
+
 // Options configures a Debugger.
 type Options struct {
 	// Events is how many of the latest events the ring keeps (0: DefaultEvents).
@@ -65,6 +78,21 @@ type Options struct {
 	// ViewerBuffer bounds the changes waiting to be written to one browser (default 512); past
 	// it that browser's changes are dropped and it is told how many.
 	ViewerBuffer int
+	// ViewerBytes bounds the bytes waiting to be written to one browser, its first page
+	// included (default DefaultViewerBytes); past it, as past ViewerBuffer, its changes are
+	// dropped.
+	ViewerBytes int
+	// StreamBytes bounds the bytes waiting for all the browsers together (default
+	// DefaultStreamBytes); past it every browser's changes are dropped until the writes catch
+	// up.
+	StreamBytes int
+	// MaxViewers is how many browsers may watch the stream at once (default
+	// DefaultMaxViewers); one more is answered 503 too_many_viewers with Retry-After.
+	MaxViewers int
+	// StreamPage is how many of the latest events a browser is sent when it connects
+	// (default DefaultStreamPage), fewer when they do not fit in ViewerBytes; the rest of the
+	// ring stays readable through GET /debugger/api/events.
+	StreamPage int
 	// HealthWindow is how many seconds of health series are kept (default 300).
 	HealthWindow int
 }
@@ -79,7 +107,9 @@ type Debugger struct {
 	done    chan struct{}
 	once    sync.Once
 
-	skipped atomic.Int64 // events not followed: past Options.Follow in their second
+	skipped atomic.Int64  // events not followed: past Options.Follow in their second
+	queued  atomic.Int64  // bytes waiting to be written to all the browsers (Options.StreamBytes)
+	listing chan struct{} // a slot per GET /debugger/api/events answer in the making (listSlots)
 
 	// The follow filter, which the taps consult: fmu guards it and is held only for map
 	// operations, by the taps and the folder.
@@ -117,6 +147,18 @@ func New(o Options) *Debugger {
 	if o.ViewerBuffer <= 0 {
 		o.ViewerBuffer = 512
 	}
+	if o.ViewerBytes <= 0 {
+		o.ViewerBytes = DefaultViewerBytes
+	}
+	if o.StreamBytes <= 0 {
+		o.StreamBytes = DefaultStreamBytes
+	}
+	if o.MaxViewers <= 0 {
+		o.MaxViewers = DefaultMaxViewers
+	}
+	if o.StreamPage <= 0 {
+		o.StreamPage = DefaultStreamPage
+	}
 	if o.HealthWindow <= 0 {
 		o.HealthWindow = 300
 	}
@@ -125,6 +167,7 @@ func New(o Options) *Debugger {
 		ring: make([]*record, o.Events), next: 1, byKey: map[eventKey]*record{}, byURL: map[string][]*record{},
 		following: map[eventKey]struct{}{}, awaiting: map[string]int{},
 		viewers: map[*viewer]struct{}{}, health: newHealthSeries(o.HealthWindow),
+		listing: make(chan struct{}, listSlots),
 	}
 	go d.run()
 	return d

@@ -294,3 +294,30 @@ func TestHealthReadWhileAttemptsFail(t *testing.T) {
 		t.Error("the health view counted no failed attempt")
 	}
 }
+
+// TestPlaygroundRunawayExpression: an expression that would build a 2^40-byte string is
+// stopped by the evaluation limits in the playground too: the event is rejected with
+// expression_error, and the finding points at the construct.
+func TestPlaygroundRunawayExpression(t *testing.T) {
+	src := `kind: mappings
+mappings:
+  - name: poison
+    when: type == "track"
+    endpoint: ce
+    fields:
+      event: {path: event}
+      ce_size: {expr: 'len(reduce(1..40, #acc + #acc, "a"))'}
+`
+	res := Playground(PlaygroundRequest{Event: json.RawMessage(`{"type":"track","event":"e","userId":"u1"}`), PresetName: "default",
+		Mappings: src, Settings: map[string]string{"project": "example.com"}})
+	if res.Result == nil || res.Result.Outcome != "rejected" || res.Result.Code != "expression_error" || !strings.Contains(res.Result.Error, "expression limit") {
+		t.Fatalf("result %+v, want rejected expression_error with an expression limit", res.Result)
+	}
+	found := false
+	for _, f := range res.Findings {
+		found = found || (f.Code == "unbounded_expression" && f.Line == 8)
+	}
+	if !found {
+		t.Errorf("findings %+v lack unbounded_expression at line 8", res.Findings)
+	}
+}

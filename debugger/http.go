@@ -3,8 +3,11 @@ package debugger
 import (
 	"embed"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -32,18 +35,44 @@ func (d *Debugger) Mount(e *echo.Echo, guard echo.MiddlewareFunc, login echo.Han
 	e.POST("/debugger/login", login)
 	g := e.Group("/debugger", guard)
 	g.GET("", func(c echo.Context) error { return c.Redirect(http.StatusFound, "/debugger/") })
-	g.GET("/api/stream", d.stream)
-	g.GET("/api/events", d.list)
-	g.GET("/api/events/:id", d.open)
-	g.POST("/api/explain", d.explainAny)
-	g.POST("/api/playground", d.playground)
-	g.GET("/api/health", d.healthz)
-	g.GET("/api/presets", func(c echo.Context) error { return c.JSON(http.StatusOK, presets.Names()) })
+	api := g.Group("/api", sameOrigin)
+	api.GET("/stream", d.stream)
+	api.GET("/events", d.list)
+	api.GET("/events/:id", d.open)
+	api.POST("/explain", d.explainAny)
+	api.POST("/playground", d.playground)
+	api.GET("/health", d.healthz)
+	api.GET("/presets", func(c echo.Context) error { return c.JSON(http.StatusOK, presets.Names()) })
 	g.GET("/*", func(c echo.Context) error {
 		c.Response().Header().Set("Cache-Control", "no-cache")
 		files.ServeHTTP(c.Response(), c.Request())
 		return nil
 	})
+}
+
+// sameOrigin refuses a request that a browser says (Sec-Fetch-Site) or, when it does not say,
+// shows (an Origin whose host is not the request's Host) comes from a page of another site or
+// origin, as http.CrossOriginProtection decides for requests that change something: only the
+// debugger's own page, and clients that are not browsers, read the API. The admin API's CSRF
+// rule refuses such requests when they change something; this one refuses reads too, the
+// stream first, whose events no other site's page may see or hold open.
+func sameOrigin(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		switch site := r.Header.Get("Sec-Fetch-Site"); site {
+		case "same-origin", "none":
+			return next(c)
+		case "": // not a browser, or an old one: its Origin, if any, tells
+		default:
+			return fail(c, http.StatusForbidden, "cross_site", "the debugger's API answers only the debugger's own page; this request came from another site ("+site+")")
+		}
+		if o := r.Header.Get("Origin"); o != "" {
+			if u, err := url.Parse(o); err != nil || u.Host != r.Host {
+				return fail(c, http.StatusForbidden, "cross_site", "the debugger's API answers only the debugger's own page; this request came from "+strconv.Quote(o))
+			}
+		}
+		return next(c)
+	}
 }
 
 // MountOff answers the debugger's paths with why there is no debugger.
@@ -59,8 +88,22 @@ func fail(c echo.Context, status int, code, msg string) error {
 	return c.JSON(status, admin.Error{Code: code, Message: msg})
 }
 
-// list answers the ring, oldest first.
+// listSlots is how many GET /debugger/api/events answers (each the whole ring) may be built
+// or written at once; the ring is bounded, so this bounds what they hold in all.
+const listSlots = 2
+
+// list answers the ring, oldest first. At most listSlots answers are in the making at once
+// (past that 503 with Retry-After), and a write that waits 10 s ends the answer, so clients
+// that do not read cannot make the relay hold copies of the ring without bound.
 func (d *Debugger) list(c echo.Context) error {
+	select {
+	case d.listing <- struct{}{}:
+		defer func() { <-d.listing }()
+	default:
+		c.Response().Header().Set("Retry-After", "5")
+		return fail(c, http.StatusServiceUnavailable, "too_many_viewers", fmt.Sprintf("%d lists of the debugger's events are being sent already; retry in a few seconds", listSlots))
+	}
+	http.NewResponseController(c.Response()).SetWriteDeadline(time.Now().Add(10 * time.Second))
 	d.mu.Lock()
 	rs := d.records()
 	out := make([]json.RawMessage, len(rs))
@@ -181,8 +224,27 @@ func (d *Debugger) healthz(c echo.Context) error {
 type viewer struct {
 	ch      chan []byte
 	dropped atomic.Int64
+	queued  atomic.Int64 // bytes waiting to be written to it (Options.ViewerBytes)
 	gone    chan struct{}
 	closed  bool
+}
+
+// reserve counts n more bytes waiting for v, if they fit in its bound and in the bound of all
+// viewers; the caller holds d.mu, so no other reservation runs at the same time (writers only
+// release).
+func (d *Debugger) reserve(v *viewer, n int) bool {
+	if v.queued.Load()+int64(n) > int64(d.o.ViewerBytes) || d.queued.Load()+int64(n) > int64(d.o.StreamBytes) {
+		return false
+	}
+	v.queued.Add(int64(n))
+	d.queued.Add(int64(n))
+	return true
+}
+
+// release counts n bytes of v's as written (or forgotten).
+func (d *Debugger) release(v *viewer, n int) {
+	v.queued.Add(-int64(n))
+	d.queued.Add(-int64(n))
 }
 
 func (v *viewer) close() {
@@ -203,18 +265,60 @@ func (d *Debugger) publish(r *record) {
 		if b == nil {
 			b = r.json()
 		}
+		if !d.reserve(v, len(b)) {
+			v.dropped.Add(1)
+			continue
+		}
 		select {
 		case v.ch <- b:
 		default:
+			d.release(v, len(b))
 			v.dropped.Add(1)
 		}
 	}
 }
 
-// stream serves server-sent events: the ring first, then every change. A write that takes
-// more than 10 s ends the stream; the changes a slow browser cannot take are dropped, and it
-// is told how many with a "dropped" event.
+// page returns the latest events of the ring for a new viewer, oldest first: at most
+// StreamPage, and only as many as fit in its byte bounds, which they are counted against
+// until written. The caller holds d.mu.
+func (d *Debugger) page(v *viewer) [][]byte {
+	var out [][]byte
+	rs := d.records()
+	for i := len(rs) - 1; i >= 0 && len(out) < d.o.StreamPage; i-- {
+		b := rs[i].json()
+		if !d.reserve(v, len(b)) {
+			break
+		}
+		out = append(out, b)
+	}
+	slices.Reverse(out)
+	return out
+}
+
+// stream serves server-sent events: a page of the latest events first, then every change. A
+// write that takes more than 10 s ends the stream; the changes a slow browser cannot take
+// (past Options.ViewerBuffer changes, ViewerBytes bytes, or StreamBytes for all browsers) are
+// dropped, and it is told how many with a "dropped" event. Past Options.MaxViewers browsers, a
+// new one is answered 503 with Retry-After.
 func (d *Debugger) stream(c echo.Context) error {
+	v := &viewer{ch: make(chan []byte, d.o.ViewerBuffer), gone: make(chan struct{})}
+	d.mu.Lock()
+	if n := len(d.viewers); n >= d.o.MaxViewers {
+		d.mu.Unlock()
+		c.Response().Header().Set("Retry-After", "10")
+		return fail(c, http.StatusServiceUnavailable, "too_many_viewers", fmt.Sprintf("the debugger already streams to %d browsers, its limit; close a debugger tab you no longer watch, or retry in a few seconds", n))
+	}
+	first := d.page(v)
+	d.viewers[v] = struct{}{}
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		delete(d.viewers, v)
+		d.mu.Unlock()
+		// Nothing reserves for v any more: what it still held is free.
+		d.queued.Add(-v.queued.Swap(0))
+	}()
+
 	w := c.Response()
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Time{})
@@ -223,20 +327,6 @@ func (d *Debugger) stream(c echo.Context) error {
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-
-	v := &viewer{ch: make(chan []byte, d.o.ViewerBuffer), gone: make(chan struct{})}
-	d.mu.Lock()
-	var first [][]byte
-	for _, r := range d.records() {
-		first = append(first, r.json())
-	}
-	d.viewers[v] = struct{}{}
-	d.mu.Unlock()
-	defer func() {
-		d.mu.Lock()
-		delete(d.viewers, v)
-		d.mu.Unlock()
-	}()
 
 	write := func(event string, data []byte) error {
 		rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
@@ -251,12 +341,14 @@ func (d *Debugger) stream(c echo.Context) error {
 		}
 		return nil
 	}
-	for _, b := range first {
+	for i, b := range first {
 		if write("event", b) != nil {
 			return nil
 		}
+		d.release(v, len(b))
+		first[i] = nil
 	}
-	if write("ready", []byte(`{}`)) != nil || rc.Flush() != nil {
+	if write("ready", []byte(`{"page":`+strconv.Itoa(len(first))+`}`)) != nil || rc.Flush() != nil {
 		return nil
 	}
 	ping := time.NewTicker(15 * time.Second)
@@ -280,12 +372,14 @@ func (d *Debugger) stream(c echo.Context) error {
 			if write("event", b) != nil {
 				return nil
 			}
+			d.release(v, len(b))
 			for more := true; more; { // write what is waiting, then flush once
 				select {
 				case b := <-v.ch:
 					if write("event", b) != nil {
 						return nil
 					}
+					d.release(v, len(b))
 				default:
 					more = false
 				}

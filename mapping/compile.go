@@ -48,8 +48,14 @@ type Program struct {
 	identity    IdentityPolicy
 	contract    Contract
 	filter      *compiledFilter
+	warnings    Diagnostics // findings that do not stop the program (see Warnings)
 	pool        sync.Pool
 }
+
+// Warnings lists what the compiler found questionable without refusing the program: today,
+// expression constructs whose cost depends on the event (code unbounded_expression), which the
+// evaluation limits stop at run time. config check and lint print them.
+func (p *Program) Warnings() Diagnostics { return p.warnings }
 
 type compiledFilter struct {
 	eventSlot int
@@ -224,13 +230,16 @@ func (c *compiler) program(opts Options) *Program {
 			p.filter.names[n] = true
 		}
 	}
+	p.warnings = c.ec.warnings
 	for slot := range c.ec.used {
 		p.exprSlots = append(p.exprSlots, slot)
 	}
 	sort.Ints(p.exprSlots)
 	nslots := len(p.paths.paths)
 	p.pool.New = func() any {
-		return &state{slots: make([]gjson.Result, nslots), env: exprEnv{P: make([]any, nslots), Settings: settingsAny}}
+		st := &state{slots: make([]gjson.Result, nslots), env: exprEnv{P: make([]any, nslots), Settings: settingsAny}}
+		st.env.B = &st.budget
+		return st
 	}
 	return p
 }

@@ -24,6 +24,7 @@ type exprEnv struct {
 	P        []any          `expr:"__p"`
 	Value    any            `expr:"value"`
 	Settings map[string]any `expr:"settings"`
+	B        *budget        `expr:"__b"` // what this event's expressions have used (limits.go)
 }
 
 // Functions is the list of the project's own functions available to expressions, with their
@@ -46,7 +47,9 @@ type exprCompiler struct {
 	used     map[int]bool // slots read by some expression
 	tables   map[string]*Table
 	settings map[string]any
-	at       SourceRef // where the expression being compiled is written
+	at       SourceRef   // where the expression being compiled is written
+	warnings Diagnostics // constructs the limits stop only at run time (limits.go)
+	warned   map[Diagnostic]bool
 }
 
 var envFields = map[string]bool{"__p": true, "value": true, "settings": true}
@@ -55,6 +58,9 @@ func (c *exprCompiler) functionNames() map[string]bool {
 	m := map[string]bool{}
 	for _, f := range Functions {
 		m[f.Name] = true
+	}
+	for name := range boundedBuiltins {
+		m[name] = true // overridden builtins are functions to the parser (limits.go)
 	}
 	return m
 }
@@ -65,6 +71,17 @@ func (c *exprCompiler) compile(src string, asBool bool) (*program, error) {
 	if err != nil {
 		return nil, cleanExprError(err)
 	}
+	for _, msg := range unboundedConstructs(tree.Node) {
+		d := Diagnostic{File: c.at.File, Line: c.at.Line, Col: c.at.Col, Code: CodeUnbounded, Msg: msg,
+			Hint: "bound it by the mapping, not the event (literal counts, take(), no growing accumulator); past the limits the event is dead-lettered with expression_error"}
+		if !c.warned[d] {
+			if c.warned == nil {
+				c.warned = map[Diagnostic]bool{}
+			}
+			c.warned[d] = true
+			c.warnings = append(c.warnings, d)
+		}
+	}
 	lets := map[string]bool{}
 	ast.Walk(&tree.Node, letCollector(lets))
 	p := &pathPatcher{c: c, lets: lets, funcs: c.functionNames()}
@@ -73,8 +90,12 @@ func (c *exprCompiler) compile(src string, asBool bool) (*program, error) {
 		expr.Env(exprEnv{}),
 		expr.Patch(p),
 		expr.Patch(g),
-		expr.MaxNodes(2000),
 	}
+	if boundExpressions {
+		opts = append(opts, expr.Patch(&boundPatcher{}))
+		opts = append(opts, boundOpts...)
+	}
+	opts = append(opts, expr.MaxNodes(2000))
 	opts = append(opts, c.functionOptions()...)
 	if asBool {
 		opts = append(opts, expr.AsBool())
@@ -221,6 +242,9 @@ func (c *exprCompiler) functionOptions() []expr.Option {
 			return truthy(args[0]), nil
 		}, new(func(any) bool)),
 		expr.Function("json", func(args ...any) (any, error) {
+			if err := checkEncoded("json", args[0]); err != nil {
+				return nil, err
+			}
 			b, err := json.Marshal(args[0])
 			return string(b), err
 		}, new(func(any) string)),

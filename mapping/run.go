@@ -66,6 +66,7 @@ type state struct {
 	caps         captures // the members of the objects spreads read, kept by the walk
 	env          exprEnv
 	vm           vm.VM
+	budget       budget // what the run's expressions have used (limits.go)
 	materialized bool
 	params       []Param  // the request's parameters while they are built (values may view buf or the event)
 	headers      []Param  // the request's headers while they are built
@@ -144,8 +145,18 @@ func (p *Program) Explain(event []byte, now time.Time) (Result, *Trace) {
 func (p *Program) runInto(st *state, dst *Result, event string, now int64, checked bool, tr *Trace) {
 	st.buf = st.buf[:0]
 	st.warnings = st.warnings[:0]
+	st.budget = budget{}
 	reqs, warns := dst.Requests[:0], dst.Warnings[:0]
 	res, m := p.run(st, event, now, checked, tr)
+	if le := st.budget.err; le != nil && (res.Outcome != Rejected || res.Code != RejectExpression) {
+		// An expression went past a limit: the event fails whatever on_error, a when or a
+		// template would make of the error, so a runaway expression is never half-applied.
+		name := res.Mapping
+		if m != nil {
+			name = m.name
+		}
+		res, m = rejected(name, RejectExpression, le.Error()), nil
+	}
 	if m == nil {
 		*dst = res
 		dst.Requests, dst.Warnings = reqs, warns
@@ -470,7 +481,22 @@ func (p *Program) evalAny(st *state, prog *program, value any) (any, error) {
 	st.env.Value = value
 	out, err := st.vm.Run(prog.vm, &st.env)
 	st.env.Value = nil
+	if err == nil {
+		switch out.(type) {
+		case string, bool, int, float64, nil:
+		default:
+			err = checkEncoded("the expression's result", out)
+		}
+	}
 	if err != nil {
+		le := asLimit(err)
+		if le == nil && strings.Contains(err.Error(), "memory budget exceeded") {
+			le = limitErr("the ranges, arrays and maps built are over expr's memory budget of %d elements", st.vm.MemoryBudget)
+		}
+		if le != nil {
+			st.budget.fail(le)
+			return nil, le
+		}
 		return nil, cleanExprError(err)
 	}
 	return out, nil
@@ -593,7 +619,7 @@ func (p *Program) evalField(st *state, f *cfield, tr *Trace) (Value, *Result) {
 	case srcExpr:
 		out, err := p.evalAny(st, f.prog, nil)
 		if err != nil {
-			return Value{}, p.fieldError(f, ft, fmt.Errorf("expr: %v", err), RejectExpression)
+			return Value{}, p.fieldError(f, ft, fmt.Errorf("expr: %w", err), RejectExpression)
 		}
 		cv, err := fromAny(out)
 		if err != nil {
@@ -728,7 +754,7 @@ func (f *cfield) sourceText() string {
 
 // fieldError turns a failed conversion into a rejection, or drops the field under on_error: drop.
 func (p *Program) fieldError(f *cfield, ft *FieldTrace, err error, code string) *Result {
-	if f.dropOnErr {
+	if f.dropOnErr && asLimit(err) == nil {
 		if ft != nil {
 			ft.step("error %v; dropped (on_error: drop)", err)
 		}

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/woorelay/woorelay/admin"
+	"github.com/woorelay/woorelay/mapping"
 	"github.com/woorelay/woorelay/relay"
+	"github.com/woorelay/woorelay/server"
 )
 
 const configUsage = `usage: woorelay config [--server URL] [--admin-token TOKEN] [--json] [COMMAND]
@@ -106,12 +108,44 @@ func configCheck(files []string, w io.Writer) int {
 			continue
 		}
 		fmt.Fprintf(w, "ok   %s (%d sources, version %s)\n", f, n, ver)
+		for _, d := range sourcesWarnings(f) {
+			fmt.Fprintln(w, "warn "+d.Error())
+		}
 	}
 	if problems > 0 {
 		fmt.Fprintf(w, "%d problems\n", problems)
 		return 1
 	}
 	return 0
+}
+
+// sourcesWarnings returns what the compiler warns about in a sources file that compiles:
+// expressions whose cost depends on the event, which the evaluation limits stop at run time.
+func sourcesWarnings(path string) mapping.Diagnostics {
+	sc, err := server.LoadConfig(path)
+	if err != nil {
+		return nil
+	}
+	srcs, err := sc.Compile(func(_ string, settings map[string]string) {
+		if settings["project"] == "" {
+			settings["project"] = relay.SandboxProject
+		}
+	})
+	if err != nil {
+		return nil
+	}
+	var out mapping.Diagnostics
+	seen := map[mapping.Diagnostic]bool{}
+	for _, s := range srcs {
+		for _, d := range s.Program.Warnings() {
+			if !seen[d] {
+				seen[d] = true
+				out = append(out, d)
+			}
+		}
+	}
+	out.Sort()
+	return out
 }
 
 func printJSON(w io.Writer, v any) int {

@@ -181,15 +181,7 @@ func TestOutageThenRecovery(t *testing.T) {
 // sendOne posts one track event for visitor and returns the status.
 func sendOne(t *testing.T, url, visitor, mid string) int {
 	t.Helper()
-	body := fmt.Sprintf(`{"type":"track","event":"One","userId":%q,"messageId":%q,"properties":{"mid":%q}}`, visitor, mid, mid)
-	req, _ := http.NewRequest("POST", url+"/v1/track", strings.NewReader(body))
-	req.SetBasicAuth("any-key", "")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
+	return postEvent(t, url, "any-key", "One", visitor, mid)
 }
 
 // TestForbiddenDeadLetterAndReplay: a 403 goes to the dead-letter store at once, with zero
@@ -444,17 +436,7 @@ func TestTwoWriteKeys(t *testing.T) {
 `), 0o644)
 	x := newE2E(t, "--config", cfg)
 	p := startWoorelay(t, x.addr, []string{"E2E_BACKEND_KEY=backend-key-2"}, x.args...)
-	post := func(key, user, mid string) int {
-		body := fmt.Sprintf(`{"type":"track","event":"Order Completed","userId":%q,"messageId":%q,"properties":{"mid":%q}}`, user, mid, mid)
-		req, _ := http.NewRequest("POST", p.url+"/v1/track", strings.NewReader(body))
-		req.SetBasicAuth(key, "")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	post := func(key, user, mid string) int { return postEvent(t, p.url, key, "Order Completed", user, mid) }
 	if s := post("web-key-1", "w1", "m-web"); s != 200 {
 		t.Errorf("website key: %d", s)
 	}

@@ -184,3 +184,20 @@ func TestConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestTransformRunawayExpression: `woorelay transform` runs with the evaluation limits: an
+// expression that would build a 2^40-byte string rejects its event with expression_error and
+// the next event is mapped as usual.
+func TestTransformRunawayExpression(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "poison.yaml"), []byte(poisonMapping), 0o644)
+	events := filepath.Join(dir, "events.ndjson")
+	os.WriteFile(events, []byte(`{"type":"track","event":"Poison","userId":"u1"}
+{"type":"track","event":"Fine","userId":"u1"}
+`), 0o644)
+	lines, raw := transformLines(t, "--set", "project=example.com", "--mappings", dir, events)
+	if len(lines) != 2 || lines[0]["outcome"] != "rejected" || lines[0]["code"] != "expression_error" || !strings.Contains(raw, "expression limit") {
+		t.Fatalf("output, want the first event rejected with expression_error:\n%s", raw)
+	}
+	onlyRequest(t, lines[1])
+}

@@ -1,6 +1,7 @@
 // Package lint finds problems in presets and mapping files beyond what the compiler rejects:
 // paths that look misspelt when checked against sample events, spread keys that collide with
-// explicit fields in those samples, and table rows and fields that no test exercises. Every
+// explicit fields in those samples, table rows and fields that no test exercises, and the
+// compiler's warnings (expressions whose cost depends on the event). Every
 // finding has file:line:col, a stable code and a hint.
 package lint
 
@@ -43,6 +44,7 @@ func Run(in Input) mapping.Diagnostics {
 		out = append(out, spreadConflicts(in.Program, in.Samples)...)
 	}
 	out = append(out, coverage(in)...)
+	out = append(out, in.Program.Warnings()...)
 	out.Sort()
 	return out
 }
