@@ -178,6 +178,8 @@ type Queue struct {
 	cmu      sync.Mutex
 	cached   queue.Counters
 	cachedAt time.Time
+	cacheGen uint64        // writes when cached was read
+	writes   atomic.Uint64 // this relay's writes: a cached read older than the last is stale
 
 	closeMu  sync.RWMutex
 	closed   bool
@@ -900,9 +902,8 @@ func (q *Queue) Replay(ids []uint64, remap func(queue.Entry) (queue.Entry, error
 
 // stale makes the next Counters read the cluster again.
 func (q *Queue) stale() {
-	q.cmu.Lock()
-	q.cachedAt = time.Time{}
-	q.cmu.Unlock()
+	q.writes.Add(1) // never waits for a Counters read in progress
+
 }
 
 // Counters returns the cluster-wide totals, read at most every 250 ms (or after this relay
@@ -920,7 +921,8 @@ func (q *Queue) stale() {
 func (q *Queue) Counters() queue.Counters {
 	q.cmu.Lock()
 	defer q.cmu.Unlock()
-	if time.Since(q.cachedAt) < 250*time.Millisecond {
+	gen := q.writes.Load()
+	if gen == q.cacheGen && time.Since(q.cachedAt) < 250*time.Millisecond {
 		return q.cached
 	}
 	for try := 0; ; try++ {
@@ -930,7 +932,7 @@ func (q *Queue) Counters() queue.Counters {
 			return q.cached
 		}
 		if c.Delivered >= q.cached.Delivered && c.Received >= q.cached.Received {
-			q.cached, q.cachedAt = c, time.Now()
+			q.cached, q.cachedAt, q.cacheGen = c, time.Now(), gen
 			return c
 		}
 		if try == 2 {
