@@ -211,7 +211,13 @@ func Open(o Options) (*Queue, error) {
 		// and the connection moves to another server; a server that accepts but never
 		// greets is given up after Timeout.
 		opts := []nats.Option{nats.Name("woorelay " + o.Instance), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
-			nats.PingInterval(pingInterval), nats.MaxPingsOutstanding(2), nats.Timeout(2 * time.Second)}
+			nats.PingInterval(pingInterval), nats.MaxPingsOutstanding(2), nats.Timeout(2 * time.Second),
+			nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+				q.log.Warn("the connection to a NATS server was lost (it may hang or be down); moving to another", "err", err)
+			}),
+			nats.ReconnectHandler(func(nc *nats.Conn) {
+				q.log.Info("connected to another NATS server", "server", nc.ConnectedUrlRedacted(), "name", nc.ConnectedServerName())
+			})}
 		if o.CredsFile != "" {
 			opts = append(opts, nats.UserCredentials(o.CredsFile))
 		}
