@@ -374,7 +374,8 @@ type apiResponse struct {
 // answers 10057 "no message found" (or 10043 "sequence not found"), and nats.go passes it on
 // as text only.
 func (q *Queue) deleteMsg(ctx context.Context, stream string, seq uint64) error {
-	body, _ := json.Marshal(map[string]any{"seq": seq, "no_erase": true})
+	body := strconv.AppendUint([]byte(`{"no_erase":true,"seq":`), seq, 10)
+	body = append(body, '}')
 	resp, err := q.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.DELETE."+stream, body)
 	if err != nil {
 		return fmt.Errorf("delete message %d of %s: %w", seq, stream, err)
