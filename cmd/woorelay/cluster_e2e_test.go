@@ -159,14 +159,7 @@ func (l *clusterLoad) run(c *cluster, workers, visitorsPer, size int, pace time.
 				l.issued += size
 				l.mu.Unlock()
 				for {
-					req, _ := http.NewRequest("POST", "http://"+c.addrs[relay]+"/v1/batch", bytes.NewReader(b.Bytes()))
-					req.SetBasicAuth("any-key", "")
-					status := 0
-					if resp, err := client.Do(req); err == nil {
-						io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
-						status = resp.StatusCode
-					}
+					status := postBatch(client, c.addrs[relay], b.Bytes())
 					l.mu.Lock()
 					l.statuses[status]++
 					if status == 200 {
@@ -287,26 +280,7 @@ func TestClusterChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(hold)
-	close(stop)
-	wg.Wait()
-	acked := l.ackedCount()
-	delivered, dups := l.check(c, 3*time.Minute)
-	n := c.quiet(2, time.Minute)
-	for i := range c.procs {
-		ci, err := c.counters(i)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ci != n {
-			t.Errorf("relay %d's counters %+v differ from relay 2's %+v", i, ci, n)
-		}
-	}
-	if !n.Reconciles || n.Received != n.Delivered+n.DeadLettered+n.Filtered+n.Queued {
-		t.Errorf("counters do not reconcile: %+v", n)
-	}
-	if n.Received < int64(acked) || n.DeadLettered != 0 {
-		t.Errorf("counters %+v: want at least the %d acknowledged events received, no dead letters", n, acked)
-	}
+	acked, delivered, dups, n := c.settle(&l, stop, wg)
 	statuses := fmt.Sprint(l.statuses)
 	t.Logf("3 relays, 3 NATS nodes, %d visitors, 3 relay SIGKILLs, 1 NATS node killed: %d events issued, %d acknowledged, %d distinct delivered, %d duplicate deliveries (%.2f%%); answers by status %s; counters %+v",
 		workers*visitorsPer, l.issued, acked, delivered, dups, 100*float64(dups)/float64(max(delivered, 1)), statuses, n)
@@ -352,21 +326,51 @@ func TestClusterGray(t *testing.T) {
 		c.serving(30*time.Second, fmt.Sprintf("after relay %d's pause", i))
 	}
 	time.Sleep(2 * time.Second)
-	close(stop)
-	wg.Wait()
-	acked := l.ackedCount()
-	delivered, dups := l.check(c, 3*time.Minute)
-	n := c.quiet(1, time.Minute)
-	for i := range c.procs {
-		if ci, err := c.counters(i); err != nil || ci != n {
-			t.Errorf("relay %d's counters %+v (%v) differ from relay 1's %+v", i, ci, err, n)
-		}
-	}
-	if !n.Reconciles || n.Received < int64(acked) || n.DeadLettered != 0 {
-		t.Errorf("counters %+v: want reconciling, at least the %d acknowledged events received, no dead letters", n, acked)
-	}
+	acked, delivered, dups, n := c.settle(&l, stop, wg)
 	t.Logf("3 relays, 3 NATS nodes, %d visitors; leader hang, follower hang, 2 relay pauses of %s: %d events issued, %d acknowledged, %d distinct delivered, %d duplicate deliveries; answers by status %v; counters %+v",
 		workers*visitorsPer, hang, l.issued, acked, delivered, dups, l.statuses, n)
+}
+
+// postBatch posts a batch to the relay at addr and returns the status (0: no answer).
+func postBatch(client *http.Client, addr string, body []byte) int {
+	req, _ := http.NewRequest("POST", "http://"+addr+"/v1/batch", bytes.NewReader(body))
+	req.SetBasicAuth("any-key", "")
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// settle stops the load, waits until every acknowledged event reached the emulator (checking
+// each visitor's order) and the cluster is quiet, and checks that every relay reports the same
+// reconciling counters, with every acknowledged event received and no dead letters.
+func (c *cluster) settle(l *clusterLoad, stop chan struct{}, wg *sync.WaitGroup) (acked, delivered, dups int, n admin.Counters) {
+	t := c.t
+	t.Helper()
+	close(stop)
+	wg.Wait()
+	acked = l.ackedCount()
+	delivered, dups = l.check(c, 3*time.Minute)
+	n = c.quiet(2, time.Minute)
+	for i := range c.procs {
+		ci, err := c.counters(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ci != n {
+			t.Errorf("relay %d's counters %+v differ from relay 2's %+v", i, ci, n)
+		}
+	}
+	if !n.Reconciles || n.Received != n.Delivered+n.DeadLettered+n.Filtered+n.Queued {
+		t.Errorf("counters do not reconcile: %+v", n)
+	}
+	if n.Received < int64(acked) || n.DeadLettered != 0 {
+		t.Errorf("counters %+v: want at least the %d acknowledged events received, no dead letters", n, acked)
+	}
+	return acked, delivered, dups, n
 }
 
 // serving checks that every relay answers 200 to a batch within timeout: none is stuck.
@@ -378,14 +382,7 @@ func (c *cluster) serving(timeout time.Duration, when string) {
 		for k := 0; ; k++ {
 			mid := fmt.Sprintf("probe%d_%d-%d", i, start.UnixNano(), k)
 			body := fmt.Sprintf(`{"batch":[{"type":"track","event":"Probe","userId":"probe-%d","messageId":%q,"properties":{"mid":%q}}]}`, i, mid, mid)
-			req, _ := http.NewRequest("POST", "http://"+addr+"/v1/batch", strings.NewReader(body))
-			req.SetBasicAuth("any-key", "")
-			status := 0
-			if resp, err := client.Do(req); err == nil {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				status = resp.StatusCode
-			}
+			status := postBatch(client, addr, []byte(body))
 			if status == 200 {
 				break
 			}
