@@ -2,6 +2,7 @@ package relay
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -79,4 +80,64 @@ func TestQueueSectionWithoutURLs(t *testing.T) {
 	if _, err := New(cfg); !IsConfigError(err) || !strings.Contains(err.Error(), "is not a NATS URL") {
 		t.Fatalf("New with --queue http://... = %v", err)
 	}
+}
+
+// TestReadyzWhileAppendsFail: a relay on a three-node JetStream cluster whose two other nodes
+// hang (no quorum: nothing can be stored) answers every ingest request within 10 s (503 with
+// Retry-After) and turns /readyz to 503; once the nodes are back it serves 200 again within
+// 30 s and /readyz is 200 again.
+func TestReadyzWhileAppendsFail(t *testing.T) {
+	if testing.Short() {
+		t.Skip("hangs NATS nodes for seconds; skipped with -short")
+	}
+	c := natstest.RunFaultCluster(t, 3)
+	em, url := woopra(t)
+	cfg := testConfig(t, url)
+	cfg.QueueURL = c.URL(0)
+	cfg.Sources = sourcesFile(t, "queue: {stream: READY, partitions: 2, replicas: 3}\nsources:\n  - name: web\n    write_key: key-a\n    preset: default\n    settings: {project: p.com}\n")
+	r := started(t, cfg)
+	if s := track(t, r, "key-a", "u1", "m-before"); s != 200 {
+		t.Fatalf("before the hang: status %d", s)
+	}
+	readyz := func() int {
+		resp, err := http.Get(r.URL() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	c.Faults.Freeze(1)
+	c.Faults.Freeze(2)
+	sawRefused, sawNotReady := false, false
+	for i := 0; i < 60 && !(sawRefused && sawNotReady); i++ {
+		start := time.Now()
+		s := track(t, r, "key-a", "u1", fmt.Sprint("m-hung-", i))
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("an ingest request took %s while the nodes hung, want an answer within 10s", d)
+		}
+		sawRefused = sawRefused || s == 503
+		sawNotReady = sawNotReady || readyz() == 503
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !sawRefused || !sawNotReady {
+		t.Fatalf("while nothing could be stored: a 503 to ingest %v, /readyz 503 %v; want both", sawRefused, sawNotReady)
+	}
+	c.Faults.Thaw(1)
+	c.Faults.Thaw(2)
+	thawed := time.Now()
+	for s := 0; s != 200; {
+		if time.Since(thawed) > 30*time.Second {
+			t.Fatalf("ingest still answers %d 30s after the nodes came back", s)
+		}
+		s = track(t, r, "key-a", "u1", fmt.Sprint("m-after-", time.Now().UnixNano()))
+	}
+	for readyz() != 200 {
+		if time.Since(thawed) > 30*time.Second {
+			t.Fatal("/readyz still 503 30s after the nodes came back")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	delivered(t, em, "m-before", "ce_mid")
+	t.Logf("serving 200 and ready again %s after the nodes came back", time.Since(thawed).Round(time.Millisecond))
 }

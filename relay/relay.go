@@ -16,8 +16,9 @@
 //     opened). When New fails nothing is left open.
 //  2. Start binds the ingest listener (the SDK routes, /healthz, /readyz, /metrics) and the
 //     admin listener (the admin API, the sandbox emulator's records; see adminRoutes) and
-//     starts delivery, ingest and the admin listener; /readyz answers 200 once it returns. It
-//     fails only when an address cannot be bound.
+//     starts delivery, ingest and the admin listener; /readyz answers 200 once it returns
+//     (and 503 while a queue on JetStream cannot store events, see watchStore). It fails only
+//     when an address cannot be bound.
 //  3. While it runs, Reload(cfg) swaps in a new set of sources (write keys, presets, settings,
 //     mapping folders, allowed origins, trusted proxies) atomically: the next request is
 //     authenticated and the next event delivered with the new set. It validates and compiles all of it first and
@@ -100,6 +101,7 @@ type Relay struct {
 	done       chan struct{} // closed when the ingest server has stopped
 	halted     chan struct{} // closed when ingest or delivery stopped (Done)
 	haltOnce   sync.Once
+	ready      readiness
 	haltErr    error
 	stopOnce   sync.Once
 	stopErr    error
@@ -212,12 +214,14 @@ func (r *Relay) Start() error {
 	dispCtx, r.dispCancel = context.WithCancel(context.Background())
 	r.dispDone = make(chan error, 1)
 	r.done, r.halted = make(chan struct{}), make(chan struct{})
-	r.srv.SetReady(true) // before delivery can fail and turn it off
+	r.ready.set = r.srv.SetReady
+	r.ready.store(true) // before delivery can fail and turn it off
+	go r.watchStore(r.halted)
 	go func() {
 		err := r.disp.Run(dispCtx)
 		if err != nil && dispCtx.Err() == nil { // an error after Stop cancelled it is Stop's to report
 			r.log.Error("delivery stopped; stopping the relay so that it is started again (what is queued stays queued)", "err", err)
-			r.srv.SetReady(false)
+			r.ready.end()
 			r.halt(err)
 		}
 		r.dispDone <- err
@@ -303,7 +307,7 @@ func (r *Relay) Stop(drain time.Duration) error {
 func (r *Relay) stop(drain time.Duration) error {
 	if r.ln != nil {
 		r.log.Info("shutting down: finishing requests in flight, then delivery")
-		r.srv.SetReady(false)
+		r.ready.end()
 		sctx, cancel := context.WithTimeout(context.Background(), drain)
 		if err := r.srv.Shutdown(sctx); err != nil {
 			r.log.Warn("ingest did not finish in time", "err", err)

@@ -23,7 +23,11 @@
 // owner (counted filtered, or moved to the dead letters with their reason), so that every
 // event received is one message of the items stream. An Append is not all-or-none as on
 // disk: when some acknowledgements fail, the request gets 503 and its retry finds the stored
-// ones duplicates (an event without messageId would be stored twice).
+// ones duplicates (an event without messageId would be stored twice). Append returns within
+// AppendTimeout (5 s) whatever the cluster does: acknowledgements not in by then fail the
+// request with queue.ErrUnavailable (503 with Retry-After), and nats.go forgets them (a
+// publish timeout), so acknowledgements lost with a hung leader never fill the window of
+// pending publishes.
 //
 // # Partitions and ownership: a KV lease
 //
@@ -54,6 +58,38 @@
 // already under way may still finish in that half: keep the Woopra timeout below it, or
 // accept that rare overlap as a duplicate).
 //
+// Ownership is checked before an attempt, not fenced with the send (Woopra's API takes no
+// fencing token, so nothing can refuse a late request): a relay paused between Owns and the
+// send can send after its lease moved. What it can send then is bounded, and it never puts
+// an event's first delivery out of order. Delivery has at most one request of a visitor under
+// way, its head x, and sends the visitor's next event only once x's message is deleted. After
+// the pause the relay's lease is past its validity, so Owns answers Paused for every later
+// attempt until a renewal lands, and no renewal lands: the lease has expired or is another
+// relay's (the renewal is an update on this relay's revision), so the partition is dropped
+// and Owns answers Moved. The paused relay thus sends at most x, once per visitor it had an
+// attempt ready for. The next holder reads what the stream holds, which includes x (not
+// deleted before it was sent). Either the late x arrives first, and the next holder's x is
+// the duplicate right after it, or the next holder delivered x (and maybe later events) first,
+// and the late x is a repeat of an event already delivered, which Woopra places by its own
+// timestamp. Every event's first delivery keeps the visitor's order; the late request is at
+// most one duplicate. Writes for an item whose partition this relay no longer holds are given
+// up (the next holder redoes the item), so the late attempt records nothing.
+//
+// # Gray failures: hung servers
+//
+// A NATS server that hangs (a stopped process, a stalled machine) keeps its connections open
+// and answers nothing. Every JetStream call has a deadline (5 s unless it has its own), so
+// no request and no delivery write waits on it for longer. The connection pings its server
+// every 2 s and gives it up after two unanswered pings, then moves to another server (one
+// that accepts but does not greet within 2 s is passed over), so a relay connected to a hung
+// node, leader or follower, is moved within about 6 s. A hung stream leader is replaced by
+// the cluster's election within seconds; the writes that were waiting on it are retried.
+// Ready reports appends failing: the relay answers 503 on /readyz from the first failed
+// Append until an Append succeeds or, once a second, the items stream's leader answers it,
+// so that a load balancer sends the events to a relay that can store them. An answer that a
+// write is still in progress (err_code 10158, a publish with the same id not yet stored, seen
+// when a leader comes back) is retried quietly and does not count as a failure.
+//
 // Consumer priority groups with pinned clients were the other candidate. They were not taken
 // because a pinned client is whichever pulls first and stays pinned until it stops pulling:
 // a relay that joins gets nothing until another dies, so work does not spread; and the
@@ -70,15 +106,19 @@
 //
 // # Counters
 //
-// Counters are the cluster's totals, the same from every relay: Queued is what the items
-// stream holds, DeadLettered what the dead-letter stream holds; an item's outcome is counted
-// in the COUNTERS stream before its message is deleted, with Nats-Msg-Id fin-<sequence>,
-// so a relay that redoes an item after a crash does not count it twice (within the counter
-// stream's 5 minute window: an item redone later than that, one whose delivery succeeded but
-// was not removed and whose redo then failed for longer, would be counted twice).
-// Received is the items stream's last sequence less the replays, and the replays are the dead
-// letters counted less those still stored, so Received = Delivered + DeadLettered + Filtered +
-// Queued holds whenever no outcome is half recorded.
+// Counters are the cluster's totals, the same from every relay, read as one snapshot:
+// Received and Queued come from one answer of the items stream's leader (its last sequence,
+// one per event ever stored, replays included, less the replays; and the messages it holds).
+// Filtered and dead-lettered items are counted in the COUNTERS stream before their message is
+// deleted, with Nats-Msg-Id fin-<sequence>, so a relay that redoes an item after a crash does
+// not count it twice (within the counter stream's 5 minute window); DeadLettered is what the
+// dead-letter stream holds; the replays are the dead letters counted less those still
+// stored. Delivered is what is left: an event received, no longer queued, neither filtered
+// nor dead-lettered was delivered, so a delivered item's one write is its delete, and
+// Received = Delivered + DeadLettered + Filtered + Queued holds in every snapshot, crashes
+// included. The parts are read in the order they are written (the items stream first), so a
+// snapshot taken while an item is being filtered or dead-lettered can only show Delivered
+// short by it, never over; Counters reads again when Delivered or Received would go back.
 //
 // # What differs from the disk queue
 //

@@ -99,15 +99,26 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
+// AppendTimeout bounds Append: events not acknowledged by then are answered 503 (their
+// pending acknowledgements are failed and forgotten), whatever the cluster does.
+const AppendTimeout = 5 * time.Second
+
+// callTimeout is the deadline of a JetStream call made without one of its own.
+const callTimeout = 5 * time.Second
+
+// pingInterval is how often the connection's server is pinged; two unanswered pings in a row
+// (a hung server) move the connection to another server.
+const pingInterval = 2 * time.Second
+
 // finWindow is the counters stream's duplicate window: how long an item's outcome id
 // (fin-<sequence>) is remembered, so that a relay redoing the item after another crashed
 // between counting and acknowledging it does not count it again. The redo comes within a
 // lease TTL and one attempt; 5 minutes keeps the ids' memory small (about 130 bytes each).
 const finWindow = 5 * time.Minute
 
-// counter subjects' last tokens.
+// counter subjects' last tokens. Delivered is no counter: it is what left the items stream
+// otherwise (see Counters).
 const (
-	cDelivered  = "delivered"
 	cFiltered   = "filtered"
 	cDead       = "dead"
 	cDuplicates = "duplicates"
@@ -167,6 +178,8 @@ type Queue struct {
 	cmu      sync.Mutex
 	cached   queue.Counters
 	cachedAt time.Time
+	cacheGen uint64        // writes when cached was read
+	writes   atomic.Uint64 // this relay's writes: a cached read older than the last is stale
 
 	closeMu  sync.RWMutex
 	closed   bool
@@ -174,7 +187,9 @@ type Queue struct {
 	stop     context.CancelFunc
 	loopDone chan struct{}
 	replayMu sync.Mutex
-	lastOK   atomic.Int64 // unix nanos of the last successful lease round
+	lastOK   atomic.Int64  // unix nanos of the last successful lease round
+	closing  chan struct{} // closed by Close
+	health   health
 }
 
 // Open connects (unless Options.Conn is given), creates or binds the streams and buckets,
@@ -182,14 +197,27 @@ type Queue struct {
 func Open(o Options) (*Queue, error) {
 	o = o.withDefaults()
 	q := &Queue{o: o, log: o.Logger.With("queue", "jetstream", "instance", o.Instance), appended: make(chan struct{}, 1),
-		recs: map[uint64]*rec{}, bySSeq: map[uint64]uint64{}, byVisitor: map[string][]uint64{}, parts: map[int]*part{}}
+		recs: map[uint64]*rec{}, bySSeq: map[uint64]uint64{}, byVisitor: map[string][]uint64{}, parts: map[int]*part{},
+		closing: make(chan struct{})}
+	q.health.q = q
 	if o.Conn != nil {
 		q.nc = o.Conn
 	} else {
 		if o.URL == "" {
 			return nil, errors.New("queue/jetstream: no NATS URL (hint: --queue nats://host:4222, or queue.urls in the sources file)")
 		}
-		opts := []nats.Option{nats.Name("woorelay " + o.Instance), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+		// A server that hangs (a stopped process, a stalled machine) keeps its TCP connection
+		// open: it is noticed by its unanswered pings, PingInterval times MaxPingsOutstanding,
+		// and the connection moves to another server; a server that accepts but never
+		// greets is given up after Timeout.
+		opts := []nats.Option{nats.Name("woorelay " + o.Instance), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
+			nats.PingInterval(pingInterval), nats.MaxPingsOutstanding(2), nats.Timeout(2 * time.Second),
+			nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+				q.log.Warn("the connection to a NATS server was lost (it may hang or be down); moving to another", "err", err)
+			}),
+			nats.ReconnectHandler(func(nc *nats.Conn) {
+				q.log.Info("connected to another NATS server", "server", nc.ConnectedUrlRedacted(), "name", nc.ConnectedServerName())
+			})}
 		if o.CredsFile != "" {
 			opts = append(opts, nats.UserCredentials(o.CredsFile))
 		}
@@ -199,7 +227,10 @@ func Open(o Options) (*Queue, error) {
 		}
 		q.nc, q.ownConn = nc, true
 	}
-	js, err := jetstream.New(q.nc, jetstream.WithPublishAsyncMaxPending(4096))
+	// An acknowledgement lost with a hung leader would otherwise stay pending until the
+	// connection is replaced, and enough of them fill the window and stall every publish.
+	js, err := jetstream.New(q.nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(AppendTimeout),
+		jetstream.WithDefaultTimeout(callTimeout))
 	if err != nil {
 		q.closeConn()
 		return nil, fmt.Errorf("queue/jetstream: %w", err)
@@ -343,7 +374,8 @@ type apiResponse struct {
 // answers 10057 "no message found" (or 10043 "sequence not found"), and nats.go passes it on
 // as text only.
 func (q *Queue) deleteMsg(ctx context.Context, stream string, seq uint64) error {
-	body, _ := json.Marshal(map[string]any{"seq": seq, "no_erase": true})
+	body := strconv.AppendUint([]byte(`{"no_erase":true,"seq":`), seq, 10)
+	body = append(body, '}')
 	resp, err := q.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.DELETE."+stream, body)
 	if err != nil {
 		return fmt.Errorf("delete message %d of %s: %w", seq, stream, err)
@@ -406,6 +438,9 @@ func (q *Queue) Append(ctx context.Context, entries []queue.Entry) (queue.Append
 	q.appends.Add(1)
 	q.closeMu.RUnlock()
 	defer q.appends.Done()
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, AppendTimeout)
+	defer cancel()
 	at := strconv.FormatInt(q.o.Clock().UnixNano(), 10)
 	futures := make([]jetstream.PubAckFuture, len(entries))
 	for i := range entries {
@@ -420,7 +455,9 @@ func (q *Queue) Append(ctx context.Context, entries []queue.Entry) (queue.Append
 		}
 		f, err := q.js.PublishMsgAsync(m)
 		if err != nil {
-			return res, fmt.Errorf("queue/jetstream: publish: %w: %w", queue.ErrUnavailable, err)
+			err = fmt.Errorf("queue/jetstream: publish: %w: %w (hint: is the items stream's leader reachable?)", queue.ErrUnavailable, err)
+			q.health.failed(err)
+			return res, err
 		}
 		futures[i] = f
 	}
@@ -443,17 +480,39 @@ func (q *Queue) Append(ctx context.Context, entries []queue.Entry) (queue.Append
 				firstErr = err
 			}
 		case <-ctx.Done():
-			return res, ctx.Err()
+			if parent.Err() != nil { // the client left: not the store's failure
+				return res, parent.Err()
+			}
+			if firstErr == nil {
+				firstErr = fmt.Errorf("no acknowledgement within %s", AppendTimeout)
+			}
+		}
+		if ctx.Err() != nil && parent.Err() == nil {
+			break
 		}
 	}
 	if res.Duplicates > 0 {
-		q.count(cDuplicates, int64(res.Duplicates), "")
+		q.countAsync(cDuplicates, int64(res.Duplicates))
 	}
 	q.stale()
 	if firstErr != nil {
-		return res, fmt.Errorf("queue/jetstream: %d of %d events not acknowledged: %w: %w (hint: is the stream's leader reachable? the client's retry finds the others duplicates)", len(entries)-res.Queued-res.Filtered-res.Rejected-res.Duplicates, len(entries), queue.ErrUnavailable, firstErr)
+		err := fmt.Errorf("queue/jetstream: %d of %d events not acknowledged: %w: %w (hint: is the stream's leader reachable? the client's retry finds the others duplicates)", len(entries)-res.Queued-res.Filtered-res.Rejected-res.Duplicates, len(entries), queue.ErrUnavailable, firstErr)
+		q.health.failed(err)
+		return res, err
 	}
+	q.health.ok()
 	return res, nil
+}
+
+// countAsync adds n to a counter without waiting for the acknowledgement (the duplicates,
+// which are not part of the reconciling totals: one lost with a failing server is not
+// counted).
+func (q *Queue) countAsync(name string, n int64) {
+	m := nats.NewMsg(q.o.Stream + ".c." + name)
+	m.Header.Set("Nats-Incr", strconv.FormatInt(n, 10))
+	if _, err := q.js.PublishMsgAsync(m); err != nil {
+		q.log.Warn("counting duplicates failed", "n", n, "err", err)
+	}
 }
 
 // count adds n to a counter; id, when set, makes the increment count once per item even if a
@@ -474,21 +533,59 @@ func (q *Queue) count(name string, n int64, id string) error {
 	return nil
 }
 
-// retry runs a delivery-side write until it succeeds, for up to 30 s: a stream's leader
-// election after a NATS node is lost takes a few seconds, and delivery would otherwise stop.
-// Every write it retries is idempotent.
-func (q *Queue) retry(f func() error) error {
+// retry runs a delivery-side write of item r (nil: of none) until it succeeds, for up to
+// 30 s: a stream's leader election after a NATS node is lost or hung takes a few seconds, and
+// delivery would otherwise stop. Every write it retries is idempotent. An answer that the
+// same write is still in progress (a publish with this id not yet stored, after a leader
+// change) is retried quietly and does not use up the 30 s; a write of an item this relay no
+// longer holds (its partition moved) is given up without an error: the next holder redoes it.
+func (q *Queue) retry(r *rec, f func() error) error {
 	deadline := time.Now().Add(30 * time.Second)
 	wait := 100 * time.Millisecond
 	for {
+		start := time.Now()
 		err := f()
-		if err == nil || time.Now().After(deadline) {
-			return err
+		if err == nil {
+			return nil
 		}
-		q.log.Warn("a write to JetStream failed; retrying", "err", err, "in", wait)
+		if r != nil && !q.holds(r) {
+			q.log.Info("a write of an item whose partition moved was given up; its next holder redoes it", "item", r.sseq, "err", err)
+			return nil
+		}
+		if inProgress(err) {
+			deadline = deadline.Add(time.Since(start) + wait)
+			q.log.Debug("a write to JetStream is still in progress; asking again", "err", err, "in", wait)
+		} else {
+			if time.Now().After(deadline) {
+				return err
+			}
+			q.log.Warn("a write to JetStream failed; retrying", "err", err, "in", wait)
+		}
 		time.Sleep(wait)
 		wait = min(2*wait, time.Second)
 	}
+}
+
+// inProgress reports whether err is JetStream's answer that a publish with the same message
+// id is being stored (err_code 10158, "duplicate message id is in process"): the write is
+// under way, not failed.
+func inProgress(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ae *jetstream.APIError
+	if errors.As(err, &ae) && ae.ErrorCode == 10158 {
+		return true
+	}
+	return strings.Contains(err.Error(), "duplicate message id is in process")
+}
+
+// holds reports whether the hold on r's partition that r was read under is still this
+// relay's (being given up counts: its attempts' writes are recorded until the grace ends).
+func (q *Queue) holds(r *rec) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.parts[r.part] == r.pt
 }
 
 func finID(sseq uint64) string { return "fin-" + strconv.FormatUint(sseq, 10) }
@@ -601,18 +698,21 @@ func (q *Queue) removeLocked(r *rec) {
 	}
 }
 
-// finish counts the item's outcome once (by its stream sequence), deletes its message from
-// the items stream and forgets it.
+// finish counts the item's outcome once (by its stream sequence) unless it was delivered,
+// deletes its message from the items stream and forgets it. A delivered item's only write is
+// the delete: Delivered is what left the items stream neither filtered nor dead-lettered.
 func (q *Queue) finish(r *rec, counter string) error {
-	if err := q.retry(func() error { return q.count(counter, 1, finID(r.sseq)) }); err != nil {
-		return err
+	if counter != "" {
+		if err := q.retry(r, func() error { return q.count(counter, 1, finID(r.sseq)) }); err != nil {
+			return err
+		}
 	}
 	// The stream, not the consumer, says what is pending: the item is deleted from it (a
 	// replicated stream operation, confirmed) before delivery sends the visitor's next event,
 	// so the next owner of the partition, reading what the stream holds, never sends it again
 	// after a later one.
-	if err := q.retry(func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := q.retry(r, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 		defer cancel()
 		return q.deleteMsg(ctx, q.o.Stream, r.sseq)
 	}); err != nil {
@@ -643,7 +743,7 @@ func (q *Queue) dropState(r *rec) {
 // Done records that the item was delivered.
 func (q *Queue) Done(seq uint64) error {
 	if r := q.get(seq); r != nil {
-		return q.finish(r, cDelivered)
+		return q.finish(r, "")
 	}
 	return nil
 }
@@ -660,7 +760,7 @@ func (q *Queue) Filter(seq uint64, reason string) error {
 func (q *Queue) putState(r *rec, st state) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	if err := q.retry(func() error { _, err := q.states.Put(ctx, q.stateKey(r), encodeState(st)); return err }); err != nil {
+	if err := q.retry(r, func() error { _, err := q.states.Put(ctx, q.stateKey(r), encodeState(st)); return err }); err != nil {
 		return fmt.Errorf("queue/jetstream: record the state of item %d: %w", r.sseq, err)
 	}
 	q.mu.Lock()
@@ -704,8 +804,8 @@ func (q *Queue) deadLetter(r *rec, at time.Time, f queue.Failure) error {
 	m := nats.NewMsg(q.o.Stream + ".dlq")
 	m.Data = encodeDeadLetter(at, f, &r.entry)
 	m.Header.Set(jetstream.MsgIDHeader, "dl-"+strconv.FormatUint(r.sseq, 10))
-	if err := q.retry(func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := q.retry(r, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 		defer cancel()
 		_, err := q.js.PublishMsg(ctx, m)
 		return err
@@ -809,67 +909,93 @@ func (q *Queue) Replay(ids []uint64, remap func(queue.Entry) (queue.Entry, error
 
 // stale makes the next Counters read the cluster again.
 func (q *Queue) stale() {
-	q.cmu.Lock()
-	q.cachedAt = time.Time{}
-	q.cmu.Unlock()
+	q.writes.Add(1) // never waits for a Counters read in progress
+
 }
 
 // Counters returns the cluster-wide totals, read at most every 250 ms (or after this relay
-// wrote): Queued is what the items stream holds, DeadLettered what the dead-letter stream
-// holds, Delivered, Filtered and Duplicates are counters, and Received and Replayed follow
-// from the items stream's last sequence (one per event ever stored, replays included) and
-// the dead letters counted less those still held. On a read error the last totals are
-// returned.
+// wrote), as one snapshot: Received and Queued come from one answer of the items stream's
+// leader (its last sequence, one per event ever stored, replays included, less the replays;
+// and the messages it holds), then DeadLettered (what the dead-letter stream holds), and the
+// Filtered, dead-lettered and Duplicates counters. Delivered is what is left: every event
+// received and no longer queued that was neither filtered nor dead-lettered, which is what a
+// delivered item's delete records, so the totals reconcile in every snapshot. An item being
+// filtered or dead-lettered is counted (and its letter stored) before its delete, and the
+// parts are read in that order, so a snapshot taken in between can only show Delivered short
+// by that item, never over; such a snapshot (Delivered or Received lower than the last one
+// this relay read) is read again, and after three tries the last one is returned, as it is
+// on a read error.
 func (q *Queue) Counters() queue.Counters {
 	q.cmu.Lock()
 	defer q.cmu.Unlock()
-	if time.Since(q.cachedAt) < 250*time.Millisecond {
+	gen := q.writes.Load()
+	if gen == q.cacheGen && time.Since(q.cachedAt) < 250*time.Millisecond {
 		return q.cached
 	}
-	c, err := q.readCounters()
-	if err != nil {
-		q.log.Warn("reading the cluster's counters failed; showing the last ones", "err", err)
-		return q.cached
+	for try := 0; ; try++ {
+		c, err := q.readCounters()
+		if err != nil {
+			q.log.Warn("reading the cluster's counters failed; showing the last ones", "err", err)
+			return q.cached
+		}
+		if c.Delivered >= q.cached.Delivered && c.Received >= q.cached.Received {
+			q.cached, q.cachedAt, q.cacheGen = c, time.Now(), gen
+			return c
+		}
+		if try == 2 {
+			return q.cached
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	q.cached, q.cachedAt = c, time.Now()
-	return c
 }
 
 func (q *Queue) readCounters() (queue.Counters, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 	ii, err := q.items.Info(ctx)
 	if err != nil {
 		return queue.Counters{}, err
 	}
-	di, err := q.dlq.Info(ctx)
-	if err != nil {
+	// The rest after the items stream's state, together.
+	var wg sync.WaitGroup
+	var di *jetstream.StreamInfo
+	var derr error
+	names := []string{cFiltered, cDead, cDuplicates}
+	vals, errs := make([]int64, len(names)), make([]error, len(names))
+	wg.Go(func() { di, derr = q.dlq.Info(ctx) })
+	for i, name := range names {
+		wg.Go(func() { vals[i], errs[i] = q.counter(ctx, name) })
+	}
+	wg.Wait()
+	if derr != nil {
+		return queue.Counters{}, derr
+	}
+	if err := errors.Join(errs...); err != nil {
 		return queue.Counters{}, err
 	}
-	v := map[string]int64{}
-	for _, name := range []string{cDelivered, cFiltered, cDead, cDuplicates} {
-		m, err := q.ctrs.GetLastMsgForSubject(ctx, q.o.Stream+".c."+name)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			return queue.Counters{}, err
-		}
-		var cv struct {
-			Val string `json:"val"`
-		}
-		if err := json.Unmarshal(m.Data, &cv); err != nil {
-			return queue.Counters{}, fmt.Errorf("counter %s: %w", name, err)
-		}
-		v[name], _ = strconv.ParseInt(cv.Val, 10, 64)
-	}
-	c := queue.Counters{
-		Delivered: v[cDelivered], Filtered: v[cFiltered], Duplicates: v[cDuplicates],
-		DeadLettered: int64(di.State.Msgs), Queued: int64(ii.State.Msgs),
-	}
-	c.Replayed = max(v[cDead]-c.DeadLettered, 0)
+	c := queue.Counters{Filtered: vals[0], Duplicates: vals[2], DeadLettered: int64(di.State.Msgs), Queued: int64(ii.State.Msgs)}
+	c.Replayed = max(vals[1]-c.DeadLettered, 0)
 	c.Received = int64(ii.State.LastSeq) - c.Replayed
+	c.Delivered = c.Received - c.Queued - c.DeadLettered - c.Filtered
 	return c, nil
+}
+
+// counter reads a counter's value (0 before its first increment).
+func (q *Queue) counter(ctx context.Context, name string) (int64, error) {
+	m, err := q.ctrs.GetLastMsgForSubject(ctx, q.o.Stream+".c."+name)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var cv struct {
+		Val string `json:"val"`
+	}
+	if err := json.Unmarshal(m.Data, &cv); err != nil {
+		return 0, fmt.Errorf("counter %s: %w", name, err)
+	}
+	return strconv.ParseInt(cv.Val, 10, 64)
 }
 
 // Close stops reading, gives every partition up at once (this relay's delivery must have
@@ -881,6 +1007,7 @@ func (q *Queue) Close() error {
 		return nil
 	}
 	q.closed = true
+	close(q.closing)
 	q.closeMu.Unlock()
 	q.appends.Wait()
 	q.stop()

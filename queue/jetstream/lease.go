@@ -245,14 +245,26 @@ func (q *Queue) readOnce(ctx context.Context, p int, pt *part) error {
 	if err != nil {
 		return err
 	}
-	for e := range w.Updates() {
-		if e == nil {
-			break
-		}
-		_, s, _ := strings.Cut(e.Key(), ".")
-		sseq, _ := strconv.ParseUint(s, 10, 64)
-		if st, err := decodeState(e.Value(), "state "+e.Key()); err == nil {
-			states[sseq] = st
+	// The states are read with a deadline, like every other call: a server that sends nothing
+	// for 10 s makes the reader start again (on another server once the connection moved).
+	timeout := time.NewTimer(2 * callTimeout)
+	defer timeout.Stop()
+read:
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok || e == nil {
+				break read
+			}
+			_, s, _ := strings.Cut(e.Key(), ".")
+			sseq, _ := strconv.ParseUint(s, 10, 64)
+			if st, err := decodeState(e.Value(), "state "+e.Key()); err == nil {
+				states[sseq] = st
+			}
+			timeout.Reset(2 * callTimeout)
+		case <-timeout.C:
+			_ = w.Stop()
+			return fmt.Errorf("reading the retry states of partition %d: nothing for %s", p, 2*callTimeout)
 		}
 	}
 	_ = w.Stop()
