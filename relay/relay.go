@@ -143,10 +143,13 @@ func New(cfg Config) (_ *Relay, err error) {
 		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 			return nil, fmt.Errorf("create the data directory: %v", err)
 		}
-		r.q, err = disk.Open(cfg.DataDir, disk.Options{DiskBudget: cfg.DiskBudget, DedupWindow: max(24*time.Hour, cfg.RetryWindow), Logger: r.log, NoSync: cfg.NoSync})
+		// A failed Open returns a nil *disk.Queue, which must not become a non-nil queue.Queue
+		// (closeParts would call its Close).
+		dq, err := disk.Open(cfg.DataDir, disk.Options{DiskBudget: cfg.DiskBudget, DedupWindow: max(24*time.Hour, cfg.RetryWindow), Logger: r.log, NoSync: cfg.NoSync})
 		if err != nil {
 			return nil, err
 		}
+		r.q = dq
 	}
 
 	r.reg = prometheus.NewRegistry()
