@@ -97,6 +97,8 @@ type Relay struct {
 	adminDone  chan struct{}
 	dispCancel context.CancelFunc
 	dispDone   chan error
+	watchStop  chan struct{} // closed by Stop: ends watchStore
+	watchDone  chan struct{}
 	done       chan struct{} // closed when the ingest server has stopped
 	halted     chan struct{} // closed when ingest or delivery stopped (Done)
 	haltOnce   sync.Once
@@ -216,6 +218,8 @@ func (r *Relay) Start() error {
 	r.dispDone = make(chan error, 1)
 	r.done, r.halted = make(chan struct{}), make(chan struct{})
 	r.srv.SetReady(true) // before delivery can fail and turn it off
+	r.watchStop, r.watchDone = make(chan struct{}), make(chan struct{})
+	go r.watchStore()
 	go func() {
 		err := r.disp.Run(dispCtx)
 		if err != nil && dispCtx.Err() == nil { // an error after Stop cancelled it is Stop's to report
@@ -237,6 +241,33 @@ func (r *Relay) Start() error {
 	}
 	r.log.Info("woorelay serving", "listen", r.URL(), "admin", adminLn.Addr().String(), "queue", where, "sources", r.sources.count(), "queued", c.Queued, "dead_letters", c.DeadLettered)
 	return nil
+}
+
+// storeWatch is how often readiness looks at whether the queue refuses writes.
+const storeWatch = 500 * time.Millisecond
+
+// watchStore keeps /readyz truthful while the queue refuses writes (a full disk or disk
+// budget): it answers 503 store_full until the queue accepts them again, by itself.
+func (r *Relay) watchStore() {
+	defer close(r.watchDone)
+	h, ok := r.q.(queue.Health)
+	if !ok {
+		return
+	}
+	tick := time.NewTicker(storeWatch)
+	defer tick.Stop()
+	for {
+		why := ""
+		if err := h.Refusing(); errors.Is(err, queue.ErrFull) {
+			why = err.Error()
+		}
+		r.srv.SetRefusing(why)
+		select {
+		case <-r.watchStop:
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // URL is the base URL of the ingest listener (http://127.0.0.1:8080, https:// with TLS),
@@ -320,6 +351,8 @@ func (r *Relay) stop(drain time.Duration) error {
 		}
 		cancel()
 		<-r.adminDone
+		close(r.watchStop)
+		<-r.watchDone
 		r.dispCancel()
 		if err := <-r.dispDone; err != nil && !errors.Is(err, context.Canceled) {
 			r.log.Warn("delivery stopped with an error", "err", err)

@@ -59,6 +59,10 @@ func (s *Server) routes(g prometheus.Gatherer) *echo.Echo {
 			c.Response().Header().Set("Retry-After", s.retryHdr)
 			return writeError(c, &reqError{http.StatusServiceUnavailable, "not_ready", "the server is starting or shutting down"})
 		}
+		if why := s.refusing.Load(); why != nil {
+			c.Response().Header().Set("Retry-After", s.retryHdr)
+			return writeError(c, &reqError{http.StatusServiceUnavailable, "store_full", *why})
+		}
 		return c.JSONBlob(http.StatusOK, []byte(`{"status":"ready"}`))
 	})
 	e.GET("/metrics", echo.WrapHandler(metricsHandler(g)))

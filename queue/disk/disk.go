@@ -178,6 +178,8 @@ type Queue struct {
 	// set by load, read and cleared by recoverAndCount: the format of a store whose visitor
 	// index is still a key per item
 	upgradeFrom string
+	// set by recoverGroups, reported and cleared by recoverAndCount
+	torn []tornFrame
 }
 
 var _ queue.Queue = (*Queue)(nil)
@@ -358,9 +360,18 @@ func (q *Queue) recoverAndCount() (map[uint64]int64, error) {
 	} else {
 		q.head.Store(q.meta.lastSeq + 1)
 	}
+	lost := map[uint64]int64{} // pending items whose payload is at or after a torn frame
 	for valid := it.Valid(); valid; valid = it.Next() {
 		if seg := recordSeg(it.Value()); seg != 0 {
 			live[seg]++
+			if len(q.torn) > 0 {
+				_, loc, _ := decodeItemState(it.Value())
+				for _, t := range q.torn {
+					if t.at.seg == seg && loc.off >= t.at.off {
+						lost[seg]++
+					}
+				}
+			}
 		}
 		if upgrade != nil {
 			if err := upgrade.addKey(it.Key(), it.Value()); err != nil {
@@ -371,6 +382,7 @@ func (q *Queue) recoverAndCount() (map[uint64]int64, error) {
 	if err := it.Error(); err != nil {
 		return nil, fmt.Errorf("queue/disk: scan items: %w", err)
 	}
+	q.reportTorn(lost)
 	if upgrade != nil {
 		if err := upgrade.finish(q.upgradeFrom); err != nil {
 			return nil, err
