@@ -267,11 +267,7 @@ func Open(dir string, opts Options) (*Queue, error) {
 		rm.close()
 		return nil, q.openError(dir, err)
 	}
-	limit := int64(maxSegmentSize)
-	if opts.DiskBudget > 0 {
-		limit = min(max(opts.DiskBudget/16, minSegmentSize), maxSegmentSize)
-	}
-	if q.segs, err = openSegmentLog(dir, limit, opts.NoSync); err != nil {
+	if q.segs, err = openSegmentLog(dir, rm.segment, opts.NoSync); err != nil {
 		_ = db.Close()
 		rm.close()
 		return nil, err
@@ -532,6 +528,10 @@ func (q *Queue) reclaimer(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			if q.room.diskFull.Load() != nil {
+				// The active segment's space returns only once it is no longer active.
+				q.reclaimSegments()
+			}
 			q.room.poll()
 			continue
 		case <-q.segs.empty:
@@ -547,6 +547,22 @@ func (q *Queue) reclaimer(ctx context.Context) {
 		if err := q.Compact(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, queue.ErrClosed) {
 			q.log.Error("compaction to reclaim disk space failed", "err", err)
 		}
+	}
+}
+
+// reclaimSegments starts a new segment when the active one has no pending item and deletes
+// the segments no pending item refers to, unless the queue is closed.
+func (q *Queue) reclaimSegments() {
+	if err := q.begin(); err != nil {
+		return
+	}
+	defer q.end()
+	err := q.segs.rotateIfUnused()
+	if err == nil {
+		err = q.collectSegmentsLocked()
+	}
+	if err != nil {
+		q.log.Error("deleting delivered payload segments failed", "err", err)
 	}
 }
 

@@ -31,7 +31,7 @@
 // Each Append call's Deliver entries are encoded and compressed with S2 into one frame (in the
 // caller's goroutine, so compression runs in parallel), and the committer appends the
 // group's frames and its commit record to the active segment (segments/<id>.seg, at most 64 MiB, or a sixteenth of
-// the disk budget). A frame carries its lengths and a CRC-32C; an item's record holds its
+// the disk budget or of the file system). A frame carries its lengths and a CRC-32C; an item's record holds its
 // delivery state, the frame and the entry's place in it, and its visitor (so removing it
 // reads no payload). The frames just written stay in a bounded cache (16 MiB), so delivery
 // usually reads fresh items from memory; a backlog is read back frame by frame, in order. The

@@ -120,6 +120,7 @@ type sizes struct {
 	reserve  int64 // the reserve file
 	low      int64 // Appends are refused while the free space is below this
 	margin   int64 // what the budget keeps free for pebble's own growth (a new log, a flush)
+	segment  int64 // the payload log's segment size: delivery returns space a segment at a time
 }
 
 // roomSizes sizes the memtable so that pebble's preallocated log files fit the budget (or the
@@ -144,6 +145,10 @@ func roomSizes(budget, fsSize int64, mem uint64) sizes {
 	}
 	s.low = s.reserve
 	s.margin = 2*s.memTable + s.memTable/5
+	s.segment = maxSegmentSize
+	if capacity > 0 {
+		s.segment = min(max(capacity/16, minSegmentSize), maxSegmentSize)
+	}
 	return s
 }
 

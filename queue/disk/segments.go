@@ -40,8 +40,8 @@ const (
 	frameMagic   = 'F'
 	frameVersion = 1
 	frameHeader  = 14
-	// maxSegmentSize and minSegmentSize bound a segment; with a disk budget a segment is at most
-	// a sixteenth of it, so delivered segments return space in small steps.
+	// maxSegmentSize and minSegmentSize bound a segment; a segment is at most a sixteenth of
+	// the disk budget or of the file system, so delivered segments return space in small steps.
 	maxSegmentSize = 64 << 20
 	minSegmentSize = 64 << 10
 	// frameCacheBytes bounds the decompressed frames kept in memory: the frames just committed
