@@ -16,7 +16,8 @@
 //     opened). When New fails nothing is left open.
 //  2. Start binds the ingest listener (the SDK routes, /healthz, /readyz, /metrics) and the
 //     admin listener (the admin API, the sandbox emulator's records; see adminRoutes) and
-//     starts delivery, ingest and the admin listener; /readyz answers 200 once it returns. It
+//     starts delivery, ingest and the admin listener; /readyz answers 200 once it returns
+//     (and 503 store_full while the queue refuses writes: a full disk or disk budget). It
 //     fails only when an address cannot be bound.
 //  3. While it runs, Reload(cfg) swaps in a new set of sources (write keys, presets, settings,
 //     mapping folders, allowed origins, trusted proxies) atomically: the next request is

@@ -185,7 +185,8 @@ type Queue struct {
 var _ queue.Queue = (*Queue)(nil)
 
 // Open opens (creating it if needed) the store in dir and starts the committer. Only one
-// process may open a directory at a time. Reopening a store resumes it: sequence numbers
+// process may open a directory at a time: a second Open fails naming the holder. A store
+// whose files cannot be read fails with an error wrapping ErrDamaged that says how to recover. Reopening a store resumes it: sequence numbers
 // continue, counters are restored, pending items are scanned in order.
 func Open(dir string, opts Options) (*Queue, error) {
 	if opts.DiskBudget < 0 {

@@ -88,4 +88,15 @@
 // Options.MemTableSize, 16 MiB by default) bound the memory pebble uses, whatever the backlog
 // on disk. Pebble counts memtables against its block cache, so the cache it is given is the
 // sum of the two: the blocks keep their 32 MiB while memtables fill.
+//
+// # Room on disk
+//
+// Open locks the directory with a lock file that names the holder (a second Open fails
+// saying which process has the store), and errors of a store that cannot be read wrap
+// ErrDamaged and say how to recover (room.go). The disk budget counts the blocks of every
+// file under the directory. Pebble panics when a write fails for want of space, so the queue
+// never lets the disk fill: below a low mark of free space (or when a payload log write fails
+// with no space, which is undone) Append answers an error wrapping queue.ErrFull and a reserve
+// file is deleted to give pebble room for delivery's writes; once space returns the reserve
+// is written back and Append accepts entries again, without a reopen. Refusing says which.
 package disk
