@@ -22,8 +22,8 @@ import (
 	"github.com/woorelay/woorelay/queue/queuetest"
 )
 
-// The store's faults on a real `woorelay serve`: a store that cannot be opened, a full disk, a
-// disk budget counted on disk.
+// The store's faults on a real `woorelay serve`: a store that cannot be opened, a full disk
+// (and, in e2e_test.go's TestDiskBudget, the disk budget counted as du counts).
 
 // runWoorelay runs `woorelay <args>` to its end (within two minutes) and returns its exit
 // status and output.
@@ -125,7 +125,7 @@ func notPanicked(t *testing.T, what, out string) {
 // with the way to recover; a read-only directory is named as such. Recovering as the README
 // says delivers every acknowledged event.
 func TestStoreOpenFailures(t *testing.T) {
-	x := newE2E(t)
+	x := newE2E(t, "--drain-timeout", "1s")
 	x.em.SetFaults(emulator.Faults{Always: 500}) // keep the events pending
 	p := x.start()
 	l := newLedger()
@@ -288,17 +288,7 @@ func TestFullDisk(t *testing.T) {
 	}
 	f.Close()
 
-	x.em.SetFaults(emulator.Faults{Always: 500})
-	l := newLedger()
-	stop := make(chan struct{})
-	wg := l.load(p.url, "any-key", 4, 20, 100, stop)
-	waitFor(t, 2*time.Minute, "a 503 from ingest on the full disk", func() bool {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		return l.statuses[503] > 0
-	})
-	close(stop)
-	wg.Wait()
+	l := x.loadUntilRefused(p, nil)
 	if l.statuses[500] > 0 || l.noRetryAfter > 0 {
 		t.Errorf("on a full disk ingest answered %v, %d of the 503s without Retry-After; want 503 with Retry-After, never 500", l.statuses, l.noRetryAfter)
 	}
@@ -342,36 +332,6 @@ func TestFullDisk(t *testing.T) {
 	c := x.drained(p)
 	notPanicked(t, "a restart on a full disk", p.output.String())
 	t.Logf("full disk: answers %v; %d acknowledged, all delivered (%d duplicates); counters %+v", l.statuses, len(l.ackedIDs()), dups, c)
-}
-
-// TestDiskBudgetOnDisk: with --disk-budget 8MB and Woopra down, what the data directory takes
-// on disk (du: pebble's preallocated logs included) stays within the budget when ingest
-// starts answering 503.
-func TestDiskBudgetOnDisk(t *testing.T) {
-	const budget = 8_000_000
-	x := newE2E(t, "--disk-budget", "8MB")
-	p := x.start()
-	x.em.SetFaults(emulator.Faults{Always: 500})
-	l := newLedger()
-	stop := make(chan struct{})
-	wg := l.load(p.url, "any-key", 4, 20, 100, stop)
-	var most int64
-	waitFor(t, 2*time.Minute, "a 503 from ingest", func() bool {
-		most = max(most, duBytes(x.data))
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		return l.statuses[503] > 0
-	})
-	time.Sleep(time.Second) // ingest keeps trying at the budget
-	close(stop)
-	wg.Wait()
-	most = max(most, duBytes(x.data))
-	if most > budget {
-		t.Errorf("the data directory took %d bytes on disk, over the budget of %d", most, budget)
-	}
-	x.em.ClearFaults()
-	dups := x.waitDelivered(l, 2*time.Minute)
-	t.Logf("budget %d: at most %d bytes on disk; %d acknowledged, all delivered (%d duplicates)", budget, most, len(l.ackedIDs()), dups)
 }
 
 // duBytes adds up the blocks of the files under dir, as du does.

@@ -51,7 +51,7 @@ type Options struct {
 	// DiskBudget is the most disk space, in bytes, the store may take: the blocks of every
 	// file under its directory (pebble's tables and preallocated log files, the payload log,
 	// the reserve file). Append returns queue.ErrFull and stores nothing when a write would
-	// leave less than pebble's margin (2.2 × MemTableSize) under it, until delivered items
+	// leave less than pebble's margin (4 × MemTableSize) under it, until delivered items
 	// have been removed (the queue compacts by itself when it turns clients away). 0 means
 	// unlimited. Without a MemTableSize, the memtable is sized to a 32nd of the budget (at
 	// least 256 KiB), so that pebble's preallocated log files fit it.

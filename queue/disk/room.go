@@ -119,7 +119,7 @@ type sizes struct {
 	memTable int64 // pebble's memtable (its log files are preallocated at 1.1 × this)
 	reserve  int64 // the reserve file
 	low      int64 // Appends are refused while the free space is below this
-	margin   int64 // what the budget keeps free for pebble's own growth (a new log, a flush)
+	margin   int64 // what the budget keeps free for pebble's own growth (a new log, a flush, a compaction's output)
 	segment  int64 // the payload log's segment size: delivery returns space a segment at a time
 }
 
@@ -144,7 +144,7 @@ func roomSizes(budget, fsSize int64, mem uint64) sizes {
 		s.reserve = min(s.reserve, max(budget/16, 64<<10))
 	}
 	s.low = s.reserve
-	s.margin = 2*s.memTable + s.memTable/5
+	s.margin = 4 * s.memTable
 	s.segment = maxSegmentSize
 	if capacity > 0 {
 		s.segment = min(max(capacity/16, minSegmentSize), maxSegmentSize)
