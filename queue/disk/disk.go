@@ -51,7 +51,8 @@ type Options struct {
 	// DiskBudget is the most disk space, in bytes, the store may take: the blocks of every
 	// file under its directory (pebble's tables and preallocated log files, the payload log,
 	// the reserve file). Append returns queue.ErrFull and stores nothing when a write would
-	// leave less than pebble's margin (4 × MemTableSize) under it, until delivered items
+	// leave less than pebble's margin under it (4 × MemTableSize and the size of its live
+	// tables, which a compaction may rewrite before it deletes them), until delivered items
 	// have been removed (the queue compacts by itself when it turns clients away). 0 means
 	// unlimited. Without a MemTableSize, the memtable is sized to a 32nd of the budget (at
 	// least 256 KiB), so that pebble's preallocated log files fit it.
@@ -263,6 +264,7 @@ func Open(dir string, opts Options) (*Queue, error) {
 		return nil, damagedError(dir, err)
 	}
 	q.db = db
+	rm.tableFn = func() int64 { return int64(db.Metrics().Table.Local.LiveSize) }
 	if err := q.load(); err != nil {
 		_ = db.Close()
 		rm.close()

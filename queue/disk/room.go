@@ -163,6 +163,8 @@ type room struct {
 
 	mu       sync.Mutex
 	measured int64     // bytes under dir at the last walk
+	tables   int64     // bytes of pebble's live tables at the last walk (what a compaction may rewrite)
+	tableFn  func() int64
 	since    int64     // bytes written by group commits since
 	at       time.Time // of the last walk
 
@@ -208,6 +210,9 @@ func (r *room) usage(fresh bool) int64 {
 	defer r.mu.Unlock()
 	if fresh || time.Since(r.at) >= measureEvery {
 		r.measured, r.since, r.at = walkUsage(r.dir), 0, time.Now()
+		if r.tableFn != nil {
+			r.tables = r.tableFn()
+		}
 	}
 	return r.measured + r.since
 }
@@ -235,12 +240,17 @@ func walkUsage(dir string) int64 {
 }
 
 // overBudget reports whether writing n more bytes on top of usage would pass the budget
-// (keeping its margin for pebble), and notes the answer for refusing.
+// (keeping its margin for pebble: a new log, a flush, and a compaction's output, which is
+// written before its inputs are deleted and may be as large as the live tables), and notes
+// the answer for refusing.
 func (r *room) overBudget(usage, n int64) bool {
 	if r.budget <= 0 {
 		return false
 	}
-	over := usage+n+r.margin > r.budget
+	r.mu.Lock()
+	tables := r.tables
+	r.mu.Unlock()
+	over := usage+n+r.margin+tables > r.budget
 	if over {
 		err := fmt.Errorf("%w: the disk budget of %d bytes is used up (%d bytes under %s); delivery makes room", queue.ErrFull, r.budget, usage, r.dir)
 		r.budgetFull.Store(&err)
