@@ -162,8 +162,8 @@ type room struct {
 	lock *os.File
 
 	mu       sync.Mutex
-	measured int64     // bytes under dir at the last walk
-	tables   int64     // bytes of pebble's live tables at the last walk (what a compaction may rewrite)
+	measured int64 // bytes under dir at the last walk
+	tables   int64 // bytes of pebble's live tables at the last walk (what a compaction may rewrite)
 	tableFn  func() int64
 	since    int64     // bytes written by group commits since
 	at       time.Time // of the last walk
