@@ -258,9 +258,9 @@ func (r *Relay) watchStore() {
 	tick := time.NewTicker(storeWatch)
 	defer tick.Stop()
 	for {
-		why := ""
+		why := "" // the cause, with the data directory's path, is in the log, not on this listener
 		if err := h.Refusing(); errors.Is(err, queue.ErrFull) {
-			why = err.Error()
+			why = "the queue refuses new events: its disk budget is used up or its disk is full; delivery makes room, retry after the Retry-After delay"
 		}
 		r.srv.SetRefusing(why)
 		select {
