@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"mime"
 	"net"
@@ -189,16 +190,36 @@ func (a *API) replay(c echo.Context) error {
 			after = page[len(page)-1].ID
 		}
 	}
-	n, err := a.Queue.Replay(ids, Unmapped)
+	var corrupt int
+	n, err := a.Queue.Replay(ids, func(e queue.Entry) (queue.Entry, error) {
+		e, err := Unmapped(e)
+		if errors.Is(err, ErrCorruptRecord) {
+			corrupt++ // Replay calls remap from this goroutine
+		}
+		return e, err
+	})
 	if err != nil {
 		return fail(c, http.StatusInternalServerError, "store_error", err.Error())
 	}
-	return c.JSON(http.StatusOK, ReplayResult{Replayed: n, Asked: len(ids)})
+	res := ReplayResult{Replayed: n, Asked: len(ids)}
+	if corrupt > 0 {
+		res.Corrupt = corrupt
+		res.Note = fmt.Sprintf("%d of the dead letters are corrupt queue records, not events: they hold the raw bytes of a record that could not be read, so there is no event to replay; they stay in the dead letters (restore the store from a backup to recover their events)", corrupt)
+	}
+	return c.JSON(http.StatusOK, res)
 }
 
+// ErrCorruptRecord is Unmapped's error for a dead letter that holds a corrupt queue record
+// (see queue.ReasonCorruptRecord) rather than an event.
+var ErrCorruptRecord = errors.New("the dead letter is a corrupt queue record, not an event: there is no event to replay")
+
 // Unmapped clears a dead letter's requests and outcome, so delivery maps its event again
-// with the current configuration; it is the remap function replay passes to Queue.Replay.
+// with the current configuration; it is the remap function replay passes to Queue.Replay. A
+// corrupt queue record is left where it is, with ErrCorruptRecord.
 func Unmapped(e queue.Entry) (queue.Entry, error) {
+	if e.Source == "" && strings.HasPrefix(e.Reason, queue.ReasonCorruptRecord) {
+		return e, ErrCorruptRecord
+	}
 	e.Outcome, e.Reason, e.Requests = queue.Deliver, "", nil
 	return e, nil
 }

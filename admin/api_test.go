@@ -175,3 +175,22 @@ func TestBadRequests(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayLeavesCorruptRecords: a dead letter holding a corrupt queue record (no source, its
+// reason marked queue.ReasonCorruptRecord) is left in place by a replay, whose answer says why,
+// instead of going back to delivery to fail as an event of source "".
+func TestReplayLeavesCorruptRecords(t *testing.T) {
+	srv, q := adminServer(t, "", 1)
+	corrupt := queue.Entry{Event: []byte{0x71, 0x01, 0xff}, Visitor: "v", Outcome: queue.Rejected,
+		Reason: queue.ReasonCorruptRecord + ": corrupt record (payload segment 0000000000000001.seg is missing)"}
+	if _, err := q.Append(context.Background(), []queue.Entry{corrupt}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := NewClient(srv.URL, "", nil).Replay(context.Background(), ReplayRequest{All: true})
+	if err != nil || res.Replayed != 1 || res.Asked != 2 || res.Corrupt != 1 || !strings.Contains(res.Note, "corrupt queue records, not events") {
+		t.Fatalf("replay %+v, %v; want the event replayed and the corrupt record left, with a note", res, err)
+	}
+	if n := q.Counters(); n.Queued != 1 || n.DeadLettered != 1 {
+		t.Errorf("after the replay: %+v", n)
+	}
+}

@@ -107,6 +107,10 @@ type ReplayRequest struct {
 type ReplayResult struct {
 	Replayed int `json:"replayed"`
 	Asked    int `json:"asked"`
+	// Corrupt counts the letters left in place because they are corrupt queue records, not
+	// events; Note says so in words.
+	Corrupt int    `json:"corrupt,omitempty"`
+	Note    string `json:"note,omitempty"`
 }
 
 // Error is the body of every error answer.

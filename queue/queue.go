@@ -131,14 +131,29 @@ func (c Counters) Reconciles() bool {
 
 // Errors Append returns; ingest turns each into 503 with Retry-After.
 var (
-	// ErrFull means the disk budget is used up; nothing of the call was stored.
-	ErrFull = errors.New("queue: disk budget reached; retry later")
+	// ErrFull means the store has no room: its disk budget is used up, or the disk it is on is
+	// full. Nothing of the call was stored; the error that wraps it says which, and the store
+	// accepts entries again by itself once delivery has made room.
+	ErrFull = errors.New("queue: full; retry later")
 	// ErrClosed means the queue is shutting down; nothing of the call was stored.
 	ErrClosed = errors.New("queue: closed")
 	// ErrUnavailable means a shared store did not acknowledge every entry in time (a leader
 	// election, a lost server); what it did store is found a duplicate when the client retries.
 	ErrUnavailable = errors.New("queue: the store did not acknowledge; retry later")
 )
+
+// Health is implemented by a queue that can say whether Append accepts entries now, so that
+// readiness checks tell the truth while it refuses them.
+type Health interface {
+	// Refusing returns why Append refuses entries now (an error wrapping ErrFull while the
+	// disk or the disk budget is full), or nil while it accepts them.
+	Refusing() error
+}
+
+// ReasonCorruptRecord starts the Entry.Reason of a dead letter that holds a queue record that
+// could not be decoded (its raw bytes as Event) instead of an event: there is no event to
+// replay in it.
+const ReasonCorruptRecord = "corrupt_record"
 
 // Queue is the durable store between ingest and delivery.
 //

@@ -17,8 +17,9 @@
 //  2. Start binds the ingest listener (the SDK routes, /healthz, /readyz, /metrics) and the
 //     admin listener (the admin API, the sandbox emulator's records; see adminRoutes) and
 //     starts delivery, ingest and the admin listener; /readyz answers 200 once it returns
-//     (and 503 while a queue on JetStream cannot store events, see watchStore). It fails only
-//     when an address cannot be bound.
+//     (and 503 while a queue on JetStream cannot store events, see watchStore, or 503
+//     store_full while the disk queue refuses writes for a full disk or disk budget, see
+//     watchRefusing). It fails only when an address cannot be bound.
 //  3. While it runs, Reload(cfg) swaps in a new set of sources (write keys, presets, settings,
 //     mapping folders, allowed origins, trusted proxies) atomically: the next request is
 //     authenticated and the next event delivered with the new set. It validates and compiles all of it first and
@@ -98,6 +99,8 @@ type Relay struct {
 	adminDone  chan struct{}
 	dispCancel context.CancelFunc
 	dispDone   chan error
+	watchStop  chan struct{} // closed by Stop: ends watchRefusing
+	watchDone  chan struct{}
 	done       chan struct{} // closed when the ingest server has stopped
 	halted     chan struct{} // closed when ingest or delivery stopped (Done)
 	haltOnce   sync.Once
@@ -145,10 +148,13 @@ func New(cfg Config) (_ *Relay, err error) {
 		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 			return nil, fmt.Errorf("create the data directory: %v", err)
 		}
-		r.q, err = disk.Open(cfg.DataDir, disk.Options{DiskBudget: cfg.DiskBudget, DedupWindow: max(24*time.Hour, cfg.RetryWindow), Logger: r.log, NoSync: cfg.NoSync})
+		// A failed Open returns a nil *disk.Queue, which must not become a non-nil queue.Queue
+		// (closeParts would call its Close).
+		dq, err := disk.Open(cfg.DataDir, disk.Options{DiskBudget: cfg.DiskBudget, DedupWindow: max(24*time.Hour, cfg.RetryWindow), Logger: r.log, NoSync: cfg.NoSync})
 		if err != nil {
 			return nil, err
 		}
+		r.q = dq
 	}
 
 	r.reg = prometheus.NewRegistry()
@@ -217,6 +223,8 @@ func (r *Relay) Start() error {
 	r.ready.set = r.srv.SetReady
 	r.ready.store(true) // before delivery can fail and turn it off
 	go r.watchStore(r.halted)
+	r.watchStop, r.watchDone = make(chan struct{}), make(chan struct{})
+	go r.watchRefusing()
 	go func() {
 		err := r.disp.Run(dispCtx)
 		if err != nil && dispCtx.Err() == nil { // an error after Stop cancelled it is Stop's to report
@@ -238,6 +246,33 @@ func (r *Relay) Start() error {
 	}
 	r.log.Info("woorelay serving", "listen", r.URL(), "admin", adminLn.Addr().String(), "queue", where, "sources", r.sources.count(), "queued", c.Queued, "dead_letters", c.DeadLettered)
 	return nil
+}
+
+// storeWatch is how often readiness looks at whether the queue refuses writes.
+const storeWatch = 500 * time.Millisecond
+
+// watchRefusing keeps /readyz truthful while the queue refuses writes (a full disk or disk
+// budget): it answers 503 store_full until the queue accepts them again, by itself.
+func (r *Relay) watchRefusing() {
+	defer close(r.watchDone)
+	h, ok := r.q.(queue.Health)
+	if !ok {
+		return
+	}
+	tick := time.NewTicker(storeWatch)
+	defer tick.Stop()
+	for {
+		why := "" // the cause, with the data directory's path, is in the log, not on this listener
+		if err := h.Refusing(); errors.Is(err, queue.ErrFull) {
+			why = "the queue refuses new events: its disk budget is used up or its disk is full; delivery makes room, retry after the Retry-After delay"
+		}
+		r.srv.SetRefusing(why)
+		select {
+		case <-r.watchStop:
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // URL is the base URL of the ingest listener (http://127.0.0.1:8080, https:// with TLS),
@@ -321,6 +356,8 @@ func (r *Relay) stop(drain time.Duration) error {
 		}
 		cancel()
 		<-r.adminDone
+		close(r.watchStop)
+		<-r.watchDone
 		r.dispCancel()
 		if err := <-r.dispDone; err != nil && !errors.Is(err, context.Canceled) {
 			r.log.Warn("delivery stopped with an error", "err", err)

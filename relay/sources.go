@@ -3,6 +3,7 @@ package relay
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -52,6 +53,9 @@ func (m *sourceMap) mapAtDelivery(tap Tap) destination.MapFunc {
 			defer func() { tap.Mapped(e, reqs, filtered, err) }()
 		}
 		src := (*m.byName.Load())[e.Source]
+		if e.Source == "" && strings.HasPrefix(e.Reason, queue.ReasonCorruptRecord) {
+			return nil, "", fmt.Errorf("a corrupt queue record, not an event, cannot be delivered (%s)", e.Reason)
+		}
 		if src == nil {
 			return nil, "", fmt.Errorf("source %q is not configured any more; add it back to the sources file and replay", e.Source)
 		}

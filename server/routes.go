@@ -58,7 +58,11 @@ func (s *Server) routes(g prometheus.Gatherer) *echo.Echo {
 	e.GET("/readyz", func(c echo.Context) error {
 		if !s.ready.Load() || s.draining.Load() {
 			c.Response().Header().Set("Retry-After", s.retryHdr)
-			return writeError(c, &reqError{http.StatusServiceUnavailable, "not_ready", "the server is starting or shutting down"})
+			return writeError(c, &reqError{http.StatusServiceUnavailable, "not_ready", "the relay is starting or shutting down, or its queue cannot store events now (the log says which)"})
+		}
+		if why := s.refusing.Load(); why != nil {
+			c.Response().Header().Set("Retry-After", s.retryHdr)
+			return writeError(c, &reqError{http.StatusServiceUnavailable, "store_full", *why})
 		}
 		return c.JSONBlob(http.StatusOK, []byte(`{"status":"ready"}`))
 	})

@@ -215,6 +215,7 @@ type Server struct {
 	retryHdr string
 	ready    atomic.Bool
 	draining atomic.Bool
+	refusing atomic.Pointer[string] // why the store refuses writes, while it does (SetRefusing)
 	pool     sync.Pool
 
 	mu   sync.Mutex
@@ -366,6 +367,16 @@ func (s *Server) Handler() http.Handler { return s.echo }
 
 // SetReady sets what /readyz answers (ready from New until Shutdown).
 func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
+
+// SetRefusing makes /readyz answer 503 store_full with why while the store refuses writes
+// (a full disk or disk budget); "" ends it.
+func (s *Server) SetRefusing(why string) {
+	if why == "" {
+		s.refusing.Store(nil)
+	} else {
+		s.refusing.Store(&why)
+	}
+}
 
 // Serve serves HTTP on l with the configured timeouts until Shutdown; it returns nil after a
 // Shutdown and the listener's error otherwise.

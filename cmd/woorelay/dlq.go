@@ -145,5 +145,8 @@ func dlqReplay(cl *admin.Client, req admin.ReplayRequest, w io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(w, "replayed %d of %d dead letters\n", res.Replayed, res.Asked)
+	if res.Note != "" {
+		fmt.Fprintln(w, res.Note)
+	}
 	return nil
 }

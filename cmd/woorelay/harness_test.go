@@ -78,6 +78,16 @@ type proc struct {
 // the proc's admin URL is that of the --admin-listen argument.
 func startWoorelay(t *testing.T, addr string, env []string, args ...string) *proc {
 	t.Helper()
+	p := launchWoorelay(t, addr, env, args...)
+	if err := bench.WaitReady(p.url, p.done, 30*time.Second); err != nil {
+		t.Fatalf("woorelay %s: %v:\n%s", strings.Join(args, " "), err, p.output.String())
+	}
+	return p
+}
+
+// launchWoorelay starts `woorelay <args>` listening on addr without waiting for it.
+func launchWoorelay(t *testing.T, addr string, env []string, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(woorelayBinary(t), args...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -93,9 +103,6 @@ func startWoorelay(t *testing.T, addr string, env []string, args ...string) *pro
 	}
 	go func() { cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() { p.kill() })
-	if err := bench.WaitReady(p.url, p.done, 30*time.Second); err != nil {
-		t.Fatalf("woorelay %s: %v:\n%s", strings.Join(args, " "), err, out.String())
-	}
 	return p
 }
 

@@ -46,8 +46,8 @@ type appendReq struct {
 // the same group or call, is a duplicate: counted, not stored. Entries without a MessageID are
 // never duplicates.
 //
-// It returns queue.ErrFull when the disk budget is reached and queue.ErrClosed after Close;
-// in both cases nothing of the call was stored. If ctx ends while the call waits, Append
+// It returns an error wrapping queue.ErrFull when the disk budget is reached or the disk is
+// full, and queue.ErrClosed after Close; in both cases nothing of the call was stored. If ctx ends while the call waits, Append
 // returns ctx.Err() but the entries may still be committed: delivery is at least once, and the
 // client's retry is caught as a duplicate. Append does not use entries after it returns.
 func (q *Queue) Append(ctx context.Context, entries []queue.Entry) (queue.AppendResult, error) {
@@ -106,6 +106,10 @@ func (q *Queue) Append(ctx context.Context, entries []queue.Entry) (queue.Append
 	if err := q.brokenErr(); err != nil {
 		q.end()
 		return queue.AppendResult{}, err
+	}
+	if p := q.room.diskFull.Load(); p != nil {
+		q.end()
+		return queue.AppendResult{}, *p
 	}
 	select {
 	case q.reqs <- r:
@@ -238,9 +242,9 @@ func (q *Queue) commitGroup(group []*appendReq) {
 	now := q.now()
 	seen := q.dedupScratch
 	clear(seen)
-	var usage int64
+	var usage, size int64
 	if q.opts.DiskBudget > 0 {
-		usage = int64(q.db.Metrics().DiskSpaceUsage()) + q.segs.usage()
+		usage = q.room.usage(false)
 	}
 	accepted := 0
 	var lookups [][]byte
@@ -249,6 +253,7 @@ func (q *Queue) commitGroup(group []*appendReq) {
 			r.err = err // the caller has gone; store nothing of it
 			continue
 		}
+		size += r.size
 		r.dup = make([]bool, len(r.outcomes))
 		for _, dk := range r.dkeys {
 			if dk != nil {
@@ -258,6 +263,14 @@ func (q *Queue) commitGroup(group []*appendReq) {
 	}
 	if h := q.testHookCommit.Load(); h != nil {
 		(*h)()
+	}
+	if err := q.room.checkDisk(size); err != nil {
+		for _, r := range group {
+			if r.err == nil {
+				r.err = err
+			}
+		}
+		return
 	}
 	slices.SortFunc(lookups, bytes.Compare)
 	lookups = slices.CompactFunc(lookups, bytes.Equal)
@@ -271,6 +284,7 @@ func (q *Queue) commitGroup(group []*appendReq) {
 		return
 	}
 	var tentative []string
+	measured := usage
 	for _, r := range group {
 		if r.err != nil {
 			continue
@@ -287,8 +301,8 @@ func (q *Queue) commitGroup(group []*appendReq) {
 				tentative = append(tentative, string(dk))
 			}
 		}
-		if q.opts.DiskBudget > 0 && usage+stored > q.opts.DiskBudget {
-			r.err = queue.ErrFull
+		if q.room.overBudget(usage, stored) {
+			r.err = q.room.refusing()
 			q.requestReclaim(now)
 			for _, s := range tentative {
 				delete(seen, s)
@@ -383,10 +397,21 @@ func (q *Queue) commitGroup(group []*appendReq) {
 		}
 	}
 	segID, _, recOff, err := q.segs.write(frames, raws, int64(len(g.items)), build)
+	if err != nil && isNoSpace(err) {
+		// The write was undone: the disk is full, which is no reason to stop for good.
+		full := q.room.full(err.Error())
+		for _, r := range group {
+			if r.err == nil {
+				r.err, r.res = full, queue.AppendResult{}
+			}
+		}
+		return
+	}
 	if err != nil {
 		fail(fmt.Errorf("%w; the queue refuses writes until woorelay is restarted", err))
 		return
 	}
+	q.room.wrote(usage - measured)
 	if h := q.testHookApply.Load(); h != nil && !(*h)() {
 		q.segs.release(map[uint64]int64{segID: int64(len(g.items))})
 		fail(errors.New("queue/disk: commit abandoned by a test"))

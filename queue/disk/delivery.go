@@ -518,7 +518,7 @@ func (q *Queue) quarantineLocked(seq uint64, raw []byte, derr error) error {
 	q.damaged.Store(true)
 	q.takeKnown(seq)
 	st, visitor, _ := decodeItemVisitor(raw)
-	e := queue.Entry{Event: raw, Visitor: visitor, Outcome: queue.Rejected}
+	e := queue.Entry{Event: raw, Visitor: visitor, Outcome: queue.Rejected, Reason: queue.ReasonCorruptRecord + ": " + derr.Error()}
 	f := queue.Failure{Reason: fmt.Sprintf("corrupt queue record (item %d): %v", seq, derr)}
 	value := encodeDeadLetter(q.now(), &f, encodeEntryBody(&e))
 	b := q.db.NewBatch()

@@ -48,11 +48,14 @@ const (
 // the wall clock, slog.Default, bounded memory (about 32 MiB of cache and at most 64 MiB of
 // memtables) and synced appends.
 type Options struct {
-	// DiskBudget is the most disk space, in bytes, the store may use (write-ahead log, tables
-	// and the files pebble has yet to delete). Once usage reaches it, Append returns
-	// queue.ErrFull and stores nothing until delivered items have been compacted away (which
-	// the queue starts by itself when it turns clients away). 0 means unlimited. Leave room for
-	// a few memtables (DiskBudget ≥ 8 × MemTableSize), since the log of unflushed writes counts.
+	// DiskBudget is the most disk space, in bytes, the store may take: the blocks of every
+	// file under its directory (pebble's tables and preallocated log files, the payload log,
+	// the reserve file). Append returns queue.ErrFull and stores nothing when a write would
+	// leave less than pebble's margin under it (4 × MemTableSize and the size of its live
+	// tables, which a compaction may rewrite before it deletes them), until delivered items
+	// have been removed (the queue compacts by itself when it turns clients away). 0 means
+	// unlimited. Without a MemTableSize, the memtable is sized to a 32nd of the budget (at
+	// least 256 KiB), so that pebble's preallocated log files fit it.
 	DiskBudget int64
 	// DedupWindow is how long an entry's (Source, MessageID) is remembered; a second entry with
 	// the same pair within the window is a duplicate, counted and not stored. 0 means
@@ -67,7 +70,8 @@ type Options struct {
 	// for blocks: pebble counts its memtables against the cache it is given, so the queue gives
 	// it CacheSize plus the most the memtables may take.
 	CacheSize int64
-	// MemTableSize is pebble's memtable size in bytes; 0 means DefaultMemTableSize.
+	// MemTableSize is pebble's memtable size in bytes; 0 means DefaultMemTableSize, or less
+	// on a small disk budget or file system (a 32nd of it, at least 256 KiB).
 	MemTableSize uint64
 	// NoSync makes Append return before the write-ahead log is synced to disk. UNSAFE: an
 	// acknowledged event is lost if the machine crashes or loses power. For benchmarks only.
@@ -78,6 +82,7 @@ type Options struct {
 type Queue struct {
 	db     *pebble.DB
 	segs   *segmentLog // the payload log: entry bodies of pending items
+	room   *room       // the lock, the reserve file, the disk budget's measure
 	opts   Options
 	log    *slog.Logger
 	window time.Duration
@@ -174,12 +179,15 @@ type Queue struct {
 	// set by load, read and cleared by recoverAndCount: the format of a store whose visitor
 	// index is still a key per item
 	upgradeFrom string
+	// set by recoverGroups, reported and cleared by recoverAndCount
+	torn []tornFrame
 }
 
 var _ queue.Queue = (*Queue)(nil)
 
 // Open opens (creating it if needed) the store in dir and starts the committer. Only one
-// process may open a directory at a time. Reopening a store resumes it: sequence numbers
+// process may open a directory at a time: a second Open fails naming the holder. A store
+// whose files cannot be read fails with an error wrapping ErrDamaged that says how to recover. Reopening a store resumes it: sequence numbers
 // continue, counters are restored, pending items are scanned in order.
 func Open(dir string, opts Options) (*Queue, error) {
 	if opts.DiskBudget < 0 {
@@ -225,10 +233,12 @@ func Open(dir string, opts Options) (*Queue, error) {
 	if cache == 0 {
 		cache = DefaultCacheSize
 	}
-	mem := opts.MemTableSize
-	if mem == 0 {
-		mem = DefaultMemTableSize
+	rm, err := newRoom(dir, opts.DiskBudget, opts.MemTableSize, q.log)
+	if err != nil {
+		return nil, err
 	}
+	q.room = rm
+	mem := uint64(rm.memTable)
 	q.groupBytes = min(maxGroupBytes, int64(mem/4))
 	po := &pebble.Options{
 		// Pebble reserves each memtable's size in the block cache: without room for them, two
@@ -239,6 +249,7 @@ func Open(dir string, opts Options) (*Queue, error) {
 		MemTableStopWritesThreshold: memTableStopWrites,
 		FormatMajorVersion:          pebble.FormatNewest,
 		Logger:                      pebbleLogger{q.log},
+		EventListener:               q.pebbleEvents(),
 	}
 	for i := range po.Levels {
 		// Bloom filters make the dedup lookup of a new (unseen) message id cheap.
@@ -246,19 +257,22 @@ func Open(dir string, opts Options) (*Queue, error) {
 	}
 	db, err := pebble.Open(dir, po)
 	if err != nil {
-		return nil, fmt.Errorf("queue/disk: open store %s: %w (is another woorelay using this directory? is it writable?)", dir, err)
+		rm.close()
+		if isNotWritable(err) || isNoSpace(err) {
+			return nil, envError(dir, "open the store", err)
+		}
+		return nil, damagedError(dir, err)
 	}
 	q.db = db
+	rm.tableFn = func() int64 { return int64(db.Metrics().Table.Local.LiveSize) }
 	if err := q.load(); err != nil {
 		_ = db.Close()
-		return nil, err
+		rm.close()
+		return nil, q.openError(dir, err)
 	}
-	limit := int64(maxSegmentSize)
-	if opts.DiskBudget > 0 {
-		limit = min(max(opts.DiskBudget/16, minSegmentSize), maxSegmentSize)
-	}
-	if q.segs, err = openSegmentLog(dir, limit, opts.NoSync); err != nil {
+	if q.segs, err = openSegmentLog(dir, rm.segment, opts.NoSync); err != nil {
 		_ = db.Close()
+		rm.close()
 		return nil, err
 	}
 	live, err := q.recoverAndCount()
@@ -268,7 +282,8 @@ func Open(dir string, opts Options) (*Queue, error) {
 	if err != nil {
 		_ = q.segs.close()
 		_ = db.Close()
-		return nil, err
+		rm.close()
+		return nil, q.openError(dir, err)
 	}
 	if gone := q.segs.missing(live); len(gone) > 0 {
 		q.log.Error("payload segments are missing: their pending items will be moved to the dead letters as corrupt", "segments", gone)
@@ -344,9 +359,18 @@ func (q *Queue) recoverAndCount() (map[uint64]int64, error) {
 	} else {
 		q.head.Store(q.meta.lastSeq + 1)
 	}
+	lost := map[uint64]int64{} // pending items whose payload is at or after a torn frame
 	for valid := it.Valid(); valid; valid = it.Next() {
 		if seg := recordSeg(it.Value()); seg != 0 {
 			live[seg]++
+			if len(q.torn) > 0 {
+				_, loc, _ := decodeItemState(it.Value())
+				for _, t := range q.torn {
+					if t.at.seg == seg && loc.off >= t.at.off {
+						lost[seg]++
+					}
+				}
+			}
 		}
 		if upgrade != nil {
 			if err := upgrade.addKey(it.Key(), it.Value()); err != nil {
@@ -357,6 +381,7 @@ func (q *Queue) recoverAndCount() (map[uint64]int64, error) {
 	if err := it.Error(); err != nil {
 		return nil, fmt.Errorf("queue/disk: scan items: %w", err)
 	}
+	q.reportTorn(lost)
 	if upgrade != nil {
 		if err := upgrade.finish(q.upgradeFrom); err != nil {
 			return nil, err
@@ -414,7 +439,19 @@ func (q *Queue) Close() error {
 	if cerr := q.segs.close(); cerr != nil && err == nil {
 		err = fmt.Errorf("queue/disk: close the payload log: %w", cerr)
 	}
+	if cerr := q.room.close(); cerr != nil && err == nil {
+		err = fmt.Errorf("queue/disk: release the lock: %w", cerr)
+	}
 	return err
+}
+
+// Refusing returns why Append refuses entries now (an error wrapping queue.ErrFull while the
+// disk or the disk budget is full, or the error of a failed sync of the payload log), or nil.
+func (q *Queue) Refusing() error {
+	if err := q.brokenErr(); err != nil {
+		return err
+	}
+	return q.room.refusing()
 }
 
 // begin takes the read side of closeMu; it fails once the queue is closed.
@@ -471,27 +508,41 @@ func (q *Queue) collectSegmentsLocked() error {
 	return q.segs.collect()
 }
 
-// DiskUsage returns the bytes the store uses on disk, as compared with Options.DiskBudget.
+// DiskUsage returns the bytes the store takes on disk, as compared with Options.DiskBudget:
+// the blocks of every file under its directory, pebble's preallocated log files, the payload
+// log and the reserve file included.
 func (q *Queue) DiskUsage() int64 {
 	if err := q.begin(); err != nil {
 		return 0
 	}
 	defer q.end()
-	return int64(q.db.Metrics().DiskSpaceUsage()) + q.segs.usage()
+	return q.room.usage(true)
 }
 
-// reclaimer compacts the store when Append signals that the disk budget was reached.
+// reclaimer deletes the payload segments delivery has emptied, compacts the store when Append
+// signals that the disk budget was reached, and looks at the room (see room.poll) every
+// roomPoll and after deleting segments.
 func (q *Queue) reclaimer(ctx context.Context) {
 	defer q.wg.Done()
+	tick := time.NewTicker(roomPoll)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-tick.C:
+			if q.room.diskFull.Load() != nil {
+				// The active segment's space returns only once it is no longer active.
+				q.reclaimSegments()
+			}
+			q.room.poll()
+			continue
 		case <-q.segs.empty:
 			if err := q.collectSegments(); err != nil && !errors.Is(err, queue.ErrClosed) {
 				q.log.Error("deleting delivered payload segments failed", "err", err)
 			}
 			q.pruneIndex()
+			q.room.poll()
 			continue
 		case <-q.reclaim:
 		}
@@ -499,6 +550,22 @@ func (q *Queue) reclaimer(ctx context.Context) {
 		if err := q.Compact(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, queue.ErrClosed) {
 			q.log.Error("compaction to reclaim disk space failed", "err", err)
 		}
+	}
+}
+
+// reclaimSegments starts a new segment when the active one has no pending item and deletes
+// the segments no pending item refers to, unless the queue is closed.
+func (q *Queue) reclaimSegments() {
+	if err := q.begin(); err != nil {
+		return
+	}
+	defer q.end()
+	err := q.segs.rotateIfUnused()
+	if err == nil {
+		err = q.collectSegmentsLocked()
+	}
+	if err != nil {
+		q.log.Error("deleting delivered payload segments failed", "err", err)
 	}
 }
 

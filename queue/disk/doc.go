@@ -31,7 +31,7 @@
 // Each Append call's Deliver entries are encoded and compressed with S2 into one frame (in the
 // caller's goroutine, so compression runs in parallel), and the committer appends the
 // group's frames and its commit record to the active segment (segments/<id>.seg, at most 64 MiB, or a sixteenth of
-// the disk budget). A frame carries its lengths and a CRC-32C; an item's record holds its
+// the disk budget or of the file system). A frame carries its lengths and a CRC-32C; an item's record holds its
 // delivery state, the frame and the entry's place in it, and its visitor (so removing it
 // reads no payload). The frames just written stay in a bounded cache (16 MiB), so delivery
 // usually reads fresh items from memory; a backlog is read back frame by frame, in order. The
@@ -88,4 +88,15 @@
 // Options.MemTableSize, 16 MiB by default) bound the memory pebble uses, whatever the backlog
 // on disk. Pebble counts memtables against its block cache, so the cache it is given is the
 // sum of the two: the blocks keep their 32 MiB while memtables fill.
+//
+// # Room on disk
+//
+// Open locks the directory with a lock file that names the holder (a second Open fails
+// saying which process has the store), and errors of a store that cannot be read wrap
+// ErrDamaged and say how to recover (room.go). The disk budget counts the blocks of every
+// file under the directory. Pebble panics when a write fails for want of space, so the queue
+// never lets the disk fill: below a low mark of free space (or when a payload log write fails
+// with no space, which is undone) Append answers an error wrapping queue.ErrFull and a reserve
+// file is deleted to give pebble room for delivery's writes; once space returns the reserve
+// is written back and Append accepts entries again, without a reopen. Refusing says which.
 package disk

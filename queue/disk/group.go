@@ -223,7 +223,9 @@ func (q *Queue) recoverGroups() error {
 				break
 			}
 			if err != nil {
-				q.log.Warn("payload log segment ends with an unreadable frame (an interrupted write: it was never acknowledged)", "segment", segmentName(id), "offset", off, "err", err)
+				// Whether it was acknowledged is known once the items are counted: see
+				// reportTorn.
+				q.torn = append(q.torn, tornFrame{frameRef{id, off}, err})
 				break
 			}
 			if kind == commitMagic && body != nil {
@@ -248,4 +250,27 @@ func (q *Queue) recoverGroups() error {
 		q.log.Warn("applied group commits that pebble had lost from the payload log (the machine stopped before pebble's log was synced)", "commits", total)
 	}
 	return nil
+}
+
+// tornFrame is the first unreadable frame of a payload segment, found by recoverGroups.
+type tornFrame struct {
+	at  frameRef
+	err error
+}
+
+// reportTorn says what each unreadable frame found at open means, now that lost counts the
+// pending items whose payload is at or after it: none, and it is the tail of a write that
+// was interrupted before it was acknowledged; some, and the segment was damaged (cut short or
+// overwritten) after their events were acknowledged.
+func (q *Queue) reportTorn(lost map[uint64]int64) {
+	for _, t := range q.torn {
+		if n := lost[t.at.seg]; n > 0 {
+			q.log.Error("a payload segment is damaged: the payloads of acknowledged events are lost; each is moved to the dead letters as a corrupt record when delivery reaches it (restore the segment from a backup to recover them)",
+				"segment", segmentName(t.at.seg), "offset", t.at.off, "acknowledged_events", n, "err", t.err)
+			continue
+		}
+		q.log.Warn("payload log segment ends with an unreadable frame that no pending event refers to (a write interrupted before it was acknowledged)",
+			"segment", segmentName(t.at.seg), "offset", t.at.off, "err", t.err)
+	}
+	q.torn = nil
 }

@@ -40,8 +40,8 @@ const (
 	frameMagic   = 'F'
 	frameVersion = 1
 	frameHeader  = 14
-	// maxSegmentSize and minSegmentSize bound a segment; with a disk budget a segment is at most
-	// a sixteenth of it, so delivered segments return space in small steps.
+	// maxSegmentSize and minSegmentSize bound a segment; a segment is at most a sixteenth of
+	// the disk budget or of the file system, so delivered segments return space in small steps.
 	maxSegmentSize = 64 << 20
 	minSegmentSize = 64 << 10
 	// frameCacheBytes bounds the decompressed frames kept in memory: the frames just committed
@@ -255,6 +255,7 @@ func (s *segmentLog) startSegment(id uint64) error {
 	if !s.noSync {
 		if err := syncDir(s.dir); err != nil {
 			f.Close()
+			os.Remove(path) // so that the next try can create it
 			return err
 		}
 	}
@@ -339,11 +340,15 @@ func (s *segmentLog) write(frames, raws [][]byte, live int64, record func(seg ui
 	if len(buf) > 4*maxGroupBytes {
 		s.buf = nil // do not keep an unusually large buffer
 	}
+	// A write that fails (a full disk) is cut off again, so that the segment ends with its
+	// last whole frame and the next write goes where it would have.
 	if _, err := seg.f.WriteAt(buf, seg.size); err != nil {
+		_ = seg.f.Truncate(seg.size)
 		return 0, nil, 0, fmt.Errorf("queue/disk: write payload segment %s: %w", segmentName(id), err)
 	}
 	if !s.noSync {
 		if err := seg.f.Sync(); err != nil {
+			_ = seg.f.Truncate(seg.size)
 			return 0, nil, 0, fmt.Errorf("queue/disk: sync payload segment %s: %w", segmentName(id), err)
 		}
 	}
