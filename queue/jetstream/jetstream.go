@@ -174,7 +174,6 @@ type Queue struct {
 	stop     context.CancelFunc
 	loopDone chan struct{}
 	replayMu sync.Mutex
-	lastOK   atomic.Int64 // unix nanos of the last successful lease round
 }
 
 // Open connects (unless Options.Conn is given), creates or binds the streams and buckets,
