@@ -36,9 +36,10 @@ printf 'root:x:0:0:root:/:/sbin/nologin\nwoorelay:x:65532:65532:woorelay:/var/li
 printf 'root:x:0:\nwoorelay:x:65532:\n' > "$ctx/rootfs/etc/group"
 cp "$here/Containerfile" "$ctx/Containerfile"
 
-# podman: --format docker keeps HEALTHCHECK (the OCI image format has no field for it).
+# podman: --format docker keeps HEALTHCHECK (the OCI image format has no field for it);
+# --no-cache, because its layer cache ignores the build arguments (the labels would go stale).
 extra=()
-if [ "$engine" = podman ]; then extra=(--format docker --pull=never); fi
+if [ "$engine" = podman ]; then extra=(--format docker --pull=never --no-cache); fi
 "$engine" build "${extra[@]}" \
   --build-arg VERSION="$version" --build-arg REVISION="$revision" \
   --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
