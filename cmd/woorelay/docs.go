@@ -13,11 +13,8 @@ import (
 
 // cmdPresets is `woorelay presets`.
 func cmdPresets(args []string, w, stderr io.Writer) int {
-	if code, done := parseFlags(newFlagSet("presets", presetsUsage), args, w, stderr); done {
+	if code, done := parseNoArgs("presets", presetsUsage, args, w, stderr); done {
 		return code
-	} else if len(args) > 0 {
-		fmt.Fprintf(stderr, "woorelay presets: unexpected argument %q\n\n%s", args[0], presetsUsage)
-		return 2
 	}
 	for _, name := range presets.Names() {
 		src, err := presets.Source(name)
@@ -31,11 +28,8 @@ func cmdPresets(args []string, w, stderr io.Writer) int {
 
 // cmdDocs renders the mapping language reference from the same specs the loader checks against.
 func cmdDocs(args []string, w, stderr io.Writer) int {
-	if code, done := parseFlags(newFlagSet("docs", docsUsage), args, w, stderr); done {
+	if code, done := parseNoArgs("docs", docsUsage, args, w, stderr); done {
 		return code
-	} else if len(args) > 0 {
-		fmt.Fprintf(stderr, "woorelay docs: unexpected argument %q\n\n%s", args[0], docsUsage)
-		return 2
 	}
 	fmt.Fprintln(w, "# woorelay mapping language reference")
 	fmt.Fprintln(w)

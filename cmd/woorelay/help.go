@@ -107,3 +107,15 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (int,
 	}
 	return 0, false
 }
+
+// parseNoArgs is parseFlags for a command that takes neither flags nor arguments.
+func parseNoArgs(name, usage string, args []string, stdout, stderr io.Writer) (int, bool) {
+	if code, done := parseFlags(newFlagSet(name, usage), args, stdout, stderr); done {
+		return code, true
+	}
+	if len(args) > 0 {
+		fmt.Fprintf(stderr, "woorelay %s: unexpected argument %q\n\n%s", name, args[0], usage)
+		return 2, true
+	}
+	return 0, false
+}

@@ -13,10 +13,10 @@ fi
 tag=$1
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-engine=${CONTAINER_ENGINE:-podman}
+read -ra engine <<< "${CONTAINER_ENGINE:-podman}" # a command and its global flags
 ca=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
-if ! command -v "$engine" >/dev/null 2>&1; then
-  echo "build.sh: $engine is not installed (Debian: apt-get install -y podman; or set CONTAINER_ENGINE=docker)" >&2
+if ! command -v "${engine[0]}" >/dev/null 2>&1; then
+  echo "build.sh: ${engine[0]} is not installed (Debian: apt-get install -y podman; or set CONTAINER_ENGINE=docker)" >&2
   exit 1
 fi
 if [ ! -s "$ca" ]; then
@@ -39,8 +39,8 @@ cp "$here/Containerfile" "$ctx/Containerfile"
 # podman: --format docker keeps HEALTHCHECK (the OCI image format has no field for it);
 # --no-cache, because its layer cache ignores the build arguments (the labels would go stale).
 extra=()
-if [ "$engine" = podman ]; then extra=(--format docker --pull=never --no-cache); fi
-"$engine" build "${extra[@]}" \
+if [ "${engine[0]}" = podman ]; then extra=(--format docker --pull=never --no-cache); fi
+"${engine[@]}" build "${extra[@]}" \
   --build-arg VERSION="$version" --build-arg REVISION="$revision" \
   --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
   -t "$tag" -f "$ctx/Containerfile" "$ctx"

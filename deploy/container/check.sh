@@ -9,10 +9,10 @@
 #   deploy/container/check.sh TAG
 set -euo pipefail
 tag=${1:?usage: deploy/container/check.sh TAG}
-engine=${CONTAINER_ENGINE:-podman}
+read -ra engine <<< "${CONTAINER_ENGINE:-podman}" # a command and its global flags
 fail() { echo "check.sh: $*" >&2; exit 1; }
 
-inspect() { "$engine" image inspect "$tag" --format "$1"; }
+inspect() { "${engine[@]}" image inspect "$tag" --format "$1"; }
 [ "$(inspect '{{.Config.User}}')" = "65532:65532" ] || fail "the image's user is '$(inspect '{{.Config.User}}')', want 65532:65532"
 ports=$(inspect '{{range $p, $_ := .Config.ExposedPorts}}{{$p}} {{end}}')
 for p in 8080/tcp 9090/tcp; do [[ " $ports" == *" $p "* ]] || fail "port $p is not exposed (exposed: $ports)"; done
@@ -24,15 +24,15 @@ done
 
 root=$(mktemp -d)
 chmod 0755 "$root" # the image's user must reach its files
-ctr=$("$engine" create "$tag")
+ctr=$("${engine[@]}" create "$tag")
 cleanup() {
   [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null || true
   mountpoint -q "$root/proc" && umount "$root/proc" || true
-  "$engine" rm -f "$ctr" >/dev/null 2>&1 || true
+  "${engine[@]}" rm -f "$ctr" >/dev/null 2>&1 || true
   rm -rf "$root"
 }
 trap cleanup EXIT
-"$engine" export "$ctr" | tar -x -C "$root"
+"${engine[@]}" export "$ctr" | tar -x -C "$root"
 [ ! -e "$root/bin/sh" ] || fail "the image has a shell; it should hold the binary alone"
 [ -s "$root/etc/ssl/certs/ca-certificates.crt" ] || fail "no CA bundle in the image"
 [ "$(stat -c %u "$root/var/lib/woorelay")" = 65532 ] || fail "/var/lib/woorelay is not owned by the image's user"
