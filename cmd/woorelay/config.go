@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -49,6 +50,10 @@ func cmdConfig(args []string, stdout, stderr io.Writer) int {
 		cmd, rest = rest[0], rest[1:]
 	}
 	if cmd == "check" {
+		if slices.Contains(rest, "-h") || slices.Contains(rest, "--help") {
+			fmt.Fprint(stdout, configUsage)
+			return 0
+		}
 		if len(rest) == 0 {
 			fmt.Fprint(stderr, "woorelay config check: give the sources files to check\n")
 			return 2

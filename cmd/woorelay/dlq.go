@@ -65,11 +65,10 @@ func cmdDlq(args []string, stdout, stderr io.Writer) int {
 		}
 		err = dlqShow(cl, rest[1], stdout)
 	case "replay":
-		rfs := flag.NewFlagSet("dlq replay", flag.ContinueOnError)
-		rfs.SetOutput(stderr)
+		rfs := newFlagSet("dlq replay", dlqUsage)
 		all := rfs.Bool("all", false, "replay every dead letter")
-		if err := rfs.Parse(rest[1:]); err != nil {
-			return 2
+		if code, done := parseFlags(rfs, rest[1:], stdout, stderr); done {
+			return code
 		}
 		req := admin.ReplayRequest{All: *all}
 		for _, a := range rfs.Args() {

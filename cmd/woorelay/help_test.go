@@ -30,19 +30,22 @@ func TestEveryCommandHelp(t *testing.T) {
 		{"emulate", []string{"[--listen ADDR]"}},
 		{"dlq", []string{"list | show ID | replay (ID...|--all)"}},
 		{"config", []string{"[reload | check FILE...]"}},
+		{"config check", []string{"check FILE..."}},
+		{"dlq replay", []string{"replay (ID...|--all)"}},
 		{"bench", []string{"[--stage S[,S...]]"}},
 		{"health", []string{"[--listen ADDR]"}},
 		{"presets", nil},
 		{"docs", nil},
 	} {
 		for _, h := range []string{"-h", "--help"} {
-			code, out, errs := runCmd(t, "", c.cmd, h)
+			words := strings.Fields(c.cmd)
+			code, out, errs := runCmd(t, "", append(words, h)...)
 			if code != 0 || errs != "" {
 				t.Errorf("woorelay %s %s: exit %d, stderr %q; want 0 and the help on stdout", c.cmd, h, code, errs)
 				continue
 			}
 			lines := strings.Split(out, "\n")
-			if !strings.HasPrefix(lines[0], "usage: woorelay "+c.cmd) {
+			if !strings.HasPrefix(lines[0], "usage: woorelay "+words[0]) {
 				t.Errorf("woorelay %s %s: first line %q is not its usage line", c.cmd, h, lines[0])
 				continue
 			}
