@@ -31,7 +31,7 @@ const chartDir = "helm/woorelay"
 // TestChartLints runs `helm lint --strict` on the chart, with its defaults and with a queue on
 // NATS and a ServiceMonitor.
 func TestChartLints(t *testing.T) {
-	for name, vals := range map[string]map[string]any{"defaults": nil, "nats": natsValues()} {
+	for name, vals := range map[string]map[string]any{"defaults": diskValues(), "nats": natsValues()} {
 		l := action.NewLint()
 		l.Strict = true
 		res := l.Run([]string{chartDir}, vals)
@@ -44,6 +44,11 @@ func TestChartLints(t *testing.T) {
 			t.Errorf("%s: helm lint: %v", name, err)
 		}
 	}
+}
+
+// diskValues are the defaults with the values that have none: a write key and the admin token.
+func diskValues() map[string]any {
+	return map[string]any{"secrets": map[string]any{"writeKeys": map[string]any{"website": "k1"}, "adminToken": "t"}}
 }
 
 // natsValues are the values of relays sharing a NATS JetStream queue, with mapping folders and
@@ -75,29 +80,39 @@ type rendered struct {
 	objs []*unstructured.Unstructured
 }
 
-// render runs `helm template` on the chart with vals and decodes every manifest.
-func render(t *testing.T, vals map[string]any) rendered {
-	t.Helper()
+// helmTemplate runs `helm template relay` on the chart with vals, for Kubernetes 1.30 (the
+// chart's lowest), and returns the manifests.
+func helmTemplate(vals map[string]any) (string, error) {
 	ch, err := loader.Load(chartDir)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	inst := action.NewInstall(&action.Configuration{})
 	inst.DryRun, inst.ClientOnly, inst.Replace = true, true, true
 	inst.ReleaseName, inst.Namespace = "relay", "default"
-	inst.KubeVersion = &chartutil.KubeVersion{Version: "v1.30.0", Major: "1", Minor: "30"} // the chart's lowest
+	inst.KubeVersion = &chartutil.KubeVersion{Version: "v1.30.0", Major: "1", Minor: "30"}
 	rel, err := inst.Run(ch, vals)
+	if err != nil {
+		return "", err
+	}
+	return rel.Manifest, nil
+}
+
+// render runs `helm template` on the chart with vals and decodes every manifest.
+func render(t *testing.T, vals map[string]any) rendered {
+	t.Helper()
+	manifest, err := helmTemplate(vals)
 	if err != nil {
 		t.Fatalf("helm template: %v", err)
 	}
 	var r rendered
-	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(rel.Manifest), 4096)
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(manifest), 4096)
 	for {
 		var u unstructured.Unstructured
 		if err := dec.Decode(&u.Object); err == io.EOF {
 			break
 		} else if err != nil {
-			t.Fatalf("a rendered manifest is not YAML: %v\n%s", err, rel.Manifest)
+			t.Fatalf("a rendered manifest is not YAML: %v\n%s", err, manifest)
 		}
 		if u.Object != nil {
 			r.objs = append(r.objs, &u)
@@ -275,7 +290,7 @@ func checkPod(t *testing.T, p corev1.PodTemplateSpec, wantData bool) map[string]
 // queue on a volume claim, a Secret for the keys and token, a ConfigMap with the sources
 // file, Services for ingest and admin, a PodDisruptionBudget.
 func TestChartStatefulSetOnDisk(t *testing.T) {
-	r := render(t, nil)
+	r := render(t, diskValues())
 	var ss appsv1.StatefulSet
 	if !r.get(t, "StatefulSet", "", &ss) {
 		t.Fatalf("no StatefulSet; rendered %v", r.kinds())
@@ -305,6 +320,14 @@ func TestChartStatefulSetOnDisk(t *testing.T) {
 	var svc corev1.Service
 	if !r.get(t, "Service", "woorelay", &svc) || svc.Spec.Ports[0].TargetPort.String() != "http" {
 		t.Errorf("the ingest Service does not target the http port: %+v", svc.Spec.Ports)
+	}
+}
+
+// TestChartRequiresSecrets: without a write key or an admin token, rendering fails and says
+// which value is missing.
+func TestChartRequiresSecrets(t *testing.T) {
+	if _, err := helmTemplate(nil); err == nil || !strings.Contains(err.Error(), "secrets.adminToken is required") {
+		t.Errorf("rendering without secrets: %v; want secrets.adminToken is required", err)
 	}
 }
 
