@@ -50,13 +50,13 @@ func dashboardExprs(t *testing.T) map[string]string {
 	return out
 }
 
-// ruleExprs returns every expression of the alert rules (not of their tests).
+// ruleExprs returns every expression of the alert rules (not of their promtool tests).
 func ruleExprs(t *testing.T) map[string]string {
 	t.Helper()
 	files, _ := filepath.Glob("../../deploy/prometheus/*.yaml")
 	out := map[string]string{}
 	for _, f := range files {
-		if strings.HasSuffix(f, ".test.yaml") {
+		if strings.HasSuffix(f, ".promtest.yaml") { // promtool's tests of the rules
 			continue
 		}
 		data, err := os.ReadFile(f)
