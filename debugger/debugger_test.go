@@ -25,6 +25,7 @@ func settle(t *testing.T, d *Debugger) {
 	}
 	time.Sleep(5 * time.Millisecond) // the last note taken is folded under d.mu
 	d.mu.Lock()
+	//lint:ignore SA2001 a barrier: returns once the folder has released d.mu
 	d.mu.Unlock()
 }
 

@@ -597,7 +597,7 @@ func (d *Dispatcher) deliver(ctx context.Context, j job) result {
 		d.m.inflight.Inc()
 		a := d.s.Send(ctx, req)
 		d.m.inflight.Dec()
-		d.m.attempt(a)
+		d.m.attempt(a, e.Source)
 		if a.Class != Done && ctx.Err() != nil {
 			r.it, r.out = it, abandoned
 			return r
@@ -630,7 +630,7 @@ func (d *Dispatcher) deliver(ctx context.Context, j job) result {
 				r.it, r.out, r.err = it, failed, err
 				return r
 			}
-			d.m.events.WithLabelValues("retry_scheduled").Inc()
+			d.m.events.WithLabelValues("retry_scheduled", e.Source).Inc()
 			d.log.Debug("delivery will be retried", "seq", it.Seq, "visitor", e.Visitor, "attempts", it.Attempts, "in", delay, "reason", a.Reason())
 			r.it, r.out, r.next = it, retrying, now.Add(delay)
 			if a.Status == http.StatusTooManyRequests && a.RetryAfter > 0 {
@@ -647,9 +647,9 @@ func (d *Dispatcher) deliver(ctx context.Context, j job) result {
 		r.it, r.out, r.err = it, failed, err
 		return r
 	}
-	d.m.events.WithLabelValues("delivered").Inc()
+	d.m.events.WithLabelValues("delivered", e.Source).Inc()
 	if !e.Received.IsZero() {
-		d.m.latency.Observe(d.o.Clock.Now().Sub(e.Received).Seconds())
+		d.m.latency.WithLabelValues(e.Source).Observe(d.o.Clock.Now().Sub(e.Received).Seconds())
 	}
 	r.it, r.out = it, delivered
 	return r
@@ -661,7 +661,7 @@ func (d *Dispatcher) filter(r result, it queue.Item, reason string) result {
 		r.it, r.out, r.err = it, failed, err
 		return r
 	}
-	d.m.events.WithLabelValues("filtered").Inc()
+	d.m.events.WithLabelValues("filtered", it.Entry.Source).Inc()
 	r.it, r.out = it, filteredOut
 	return r
 }
@@ -671,7 +671,7 @@ func (d *Dispatcher) dead(r result, it queue.Item, f queue.Failure) result {
 		r.it, r.out, r.err = it, failed, err
 		return r
 	}
-	d.m.events.WithLabelValues("dead_lettered").Inc()
+	d.m.events.WithLabelValues("dead_lettered", it.Entry.Source).Inc()
 	d.log.Warn("event dead-lettered", "seq", it.Seq, "visitor", it.Entry.Visitor, "message_id", it.Entry.MessageID,
 		"reason", f.Reason, "status", f.Status, "attempts", f.Attempts)
 	r.it, r.out = it, deadLettered

@@ -87,9 +87,9 @@
 //
 // # Metrics
 //
-// With DispatcherOptions.Registerer set: woorelay_delivery_attempts_total{class,status},
-// woorelay_delivery_events_total{outcome}, woorelay_delivery_latency_seconds (ingest to
-// delivery), woorelay_delivery_request_duration_seconds, woorelay_delivery_in_flight,
+// With DispatcherOptions.Registerer set: woorelay_delivery_attempts_total{class,status,source},
+// woorelay_delivery_events_total{outcome,source}, woorelay_delivery_latency_seconds{source}
+// (ingest to delivery), woorelay_delivery_request_duration_seconds, woorelay_delivery_in_flight,
 // woorelay_delivery_loaded_items, woorelay_delivery_lanes, woorelay_delivery_pauses_total,
 // woorelay_delivery_pause_seconds_total, woorelay_delivery_lane_overflows_total, woorelay_delivery_moved_items_total,
 // woorelay_delivery_queue_errors_total{op} and woorelay_queue_backlog (Counters().Queued).

@@ -12,10 +12,10 @@ import (
 // metrics are the dispatcher's Prometheus collectors. They exist (and are updated) even when
 // no Registerer is given, so the code paths are the same.
 type metrics struct {
-	attempts     *prometheus.CounterVec // by class and status
-	events       *prometheus.CounterVec // by outcome: delivered, dead_lettered, filtered, retry_scheduled
-	latency      prometheus.Histogram   // received at ingest -> delivered
-	duration     prometheus.Histogram   // one request
+	attempts     *prometheus.CounterVec   // by class, status and source
+	events       *prometheus.CounterVec   // by outcome (delivered, dead_lettered, filtered, retry_scheduled) and source
+	latency      *prometheus.HistogramVec // received at ingest -> delivered, by source
+	duration     prometheus.Histogram     // one request
 	inflight     prometheus.Gauge
 	loaded       prometheus.Gauge
 	lanes        prometheus.Gauge
@@ -32,17 +32,17 @@ func newMetrics(q queue.Queue) *metrics {
 	return &metrics{
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "attempts_total",
-			Help: "Requests sent to the destination, by class (done, retry, dead) and HTTP status (none for a transport error).",
-		}, []string{"class", "status"}),
+			Help: "Requests sent to the destination, by class (done, retry, dead), HTTP status (none for a transport error) and source.",
+		}, []string{"class", "status", "source"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "events_total",
-			Help: "Events leaving the dispatcher, by outcome: delivered, dead_lettered, filtered (by the mapping at delivery), or retry_scheduled (one per failed attempt).",
-		}, []string{"outcome"}),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Help: "Events leaving the dispatcher, by outcome (delivered, dead_lettered, filtered by the mapping at delivery, or retry_scheduled: one per failed attempt) and source.",
+		}, []string{"outcome", "source"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "latency_seconds",
-			Help:    "Time from ingest to delivery of an event, retries included.",
+			Help:    "Time from ingest to delivery of an event, retries included, by source.",
 			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400},
-		}),
+		}, []string{"source"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "request_duration_seconds",
 			Help:    "Duration of one request to the destination, whatever its outcome.",
@@ -104,11 +104,11 @@ func (m *metrics) register(r prometheus.Registerer) error {
 	return nil
 }
 
-func (m *metrics) attempt(a Attempt) {
+func (m *metrics) attempt(a Attempt, source string) {
 	status := "none"
 	if a.Status != 0 {
 		status = strconv.Itoa(a.Status)
 	}
-	m.attempts.WithLabelValues(a.Class.String(), status).Inc()
+	m.attempts.WithLabelValues(a.Class.String(), status, source).Inc()
 	m.duration.Observe(a.Duration.Seconds())
 }

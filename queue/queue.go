@@ -239,3 +239,12 @@ type Owner interface {
 	// Owns says whether the item with this Seq may be attempted now.
 	Owns(seq uint64) Ownership
 }
+
+// OldestReporter is implemented by a queue that can say when its oldest pending item was
+// received, the one figure that tells a relay is falling behind. It is read at every scrape of
+// /metrics, so it must be cheap: a read or two, no scan of the backlog.
+type OldestReporter interface {
+	// OldestReceived returns when the oldest pending item was received (ok false when
+	// nothing is pending).
+	OldestReceived() (t time.Time, ok bool, err error)
+}

@@ -274,6 +274,17 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "woorelay", Name: "ready",
+		Help: "1 while /readyz answers 200; 0 while the relay is starting, draining, its delivery stopped or its queue refuses writes.",
+	}, func() float64 {
+		if s.ready.Load() && !s.draining.Load() && s.refusing.Load() == nil {
+			return 1
+		}
+		return 0
+	})); err != nil {
+		return nil, err
+	}
 	s.metrics = m
 	s.pool.New = func() any { return new(work) }
 	s.ready.Store(true)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,10 +14,7 @@ import (
 
 // cmdBench is `woorelay bench`.
 func cmdBench(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, `usage: woorelay bench [--stage S[,S...]] [--queue disk|nats] [--rounds N] [--conns N] [--duration D] [--outage D] [--json]
+	fs := newFlagSet("bench", `usage: woorelay bench [--stage S[,S...]] [--queue disk|nats] [--rounds N] [--conns N] [--duration D] [--outage D] [--json]
 
 Measures each stage against its ceiling in the same run (interleaved rounds, medians, ratios):
   transform  default preset vs the hand-written single-pass ceiling, one core
@@ -27,10 +23,7 @@ Measures each stage against its ceiling in the same run (interleaved rounds, med
   drain      a backlog on disk (--backlog events) delivered after a restart vs the bare GET loop
   outage     woorelay serve (child process) while the emulator refuses: memory, drain, loss
 "all" is transform, ingest, e2e and drain; the outage stage runs only when named. See BENCHMARKS.md.
-
 `)
-		fs.PrintDefaults()
-	}
 	var o bench.Options
 	stage := fs.String("stage", "all", "stages to run: transform, ingest, e2e, drain, outage or all (comma-separated)")
 	fs.IntVar(&o.Rounds, "rounds", 5, "interleaved rounds per stage; the table shows medians")
@@ -46,8 +39,8 @@ Measures each stage against its ceiling in the same run (interleaved rounds, med
 	fs.BoolVar(&o.NoSync, "nosync", false, "diagnostics only: the relay acknowledges before the disk sync (not durable; shows what the sync costs)")
 	jsonOut := fs.Bool("json", false, "print the results as JSON instead of a table")
 	quiet := fs.Bool("q", false, "no progress lines on stderr")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, done := parseFlags(fs, args, stdout, stderr); done {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "woorelay bench: unexpected argument %q (flags only; see woorelay bench -h)\n", fs.Arg(0))

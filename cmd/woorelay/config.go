@@ -3,10 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"sort"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,7 +17,10 @@ import (
 	"github.com/woorelay/woorelay/server"
 )
 
-const configUsage = `usage: woorelay config [--server URL] [--admin-token TOKEN] [--json] [COMMAND]
+const configUsage = `usage: woorelay config [--server URL] [--admin-token TOKEN] [--json] [reload | check FILE...]
+
+Shows or reloads the configuration of a running woorelay serve (through its admin listener),
+or checks sources files offline. COMMAND is one of:
   (none)        show the configuration in force: its version, when and from what it was
                 loaded, the sources with their presets and mapping folders (never the write
                 keys), and the last reload's outcome with its findings
@@ -33,13 +36,11 @@ http://127.0.0.1:9090; --admin-token to $WOORELAY_ADMIN_TOKEN.
 // cmdConfig is `woorelay config`: a client of a running server's configuration routes, and
 // an offline check of sources files.
 func cmdConfig(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("config", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, configUsage) }
+	fs := newFlagSet("config", configUsage)
 	server, token := adminClientFlags(fs)
 	asJSON := fs.Bool("json", false, "print the admin API's JSON answer")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, done := parseFlags(fs, args, stdout, stderr); done {
+		return code
 	}
 	if err := applyEnv(fs); err != nil { // WOORELAY_SERVER, WOORELAY_ADMIN_TOKEN
 		fmt.Fprintf(stderr, "woorelay config: %v\n", err)
@@ -51,6 +52,10 @@ func cmdConfig(args []string, stdout, stderr io.Writer) int {
 		cmd, rest = rest[0], rest[1:]
 	}
 	if cmd == "check" {
+		if slices.Contains(rest, "-h") || slices.Contains(rest, "--help") {
+			fmt.Fprint(stdout, configUsage)
+			return 0
+		}
 		if len(rest) == 0 {
 			fmt.Fprint(stderr, "woorelay config check: give the sources files to check\n")
 			return 2

@@ -13,16 +13,19 @@ import (
 	"github.com/woorelay/woorelay/admin"
 )
 
-const dlqUsage = `usage: woorelay dlq [--server URL] [--admin-token TOKEN] COMMAND
+const dlqUsage = `usage: woorelay dlq [--server URL] [--admin-token TOKEN] list | show ID | replay (ID...|--all)
+
+Lists, shows and replays the dead letters of a running woorelay serve (through its admin
+listener): the events that will not be delivered without a fix. COMMAND is one of:
   list                      dead letters, oldest first: id, when, source, status, attempts, reason
   show ID                   one dead letter with its event and the requests that failed
   replay ID...              move dead letters back to the delivery queue
   replay --all              ... all of them
 A replayed event is mapped again with its source's current preset and mappings when it is
-delivered: fix Woopra, a setting or a mapping (and restart serve), then replay.
+delivered: fix Woopra, or fix a setting or a mapping and reload it (woorelay config reload,
+SIGHUP, or serve --watch; no restart), then replay.
 --server is the admin listener (serve's --admin-listen): it defaults to $WOORELAY_SERVER or
-http://127.0.0.1:9090; --admin-token to
-$WOORELAY_ADMIN_TOKEN.
+http://127.0.0.1:9090; --admin-token to $WOORELAY_ADMIN_TOKEN.
 `
 
 // adminClientFlags adds the flags of every client of the admin API to fs: --server, the
@@ -36,12 +39,10 @@ func adminClientFlags(fs *flag.FlagSet) (server, token *string) {
 
 // cmdDlq is `woorelay dlq`: a client of a running server's admin API.
 func cmdDlq(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("dlq", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, dlqUsage) }
+	fs := newFlagSet("dlq", dlqUsage)
 	server, token := adminClientFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, done := parseFlags(fs, args, stdout, stderr); done {
+		return code
 	}
 	if err := applyEnv(fs); err != nil { // WOORELAY_SERVER, WOORELAY_ADMIN_TOKEN
 		fmt.Fprintf(stderr, "woorelay dlq: %v\n", err)
@@ -49,7 +50,7 @@ func cmdDlq(args []string, stdout, stderr io.Writer) int {
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
-		fs.Usage()
+		fmt.Fprint(stderr, dlqUsage)
 		return 2
 	}
 	cl := admin.NewClient(*server, *token, nil)
@@ -64,11 +65,10 @@ func cmdDlq(args []string, stdout, stderr io.Writer) int {
 		}
 		err = dlqShow(cl, rest[1], stdout)
 	case "replay":
-		rfs := flag.NewFlagSet("dlq replay", flag.ContinueOnError)
-		rfs.SetOutput(stderr)
+		rfs := newFlagSet("dlq replay", dlqUsage)
 		all := rfs.Bool("all", false, "replay every dead letter")
-		if err := rfs.Parse(rest[1:]); err != nil {
-			return 2
+		if code, done := parseFlags(rfs, rest[1:], stdout, stderr); done {
+			return code
 		}
 		req := admin.ReplayRequest{All: *all}
 		for _, a := range rfs.Args() {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -12,7 +11,11 @@ import (
 	"github.com/woorelay/woorelay/presets"
 )
 
-func cmdPresets(w io.Writer) int {
+// cmdPresets is `woorelay presets`.
+func cmdPresets(args []string, w, stderr io.Writer) int {
+	if code, done := parseNoArgs("presets", presetsUsage, args, w, stderr); done {
+		return code
+	}
 	for _, name := range presets.Names() {
 		src, err := presets.Source(name)
 		if err != nil {
@@ -24,7 +27,10 @@ func cmdPresets(w io.Writer) int {
 }
 
 // cmdDocs renders the mapping language reference from the same specs the loader checks against.
-func cmdDocs(w io.Writer) int {
+func cmdDocs(args []string, w, stderr io.Writer) int {
+	if code, done := parseNoArgs("docs", docsUsage, args, w, stderr); done {
+		return code
+	}
 	fmt.Fprintln(w, "# woorelay mapping language reference")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Generated from the schema the loader enforces (`woorelay docs`).")
@@ -48,11 +54,14 @@ func cmdDocs(w io.Writer) int {
 
 // cmdCorpus prints deterministic sample events.
 func cmdCorpus(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("corpus", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("corpus", corpusUsage)
 	n := fs.Int("n", 1000, "how many events")
 	seed := fs.Int64("seed", 1, "random seed; the same seed gives the same events")
-	if err := fs.Parse(args); err != nil {
+	if code, done := parseFlags(fs, args, stdout, stderr); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "woorelay corpus: unexpected argument %q\n\n%s", fs.Arg(0), corpusUsage)
 		return 2
 	}
 	if err := corpus.Write(stdout, *seed, *n); err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -24,21 +23,13 @@ var emulateContext = func() (context.Context, context.CancelFunc) {
 // [--strict] [--max-records N]`, each flag also settable as WOORELAY_<FLAG>. The default
 // address is :8081.
 func cmdEmulate(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("emulate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("emulate", emulateUsage)
 	listen := fs.String("listen", ":8081", "address to listen on")
 	projects := fs.String("projects", "", "comma-separated registered projects; others get Woopra's \"not registered\" reply (default: any project)")
 	strict := fs.Bool("strict", false, "answer 400 to requests without a project, identifier or event instead of Woopra's lenient 200")
 	maxRecords := fs.Int("max-records", 0, fmt.Sprintf("requests kept for GET /emulator/requests (0: %d; negative: none)", emulator.DefaultMaxRecords))
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: woorelay emulate [--listen ADDR] [--projects LIST] [--strict] [--max-records N]")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0
-		}
-		return 2
+	if code, done := parseFlags(fs, args, stdout, stderr); done {
+		return code
 	}
 	if err := applyEnv(fs); err != nil { // WOORELAY_LISTEN and the other flags
 		fmt.Fprintf(stderr, "woorelay emulate: %v\n", err)

@@ -46,6 +46,12 @@ type programFlags struct {
 
 func (pf *programFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&pf.preset, "preset", "default", "built-in preset `name` or preset file")
+	pf.registerNoPreset(fs)
+}
+
+// registerNoPreset adds the flags of register but --preset, for diff, whose presets are its
+// arguments.
+func (pf *programFlags) registerNoPreset(fs *flag.FlagSet) {
 	pf.settings = settingFlags{}
 	fs.Var(pf.settings, "set", "a setting as `KEY=VALUE` (repeatable), e.g. --set project=example.com")
 	fs.Var(&pf.mappings, "mappings", "a `folder` of mapping files (*.yaml) laid over the preset (repeatable)")
@@ -78,14 +84,14 @@ func (pf *programFlags) compile(preset string, overlays []string, allowUnset boo
 }
 
 // eventCommand is the shared start of commands that run one preset over input events: it parses
-// the flags, compiles the preset and reads the input. A non-zero status means the command is done.
-func eventCommand(name string, args []string, stdin io.Reader, stderr io.Writer) (*mapping.Program, time.Time, []byte, int) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// the flags, compiles the preset and reads the input. A non-zero status, or no program (after
+// -h), means the command is done.
+func eventCommand(name, usage string, args []string, stdin io.Reader, stdout, stderr io.Writer) (*mapping.Program, time.Time, []byte, int) {
+	fs := newFlagSet(name, usage)
 	var pf programFlags
 	pf.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return nil, time.Time{}, nil, 2
+	if code, done := parseFlags(fs, args, stdout, stderr); done {
+		return nil, time.Time{}, nil, code
 	}
 	now, err := pf.clock()
 	if err != nil {

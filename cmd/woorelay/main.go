@@ -7,6 +7,7 @@
 //	woorelay serve [--config FILE] [--listen ADDR] [--admin-listen ADDR] [--data DIR] [--woopra-url URL]
 //	woorelay dlq list | show ID | replay (ID...|--all)
 //	woorelay config [reload | check FILE...]
+//	woorelay health [--listen ADDR] [--url URL]
 //	woorelay emulate | bench | transform | explain | test | lint | diff | corpus | presets | docs
 //
 // Run `woorelay help` for details.
@@ -32,7 +33,7 @@ Commands:
   explain   [same flags as transform] [FILE|-]
             print, per event, how every field was decided
   test      [-update] [-v] [PATH]...
-            run the *.test.yaml files under PATH (default .)
+            run the *.test.yaml files under PATH (default .; testdata folders passed over)
   lint      [--preset NAME|FILE] [--set KEY=VALUE]... [--mappings DIR]... [--samples FILE]...
             [--tests PATH]...
             report misspelt paths, spread conflicts and untested rows and fields
@@ -55,9 +56,14 @@ Commands:
             see why events were dead-lettered and replay them after a fix
   bench     [--stage transform,ingest,e2e,outage|all] [--rounds N] [--conns N] [--duration D] [--json]
             measure each stage against its ceiling in the same run (see BENCHMARKS.md)
+  health    [--listen ADDR] [--url URL] [--timeout D]
+            ask the serve on this machine whether it is ready (GET /readyz): exit 0 when
+            it is; a container health check that needs no shell
   presets   list the built-in presets
   docs      print the reference of the mapping language (every key, every function)
   help      print this text
+
+Every command prints its usage with -h.
 
 Exit status: 0 when every event was processed (rejections are data), 1 on an input or
 output error, 2 on a usage or configuration error (printed as file:line:col: code: message).
@@ -97,9 +103,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "bench":
 		return cmdBench(args[1:], stdout, stderr)
 	case "presets":
-		return cmdPresets(stdout)
+		return cmdPresets(args[1:], stdout, stderr)
 	case "docs":
-		return cmdDocs(stdout)
+		return cmdDocs(args[1:], stdout, stderr)
+	case "health":
+		return cmdHealth(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -133,12 +133,11 @@ var serveContext = func() (context.Context, context.CancelFunc) {
 
 // cmdServe is `woorelay serve`.
 func cmdServe(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("serve", serveUsage)
 	var f serveFlags
 	f.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, done := parseFlags(fs, args, stdout, stderr); done {
+		return code
 	}
 	if err := applyEnv(fs); err != nil {
 		fmt.Fprintf(stderr, "woorelay serve: %v\n", err)

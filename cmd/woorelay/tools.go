@@ -2,11 +2,11 @@ package main
 
 import (
 	"bufio"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -19,18 +19,17 @@ import (
 
 // cmdTest runs *.test.yaml files.
 func cmdTest(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("test", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("test", testUsage)
 	update := fs.Bool("update", false, "rewrite golden files instead of comparing them")
 	verbose := fs.Bool("v", false, "list every case, not only failures")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, done := parseFlags(fs, args, stdout, stderr); done {
+		return code
 	}
 	roots := fs.Args()
 	if len(roots) == 0 {
 		roots = []string{"."}
 	}
-	files, err := maptest.Find(roots...)
+	files, err := findTests(roots)
 	if err != nil {
 		fmt.Fprintf(stderr, "woorelay test: %v\n", err)
 		return 2
@@ -89,8 +88,8 @@ func indent(s string) string {
 
 // cmdExplain prints the per-field trace of each event.
 func cmdExplain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	prog, now, data, code := eventCommand("explain", args, stdin, stderr)
-	if code != 0 {
+	prog, now, data, code := eventCommand("explain", explainUsage, args, stdin, stdout, stderr)
+	if code != 0 || prog == nil {
 		return code
 	}
 	out := bufio.NewWriter(stdout)
@@ -124,14 +123,17 @@ func cmdExplain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 // cmdLint reports problems in a preset and its mapping files.
 func cmdLint(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("lint", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("lint", lintUsage)
 	var pf programFlags
 	pf.register(fs)
 	var samples, tests listFlag
 	fs.Var(&samples, "samples", "a `file` of sample events (NDJSON or JSON) to check paths and spreads against (repeatable)")
 	fs.Var(&tests, "tests", "a test `file or folder` that exercises the preset (repeatable); default: the .test.yaml beside the preset and in --mappings folders")
-	if err := fs.Parse(args); err != nil {
+	if code, done := parseFlags(fs, args, stdout, stderr); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "woorelay lint: unexpected argument %q: name the preset with --preset and the tests with --tests\n\n%s", fs.Arg(0), lintUsage)
 		return 2
 	}
 	prog, err := pf.compile(pf.preset, pf.mappings, true)
@@ -186,15 +188,14 @@ func fileExists(p string) bool {
 
 // cmdDiff runs two presets over the same events and summarises what changed, per field.
 func cmdDiff(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("diff", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("diff", diffUsage)
 	var pf programFlags
-	pf.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	pf.registerNoPreset(fs)
+	if code, done := parseFlags(fs, args, stdout, stderr); done {
+		return code
 	}
 	if fs.NArg() < 2 || fs.NArg() > 3 {
-		fmt.Fprintln(stderr, "usage: woorelay diff [--set KEY=VALUE]... [--mappings DIR]... [--now TIME] OLD_PRESET NEW_PRESET [EVENTS|-]")
+		fmt.Fprint(stderr, diffUsage)
 		return 2
 	}
 	now, err := pf.clock()
@@ -366,4 +367,25 @@ func (d *differ) write(w io.Writer, oldName, newName string) {
 			fmt.Fprintf(w, "  %-24s %s\n", n, strings.Join(parts, ", "))
 		}
 	}
+}
+
+// findTests returns the *.test.yaml files under roots, passing over those in a folder named
+// testdata below a root (fixtures, some meant to fail, as `go test` passes them over); name
+// such a folder, or a file in it, to run it.
+func findTests(roots []string) ([]string, error) {
+	var out []string
+	for _, root := range roots {
+		files, err := maptest.Find(root)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			rel, err := filepath.Rel(root, f)
+			if err != nil || !slices.Contains(strings.Split(filepath.ToSlash(rel), "/"), "testdata") {
+				out = append(out, f)
+			}
+		}
+	}
+	sort.Strings(out)
+	return slices.Compact(out), nil
 }

@@ -12,8 +12,8 @@ import (
 )
 
 func cmdTransform(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	prog, now, data, code := eventCommand("transform", args, stdin, stderr)
-	if code != 0 {
+	prog, now, data, code := eventCommand("transform", transformUsage, args, stdin, stdout, stderr)
+	if code != 0 || prog == nil {
 		return code
 	}
 	out := bufio.NewWriterSize(stdout, 64<<10)

@@ -742,3 +742,27 @@ func (q *Queue) Replay(ids []uint64, remap func(queue.Entry) (queue.Entry, error
 	}
 	return total, nil
 }
+
+// OldestReceived returns when the pending item with the lowest Seq was received: one seek past
+// head (below which nothing is pending) and one decode. It implements queue.OldestReporter.
+func (q *Queue) OldestReceived() (time.Time, bool, error) {
+	if err := q.begin(); err != nil {
+		return time.Time{}, false, err
+	}
+	defer q.end()
+	it, err := q.db.NewIter(&pebble.IterOptions{LowerBound: itemKey(q.head.Load()), UpperBound: rangeEnd(prefixItem)})
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("queue/disk: oldest item: %w", err)
+	}
+	defer it.Close()
+	for valid := it.First(); valid; valid = it.Next() {
+		seq, ok := seqOf(it.Key())
+		if !ok {
+			continue
+		}
+		if item, err := q.decodeItem(seq, it.Value()); err == nil {
+			return item.Entry.Received, true, nil
+		}
+	}
+	return time.Time{}, false, it.Error()
+}

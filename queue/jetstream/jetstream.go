@@ -187,7 +187,6 @@ type Queue struct {
 	stop     context.CancelFunc
 	loopDone chan struct{}
 	replayMu sync.Mutex
-	lastOK   atomic.Int64  // unix nanos of the last successful lease round
 	closing  chan struct{} // closed by Close
 	health   health
 }

@@ -68,6 +68,50 @@ func Run(t *testing.T, b Backend) {
 	t.Run("FilterAtDelivery", func(t *testing.T) { testFilterAtDelivery(t, b) })
 	t.Run("AppendCanceled", func(t *testing.T) { testAppendCanceled(t, b) })
 	t.Run("CloseUnderLoad", func(t *testing.T) { testCloseUnderLoad(t, b) })
+	t.Run("OldestReceived", func(t *testing.T) { testOldestReceived(t, b) })
+}
+
+// testOldestReceived: a queue that reports its oldest pending item (queue.OldestReporter)
+// reports none when empty, the first of two pending items, the second once the first is
+// delivered, and none again once both are.
+func testOldestReceived(t *testing.T, b Backend) {
+	e := newEnv(t, b, 0)
+	o, ok := e.q.(queue.OldestReporter)
+	if !ok {
+		t.Skip("the queue does not implement queue.OldestReporter")
+	}
+	oldest := func(want time.Time, wantFound bool) {
+		t.Helper()
+		deadline := time.Now().Add(b.Settle + 5*time.Second)
+		for {
+			got, found, err := o.OldestReceived()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if found == wantFound && got.Equal(want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("OldestReceived = %v, %v; want %v, %v", got, found, want, wantFound)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	oldest(time.Time{}, false)
+	first, second := Entry("web", "o1", "alice", queue.Deliver, 200), Entry("web", "o2", "bob", queue.Deliver, 200)
+	second.Received = first.Received.Add(time.Hour)
+	MustAppend(t, e.q, first)
+	MustAppend(t, e.q, second)
+	oldest(first.Received, true)
+	items := WaitPending(t, e.q, 2, b.Settle)
+	if err := e.q.Done(byID(t, items, "o1").Seq); err != nil {
+		t.Fatal(err)
+	}
+	oldest(second.Received, true)
+	if err := e.q.Done(byID(t, items, "o2").Seq); err != nil {
+		t.Fatal(err)
+	}
+	oldest(time.Time{}, false)
 }
 
 var ctx = context.Background()
