@@ -23,7 +23,10 @@ const (
 	// latencyTolerance × the baseline (plus latencySlack): requests queue somewhere.
 	latencyFactor    = 0.9
 	latencyTolerance = 1.5
-	latencySlack     = 5 * time.Millisecond
+	// slowStartExit ends slow start once a cycle's mean round trip is this far above the
+	// baseline (plus latencySlack).
+	slowStartExit = 1.25
+	latencySlack  = 5 * time.Millisecond
 	// minCycle is the shortest decision cycle (a cycle is otherwise one baseline round trip).
 	minCycle = 20 * time.Millisecond
 	// baselineBucket and baselineBuckets make the baseline: the shortest round trip of the
@@ -209,6 +212,11 @@ func (l *limiter) decide(now time.Time) {
 		l.decreased = now
 		reason = "latency"
 	case waiting && l.nRTT > 0:
+		if l.limit < l.ssthresh && mean > time.Duration(float64(l.baseline)*slowStartExit)+latencySlack {
+			// Round trips rise: the destination starts to queue. Leave slow start before
+			// doubling into refusals (HyStart's rule), and probe additively from here.
+			l.ssthresh = l.limit
+		}
 		if l.limit < l.ssthresh {
 			l.limit = math.Min(l.limit*2, l.ssthresh)
 			reason = "slow start"

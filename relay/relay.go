@@ -165,8 +165,8 @@ func New(cfg Config) (_ *Relay, err error) {
 		sender, store = tapSender{sender, tap}, tapStore{r.q, tap}
 	}
 	r.disp = destination.NewDispatcher(r.q, sender, destination.DispatcherOptions{
-		Workers: cfg.Workers, RetryWindow: cfg.RetryWindow, DrainTimeout: cfg.DrainTimeout,
-		Backoff: destination.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax}, Logger: r.log, Registerer: r.reg,
+		Workers: cfg.Workers, MinWorkers: cfg.WorkersMin, RetryWindow: cfg.RetryWindow, DrainTimeout: cfg.DrainTimeout,
+		Backoff: destination.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax, MaxRetryAfter: cfg.RetryMax}, Logger: r.log, Registerer: r.reg,
 		Map: r.sources.mapAtDelivery(tap),
 	})
 

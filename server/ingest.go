@@ -347,6 +347,9 @@ func (s *Server) build(w *work, rt route, src *Source, recv time.Time, hdrSentAt
 		if code != "" && !rt.batch {
 			return &reqError{http.StatusBadRequest, code, msg}
 		}
+		if src.Unordered {
+			visitor = "" // no ordering key: delivery sends each event on its own
+		}
 		e := queue.Entry{Source: src.Name, MessageID: msgID, Visitor: visitor, Received: recv, Event: event}
 		if code != "" {
 			e.Outcome, e.Reason = queue.Rejected, code+": "+msg
