@@ -22,10 +22,10 @@ const (
 	// latencyFactor multiplies the limit after a cycle whose mean round trip was more than
 	// latencyTolerance × the baseline (plus latencySlack): requests queue somewhere.
 	latencyFactor    = 0.9
-	latencyTolerance = 1.5
+	latencyTolerance = 2.0
 	// slowStartExit ends slow start once a cycle's mean round trip is this far above the
 	// baseline (plus latencySlack).
-	slowStartExit = 1.25
+	slowStartExit = 1.5
 	latencySlack  = 5 * time.Millisecond
 	// minCycle is the shortest decision cycle (a cycle is otherwise one baseline round trip).
 	minCycle = 20 * time.Millisecond
@@ -88,7 +88,10 @@ type limiter struct {
 	decreased  time.Time
 	lastGood   float64 // the limit of the last cycle with answers
 	wmax       float64 // the limit when back-pressure was last met
-	outage     bool    // the last cycle had failures and no answer
+	probing    bool    // the limit is halved to measure the round trip without a queue
+	probeStart time.Time
+	probeMin   time.Duration
+	outage     bool // the last cycle had failures and no answer
 	buckets    [baselineBuckets]rttBucket
 	bucketAt   int
 	baseline   time.Duration
@@ -140,7 +143,7 @@ func (l *limiter) observe(start time.Time, a Attempt) {
 		l.sumRTT += a.Duration
 		l.nRTT++
 		l.answered++
-		l.addBaseline(now, a.Duration)
+		l.addBaseline(now, start, a.Duration)
 	case sigPressure:
 		// An attempt sent before the last decrease was sent under the old limit: it says
 		// nothing about the new one (one decrease per round trip, as TCP does).
@@ -157,9 +160,26 @@ func (l *limiter) observe(start time.Time, a Attempt) {
 	}
 }
 
-// addBaseline adds a round trip to the current one-second bucket and refreshes the
-// baseline: the shortest round trip of the last 30 seconds (the bucket minimums).
-func (l *limiter) addBaseline(now time.Time, rtt time.Duration) {
+// addBaseline adds a round trip (of an attempt started at start) to the current one-second
+// bucket and refreshes the baseline: the shortest round trip of the last 30 seconds (the
+// bucket minimums). When that minimum has risen by more than a tenth, the rise may be a
+// queue of the limit's own making, standing long enough to fill the window: the limit is
+// halved for two round trips first (a probe, as BBR's ProbeRTT), and the shortest round trip
+// of the attempts started after the cut becomes the baseline.
+func (l *limiter) addBaseline(now, start time.Time, rtt time.Duration) {
+	if l.probing {
+		if start.After(l.probeStart) && (l.probeMin == 0 || rtt < l.probeMin) {
+			l.probeMin = rtt
+		}
+		if l.probeMin == 0 || now.Sub(l.probeStart) < 2*l.baseline {
+			return
+		}
+		l.probing, l.baseline = false, l.probeMin
+		l.buckets = [baselineBuckets]rttBucket{}
+		l.bucketAt = 0
+		l.buckets[0] = rttBucket{start: now, min: l.probeMin}
+		return
+	}
 	b := &l.buckets[l.bucketAt]
 	if b.start.IsZero() || now.Sub(b.start) >= baselineBucket {
 		l.bucketAt = (l.bucketAt + 1) % baselineBuckets
@@ -175,6 +195,15 @@ func (l *limiter) addBaseline(now time.Time, rtt time.Duration) {
 		if !x.start.IsZero() && now.Sub(x.start) < baselineBuckets*baselineBucket && x.min < low {
 			low = x.min
 		}
+	}
+	if l.baseline > 0 && low > l.baseline+l.baseline/10 && !l.fixed {
+		l.probing, l.probeStart, l.probeMin = true, now, 0
+		l.limit = math.Max(l.limit/2, float64(l.min))
+		l.decreased = now
+		l.cur.Store(int64(l.limit))
+		l.m.limit.Set(math.Floor(l.limit))
+		l.m.decreases.WithLabelValues("probe").Inc()
+		return
 	}
 	l.baseline = low
 }

@@ -165,7 +165,7 @@ func TestLimiterFindsCapacityAndFollowsItsChanges(t *testing.T) {
 func TestLimiterBacksOffAQueueingDestination(t *testing.T) {
 	s := &simServer{latency: 150 * time.Millisecond, jitter: 0.2, capacity: 200, queue: true}
 	r := newSimRun(t, 4, 1024, s)
-	r.run(20 * time.Second)
+	r.run(100 * time.Second) // long past the baseline's 30-second window
 	rate, _ := r.run(20 * time.Second)
 	bound := float64(s.capacity) / s.latency.Seconds()
 	t.Logf("queueing destination: %.0f/s = %.2f of the bound, limit %d, baseline %s", rate, rate/bound, r.l.get(), r.l.baseline)
