@@ -171,6 +171,7 @@ func NewDispatcher(q queue.Queue, s Sender, opts DispatcherOptions) *Dispatcher 
 	d := &Dispatcher{q: q, s: s, o: o, m: newMetrics(q), log: o.Logger, lanes: map[string]*lane{}}
 	d.regErr = d.m.register(o.Registerer)
 	d.lim = newLimiter(o.MinWorkers, o.Workers, d.m, o.Logger, o.Clock.Now)
+	d.publish()
 	return d
 }
 
@@ -629,6 +630,9 @@ func (d *Dispatcher) deliver(ctx context.Context, j job) result {
 		a := d.s.Send(ctx, req)
 		d.m.inflight.Dec()
 		d.m.attempt(a)
+		if a.Duration <= 0 { // a Sender that does not time itself
+			a.Duration = d.o.Clock.Now().Sub(start)
+		}
 		d.lim.observe(start, a)
 		if a.Status == http.StatusPaymentRequired && a.Class == Done {
 			d.overQuotaSeen(e)

@@ -2,10 +2,12 @@ package destination
 
 import (
 	"container/heap"
+	"context"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -185,4 +187,43 @@ func TestLimiterPinned(t *testing.T) {
 	if got := r.l.get(); got != 64 {
 		t.Errorf("a pinned limit moved to %d, want 64", got)
 	}
+}
+
+// TestDispatcherAdaptiveLimitGrowsWithDemand: with MinWorkers below Workers the dispatcher
+// starts at 16 attempts under way and, while every attempt succeeds at a steady pace and
+// work waits, raises the limit up to Workers and never past it.
+func TestDispatcherAdaptiveLimitGrowsWithDemand(t *testing.T) {
+	q := newFakeQueue()
+	s := newScriptSender()
+	s.hold = func(ctx context.Context, _ string) error {
+		select {
+		case <-time.After(20 * time.Millisecond):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for i := range 3000 {
+		v := "v" + strconv.Itoa(i%1000)
+		q.add(v, req(evURL(v, i/1000)))
+	}
+	opts := fastOpts()
+	opts.Workers, opts.MinWorkers, opts.Window = 96, 4, 2048
+	d := NewDispatcher(q, s, opts)
+	if got := d.Stats(); got.Limit != 16 || got.MinLimit != 4 || got.MaxLimit != 96 {
+		t.Errorf("before Run: limit %d between %d and %d; want 16 between 4 and 96", got.Limit, got.MinLimit, got.MaxLimit)
+	}
+	start(t, d)
+	waitFor(t, "delivery", drained(q))
+	s.mu.Lock()
+	peak := s.maxInflight
+	s.mu.Unlock()
+	if peak <= 16 || peak > 96 {
+		t.Errorf("at most %d attempts were under way at once; want more than the initial 16 and at most Workers (96)", peak)
+	}
+	if b := d.Stats().Baseline; b < 20*time.Millisecond {
+		t.Errorf("baseline %s; want about the 20 ms the sender takes", b)
+	}
+	checkQueue(t, q)
+	s.check(t)
 }
