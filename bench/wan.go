@@ -3,9 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -160,11 +158,7 @@ func wanRun(o Options, name string, events, capacity int, during func(em *emulat
 		return run, err
 	}
 	defer emStop(context.Background())
-	addr, err := FreeLoopback()
-	if err != nil {
-		return run, err
-	}
-	adminAddr, err := FreeLoopback()
+	addr, adminAddr, err := twoLoopbacks()
 	if err != nil {
 		return run, err
 	}
@@ -360,7 +354,6 @@ func wanFill(o Options, data string, events, visitors int) error {
 		k int
 	}
 	url := fill.r.URL() + "/v1/batch"
-	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(WriteKey+":"))
 	send := func(ctx context.Context, client *http.Client, buf []byte) ([]byte, int, uint64, error) {
 		next.Lock()
 		k := next.k
@@ -375,20 +368,8 @@ func wanFill(o Options, data string, events, visitors int) error {
 			buf = fmt.Appendf(buf, `{"type":"track","event":"Played","userId":"wv%d","messageId":"%s%d","timestamp":"2025-01-01T00:00:00Z","properties":{"n":%d}}`, n%visitors, prefix, n, n)
 		}
 		buf = append(buf, `]}`...)
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(buf))
-		if err != nil {
+		if err := postBatch(ctx, client, url, buf); err != nil {
 			return buf, 0, 0, err
-		}
-		req.Header.Set("Authorization", auth)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
-		if err != nil {
-			return buf, 0, 0, err
-		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return buf, 0, 0, fmt.Errorf("POST %s: %s: %.200s", url, resp.Status, body)
 		}
 		return buf, BatchSize, uint64(k), nil
 	}

@@ -2,7 +2,6 @@ package destination
 
 import (
 	"container/heap"
-	"context"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
@@ -195,14 +194,7 @@ func TestLimiterPinned(t *testing.T) {
 func TestDispatcherAdaptiveLimitGrowsWithDemand(t *testing.T) {
 	q := newFakeQueue()
 	s := newScriptSender()
-	s.hold = func(ctx context.Context, _ string) error {
-		select {
-		case <-time.After(20 * time.Millisecond):
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	s.hold = holdFor(20 * time.Millisecond)
 	for i := range 3000 {
 		v := "v" + strconv.Itoa(i%1000)
 		q.add(v, req(evURL(v, i/1000)))

@@ -33,6 +33,21 @@ func jittered(d time.Duration, j float64) time.Duration {
 	return time.Duration(float64(d) * (1 + j*(2*rand.Float64()-1)))
 }
 
+// wait sleeps for d (nothing when d ≤ 0); false when ctx ended first.
+func wait(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // gate admits at most limit requests at once (0: any number); with queueing, the others
 // wait in arrival order for a slot.
 type gate struct {
@@ -131,15 +146,9 @@ func (e *Emulator) admit(w http.ResponseWriter, r *http.Request, d decision, fin
 	if d.overload == OverloadRefuse429 {
 		status = http.StatusTooManyRequests
 	}
-	if d.latency > 0 {
-		t := time.NewTimer(d.latency)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			finish(0, OutcomeAbandoned)
-			return false
-		}
+	if !wait(r.Context(), d.latency) {
+		finish(0, OutcomeAbandoned)
+		return false
 	}
 	finish(status, OutcomeOverloaded)
 	writeFault(w, status, d.retryAfter)

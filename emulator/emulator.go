@@ -298,11 +298,7 @@ func (e *Emulator) serveTrack(w http.ResponseWriter, r *http.Request, endpoint, 
 	}
 	if d.latency > 0 {
 		rec.Delay = Duration(d.latency)
-		t := time.NewTimer(d.latency)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
+		if !wait(r.Context(), d.latency) {
 			finish(0, OutcomeAbandoned)
 			return
 		}
