@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"encoding/base64"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/woorelay/woorelay/destination"
 	"github.com/woorelay/woorelay/emulator"
 	"github.com/woorelay/woorelay/queue"
+	"github.com/woorelay/woorelay/server"
 )
 
 // headerTap keeps the visitor key of what was ingested and the headers of what was sent.
@@ -109,5 +111,25 @@ func TestSourceCredentialsAndOrder(t *testing.T) {
 	}
 	if v := tap.visitors["m-plain"]; v == "" {
 		t.Error("the ordered source stored no visitor key")
+	}
+}
+
+// TestSourceOptionsMistakes: an unknown order and a missing credentials variable stop the
+// load with a finding that says what to do.
+func TestSourceOptionsMistakes(t *testing.T) {
+	p := t.TempDir() + "/woorelay.yaml"
+	if err := os.WriteFile(p, []byte(`sources:
+  - name: a
+    write_key: k
+    preset: default
+    order: sideways
+    woopra_auth_env: TEST_WOOPRA_AUTH_UNSET
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := server.LoadConfig(p)
+	if err == nil || !strings.Contains(err.Error(), `order "sideways" is not visitor or none`) ||
+		!strings.Contains(err.Error(), "TEST_WOOPRA_AUTH_UNSET") {
+		t.Errorf("LoadConfig = %v; want findings for the order and the unset variable", err)
 	}
 }
