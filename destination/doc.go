@@ -30,8 +30,9 @@
 //
 // After the n-th failed attempt of an event, the next waits a uniformly random time in
 // [0, min(Max, Min·2^(n-1))] (full jitter; defaults 1 s and 5 min), or the Retry-After value
-// (capped to Backoff.MaxRetryAfter, 10 min by default; the relay sets it to --retry-max) when
-// that is longer. An event is retried until RetryWindow (default 4 h)
+// (capped to Backoff.MaxRetryAfter, 10 min by default; the relay sets it to --retry-max, but
+// at least a minute, so that a destination asking for seconds is always obeyed) when that is
+// longer. An event is retried until RetryWindow (default 4 h)
 // has passed since its first failed attempt; the next failure then dead-letters it with the
 // last request and answer. The first failure's time and the attempt count are kept in the
 // queue (Queue.Retrying), so the window survives restarts. A 429 with Retry-After is taken as
@@ -106,7 +107,10 @@
 //     cycle multiplies the limit by 0.75. Only attempts sent after the last decrease count,
 //     so one overload is answered by one decrease per round trip, not one per refusal.
 //   - A cycle whose mean round trip exceeds twice the baseline (plus 5 ms, for loopback)
-//     means requests queue somewhere: the limit is multiplied by 0.9.
+//     means requests queue somewhere: the limit is multiplied by 0.9, but never below 64
+//     (or the bounds): round trips also rise for reasons fewer requests do not cure (the
+//     relay's own CPU, a busy machine, the network), so below 64 only back-pressure lowers
+//     the limit, and a relay is never slower on latency alone than the fixed 64 it had.
 //   - Otherwise, when work waited on the limit during the cycle (the limit is what holds
 //     delivery back), the limit grows: doubled each cycle in slow start (from 16), then by
 //     √limit a cycle, and by a quarter of that within ±10 % of the limit where back-pressure

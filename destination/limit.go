@@ -21,7 +21,11 @@ const (
 	backoffFactor = 0.75
 	// latencyFactor multiplies the limit after a cycle whose mean round trip was more than
 	// latencyTolerance × the baseline (plus latencySlack): requests queue somewhere.
-	latencyFactor    = 0.9
+	latencyFactor = 0.9
+	// latencyFloor is as low as round trips alone may take the limit (within its bounds):
+	// they also rise for reasons fewer requests do not cure (the relay's own CPU, a busy
+	// machine, the network), so below it only back-pressure lowers the limit.
+	latencyFloor     = 64
 	latencyTolerance = 2.0
 	// slowStartExit ends slow start once a cycle's mean round trip is this far above the
 	// baseline (plus latencySlack).
@@ -198,7 +202,7 @@ func (l *limiter) addBaseline(now, start time.Time, rtt time.Duration) {
 	}
 	if l.baseline > 0 && low > l.baseline+l.baseline/10 && !l.fixed {
 		l.probing, l.probeStart, l.probeMin = true, now, 0
-		l.limit = math.Max(l.limit/2, float64(l.min))
+		l.limit = math.Max(l.limit/2, math.Min(l.limit, l.latencyMin()))
 		l.decreased = now
 		l.cur.Store(int64(l.limit))
 		l.m.limit.Set(math.Floor(l.limit))
@@ -236,7 +240,7 @@ func (l *limiter) decide(now time.Time) {
 		l.decreased = now
 		reason = "back-pressure"
 	case l.nRTT > 0 && mean > time.Duration(float64(l.baseline)*latencyTolerance)+latencySlack && now.Sub(l.decreased) > 2*l.baseline:
-		l.limit = math.Max(l.limit*latencyFactor, float64(l.min))
+		l.limit = math.Max(l.limit*latencyFactor, l.latencyMin())
 		l.ssthresh = l.limit
 		l.decreased = now
 		reason = "latency"
@@ -275,6 +279,11 @@ func (l *limiter) decide(now time.Time) {
 			"baseline", l.baseline.Round(time.Millisecond), "cycle_rtt", mean.Round(time.Millisecond), "min", l.min, "max", l.max)
 		l.logged = l.limit
 	}
+}
+
+// latencyMin is the lowest limit a latency decision or a probe may set.
+func (l *limiter) latencyMin() float64 {
+	return float64(min(max(latencyFloor, l.min), l.max))
 }
 
 // snapshot is the limit and the baseline for Stats.

@@ -219,3 +219,15 @@ func TestDispatcherAdaptiveLimitGrowsWithDemand(t *testing.T) {
 	checkQueue(t, q)
 	s.check(t)
 }
+
+// TestLimiterLatencyAloneKeepsTheLatencyFloor: round trips that grow without any refusal (a
+// queue far below the limit, or a busy machine) lower the limit to latencyFloor and no
+// further: only back-pressure goes below it.
+func TestLimiterLatencyAloneKeepsTheLatencyFloor(t *testing.T) {
+	s := &simServer{latency: 5 * time.Millisecond, capacity: 8, queue: true}
+	r := newSimRun(t, 4, 1024, s)
+	r.run(30 * time.Second)
+	if got := r.l.get(); got < latencyFloor {
+		t.Errorf("round trips alone took the limit to %d, below the latency floor %d", got, latencyFloor)
+	}
+}

@@ -174,7 +174,7 @@ func New(cfg Config) (_ *Relay, err error) {
 	}
 	r.disp = destination.NewDispatcher(r.q, sender, destination.DispatcherOptions{
 		Workers: cfg.Workers, MinWorkers: cfg.WorkersMin, RetryWindow: cfg.RetryWindow, DrainTimeout: cfg.DrainTimeout,
-		Backoff: destination.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax, MaxRetryAfter: cfg.RetryMax}, Logger: r.log, Registerer: r.reg,
+		Backoff: destination.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax, MaxRetryAfter: max(cfg.RetryMax, time.Minute)}, Logger: r.log, Registerer: r.reg,
 		Map: r.sources.mapAtDelivery(tap),
 	})
 	disp.Store(r.disp)
