@@ -12,6 +12,9 @@
 //	           sending the same GETs to the same emulator
 //	outage     `woorelay serve` as a child process while the emulator refuses everything:
 //	           resident memory, backlog, drain time after recovery, events lost
+//	wan        `woorelay serve` (default flags) draining a backlog into the emulator at
+//	           150 ms ± 20 % with room for 600 requests at once, against capacity/latency;
+//	           then with the capacity dropped to 150 and back mid-drain, and without a limit
 //
 // It also holds the load generator (RunLoad, BatchGen, PostBatches) that the stages and the
 // end-to-end tests drive relays with, and the helpers that run `woorelay serve` as a child
@@ -98,6 +101,8 @@ type Result struct {
 	CeilCPUR        []float64     `json:"ceiling_cpu_us_per_event_rounds,omitempty"`
 	CeilAllocs      float64       `json:"ceiling_allocs_per_event,omitempty"`
 	Outage          *OutageResult `json:"outage,omitempty"`
+	// WAN holds the wan stage's runs: steady, drop and free.
+	WAN []WANRun `json:"wan,omitempty"`
 	// Bare is the ingest stage's bare Echo handler (reads the body, answers 200: no durability),
 	// median events/s, and FloorRatio the median ratio of the stage's ceiling, the sync floor,
 	// to it: what syncing before answering costs on this disk, before any work of the relay's.
@@ -132,7 +137,7 @@ type Report struct {
 }
 
 // stageOrder is the order stages run and print in.
-var stageOrder = []string{"transform", "ingest", "e2e", "drain", "outage"}
+var stageOrder = []string{"transform", "ingest", "e2e", "drain", "outage", "wan"}
 
 // ParseStages reads --stage.
 func ParseStages(s string) ([]string, error) {
@@ -141,10 +146,10 @@ func ParseStages(s string) ([]string, error) {
 		switch p = strings.TrimSpace(p); p {
 		case "all":
 			want["transform"], want["ingest"], want["e2e"], want["drain"] = true, true, true, true
-		case "transform", "ingest", "e2e", "drain", "outage":
+		case "transform", "ingest", "e2e", "drain", "outage", "wan":
 			want[p] = true
 		default:
-			return nil, fmt.Errorf("unknown stage %q; use transform, ingest, e2e, drain, outage or all", p)
+			return nil, fmt.Errorf("unknown stage %q; use transform, ingest, e2e, drain, outage, wan or all", p)
 		}
 	}
 	var out []string
@@ -173,6 +178,8 @@ func Run(o Options) ([]Result, error) {
 			r, err = benchDrain(o)
 		case "outage":
 			r, err = benchOutage(o)
+		case "wan":
+			r, err = benchWAN(o)
 		}
 		if err != nil {
 			return out, fmt.Errorf("%s stage: %w", st, err)

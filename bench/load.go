@@ -363,24 +363,35 @@ func RunLoad(cfg LoadConfig) LoadResult {
 // PostBatches returns a send function posting generated batches to url (an ingest batch
 // route): a batch counts as acknowledged when the answer is 200.
 func PostBatches(url string, g *BatchGen) SendFunc {
-	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(WriteKey+":"))
 	return func(ctx context.Context, client *http.Client, buf []byte) ([]byte, int, uint64, error) {
 		buf, first := g.build(buf)
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(buf))
-		if err != nil {
+		if err := postBatch(ctx, client, url, buf); err != nil {
 			return buf, 0, 0, err
-		}
-		req.Header.Set("Authorization", auth)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
-		if err != nil {
-			return buf, 0, 0, err
-		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return buf, 0, 0, fmt.Errorf("POST %s: %s: %.200s", url, resp.Status, body)
 		}
 		return buf, BatchSize, first, nil
 	}
+}
+
+// batchAuth is the Authorization header of the load generator's write key.
+var batchAuth = "Basic " + base64.StdEncoding.EncodeToString([]byte(WriteKey+":"))
+
+// postBatch posts one batch body to url with the load generator's write key; an answer other
+// than 200 is an error.
+func postBatch(ctx context.Context, client *http.Client, url string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", batchAuth)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("POST %s: %s: %.200s", url, resp.Status, answer)
+	}
+	return nil
 }

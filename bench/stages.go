@@ -738,11 +738,7 @@ func benchOutage(o Options) (Result, error) {
 		return r, fmt.Errorf("create a data directory (set TMPDIR to a writable disk): %v", err)
 	}
 	defer os.RemoveAll(dir)
-	addr, err := FreeLoopback()
-	if err != nil {
-		return r, err
-	}
-	adminAddr, err := FreeLoopback()
+	addr, adminAddr, err := twoLoopbacks()
 	if err != nil {
 		return r, err
 	}
@@ -878,6 +874,17 @@ func FreeLoopback() (string, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
+}
+
+// twoLoopbacks returns two loopback addresses with free ports: a child serve's ingest and
+// admin listeners.
+func twoLoopbacks() (string, string, error) {
+	a, err := FreeLoopback()
+	if err != nil {
+		return "", "", err
+	}
+	b, err := FreeLoopback()
+	return a, b, err
 }
 
 // WaitReady polls base/readyz until it answers 200, exited is closed (the process ended) or

@@ -72,6 +72,9 @@ type Options struct {
 	Program func(source string) *mapping.Program
 	// Counters returns the queue's running totals, sampled every second for the health view.
 	Counters func() queue.Counters
+	// Delivery returns the dispatcher's state (its concurrency limit, requests in flight and
+	// round-trip baseline), sampled every second for the health view; nil: not shown.
+	Delivery func() destination.Stats
 	// NoteBuffer bounds the notes waiting to be folded into the ring (default 8192); past it
 	// notes are dropped and counted.
 	NoteBuffer int
@@ -382,8 +385,12 @@ func (d *Debugger) run() {
 			if d.o.Counters != nil {
 				c = d.o.Counters()
 			}
+			var ds destination.Stats
+			if d.o.Delivery != nil {
+				ds = d.o.Delivery()
+			}
 			d.hmu.Lock()
-			d.health.sample(now, c, d.dropped.Load(), d.skipped.Load())
+			d.health.sample(now, c, ds, d.dropped.Load(), d.skipped.Load())
 			d.hmu.Unlock()
 		}
 	}

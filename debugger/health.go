@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/woorelay/woorelay/destination"
 	"github.com/woorelay/woorelay/queue"
 )
 
@@ -28,6 +29,9 @@ type bucket struct {
 	Errors     map[string]int `json:"errors"`      // attempts that were not 2xx, by status ("0": no answer)
 	Dropped    int64          `json:"dropped"`     // notes the debugger dropped so far
 	Skipped    int64          `json:"skipped"`     // events the debugger did not follow so far (past its budget a second)
+	Limit      int            `json:"limit"`       // delivery's concurrency limit at the end of the second
+	InFlight   int            `json:"in_flight"`   // requests to Woopra under way then
+	BaselineMs float64        `json:"baseline_ms"` // the round trip the limit is judged against
 	latSum     float64
 }
 
@@ -74,11 +78,12 @@ func (h *healthSeries) snapshot() []bucket {
 }
 
 // sample records the queue's counters at the second t: In and Out are what they grew by.
-func (h *healthSeries) sample(t time.Time, c queue.Counters, dropped, skipped int64) {
+func (h *healthSeries) sample(t time.Time, c queue.Counters, ds destination.Stats, dropped, skipped int64) {
 	b := h.cur(t.Add(-time.Second)) // the second that just ended
 	if h.have {
 		b.In, b.Out = c.Received-h.last.Received, c.Delivered-h.last.Delivered
 	}
 	b.Dropped, b.Skipped = dropped, skipped
+	b.Limit, b.InFlight, b.BaselineMs = ds.Limit, ds.InFlight, float64(ds.Baseline)/float64(time.Millisecond)
 	h.last, h.have = c, true
 }

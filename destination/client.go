@@ -239,7 +239,8 @@ func (c *Client) send(ctx context.Context, r queue.Request) Attempt {
 	}
 
 	idempotent := method == http.MethodGet || method == http.MethodHead
-	for hops, stale := 0, false; ; hops++ {
+	hops := 0
+	for stale := false; ; hops++ {
 		err := c.fc.DoDeadline(req, resp, deadline)
 		if err != nil && !stale && idempotent && staleConnection(err) && ctx.Err() == nil {
 			stale, hops = true, hops-1
@@ -262,6 +263,17 @@ func (c *Client) send(ctx context.Context, r queue.Request) Attempt {
 	body := resp.Body()
 	a := Attempt{Status: resp.StatusCode(), Body: string(body[:min(len(body), c.opts.MaxBody)])}
 	a.Class = classify(a.Status)
+	switch {
+	case isRedirect(a.Status) && hops >= c.opts.MaxRedirects && hops > 0:
+		a.Err = fmt.Errorf("redirect loop: still redirected after %d redirects, the last from %s to %s; check --woopra-url (and any proxy in between), then replay",
+			hops, req.URI().String(), resp.Header.Peek(fasthttp.HeaderLocation))
+	case a.Status == http.StatusUnauthorized && hasHeader(r.Headers, "Authorization"):
+		a.Err = errors.New("woopra refused the tracking credentials (secure tracking): check the user and password in the source's woopra_auth_env variable, then replay")
+	case a.Status == http.StatusUnauthorized:
+		a.Err = errors.New("the project has secure tracking enabled and the request carried no credentials: set woopra_auth_env on the source (a variable holding user:password for HTTP Basic), then replay")
+	case a.Status == http.StatusPaymentRequired:
+		a.Err = errors.New("over quota: woopra logged the event but runs no triggers until the plan is upgraded")
+	}
 	if a.Class == Retry {
 		a.RetryAfter = parseRetryAfter(string(resp.Header.Peek(fasthttp.HeaderRetryAfter)), time.Now())
 	}
@@ -362,6 +374,16 @@ func (t *trackedConn) Close() error {
 	return err
 }
 
+// hasHeader reports whether hs has a header named name (any case).
+func hasHeader(hs []queue.Header, name string) bool {
+	for _, h := range hs {
+		if strings.EqualFold(h.Name, name) {
+			return true
+		}
+	}
+	return false
+}
+
 // isRedirect reports whether a status is a redirect that names where to go.
 func isRedirect(status int) bool {
 	switch status {
@@ -399,11 +421,13 @@ func isTokenChar(r rune) bool {
 	return r < 0x80 && strings.ContainsRune("!#$%&'*+-.^_`|~", r)
 }
 
-// classify maps an HTTP status to a Class: 2xx done; 408, 429 and 5xx except 501 retried;
-// everything else (other 4xx, 501, 1xx, and a 3xx that was not followed) dead.
+// classify maps an HTTP status to a Class: 2xx and 402 done; 408, 429 and 5xx except 501
+// retried; everything else (other 4xx, 501, 1xx, and a 3xx that was not followed) dead. A
+// 402 Over Quota is done because Woopra logs the data (only its triggers do not run):
+// retrying or replaying it would record the event twice.
 func classify(status int) Class {
 	switch {
-	case status >= 200 && status < 300:
+	case status >= 200 && status < 300, status == http.StatusPaymentRequired:
 		return Done
 	case status == http.StatusRequestTimeout, status == http.StatusTooManyRequests:
 		return Retry

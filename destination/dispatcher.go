@@ -43,11 +43,16 @@ func (systemClock) Now() time.Time { return time.Now() }
 
 // DispatcherOptions configures a Dispatcher. The zero value gives the defaults.
 type DispatcherOptions struct {
-	// Workers is how many attempts may be under way at once (default 32). Size the
-	// Client's Conns to match.
+	// Workers is the most attempts under way at once (default 32): the upper bound of the
+	// adaptive limit, or the fixed number when MinWorkers is 0 or not below it. Size the
+	// Client's Conns to match. Workers are goroutines started as the limit first needs them.
 	Workers int
-	// Window is the most queue items held in memory (default 4096). Items keep their requests
-	// but not their event JSON, so memory is about Window × request size.
+	// MinWorkers is the floor of the adaptive limit (see the package doc, "Concurrency").
+	// 0, or a value not below Workers, pins the limit at Workers.
+	MinWorkers int
+	// Window is the most queue items held in memory (default 4096, or 4 × Workers when that
+	// is more, so that the limit always finds lanes to serve). Items keep their requests but
+	// not their event JSON, so memory is about Window × request size.
 	Window int
 	// PerVisitor is the most items of one visitor held in memory (default 64, at most
 	// Window). A visitor with more pending waits for its lane to drain before more are read,
@@ -82,7 +87,10 @@ func (o DispatcherOptions) withDefaults() DispatcherOptions {
 		o.Workers = 32
 	}
 	if o.Window <= 0 {
-		o.Window = 4096
+		o.Window = max(4096, 4*o.Workers)
+	}
+	if o.MinWorkers <= 0 || o.MinWorkers > o.Workers {
+		o.MinWorkers = o.Workers
 	}
 	if o.PerVisitor <= 0 {
 		o.PerVisitor = 64
@@ -111,10 +119,15 @@ func (o DispatcherOptions) withDefaults() DispatcherOptions {
 
 // Stats is a snapshot of the dispatcher's state.
 type Stats struct {
-	Loaded      int       // items held in memory (never more than Window)
-	Lanes       int       // visitors with items in memory
-	InFlight    int       // attempts under way
-	PausedUntil time.Time // end of the current 429 pause; zero when not paused
+	Loaded      int           // items held in memory (never more than Window)
+	Lanes       int           // visitors with items in memory
+	InFlight    int           // attempts under way
+	Limit       int           // the concurrency limit now (MinWorkers to Workers)
+	MinLimit    int           // MinWorkers
+	MaxLimit    int           // Workers
+	Baseline    time.Duration // the round trip the limit is judged against; 0 before any answer
+	PausedUntil time.Time     // end of the current 429 pause; zero when not paused
+	OverQuota   uint64        // requests answered 402 Over Quota (delivered; triggers not run)
 }
 
 // Dispatcher drains a queue.Queue into a Sender, keeping each visitor's events in order.
@@ -127,6 +140,10 @@ type Dispatcher struct {
 	regErr error
 	log    *slog.Logger
 	ran    atomic.Bool
+	lim    *limiter
+
+	overQuota     atomic.Uint64
+	overQuotaWarn atomic.Int64 // unix nanoseconds of the last over-quota warning
 
 	statsMu sync.Mutex
 	stats   Stats
@@ -141,6 +158,8 @@ type Dispatcher struct {
 	scanMore   bool   // the queue may hold items past cursor
 	scanAfter  time.Time
 	inflight   int
+	workers    int    // worker goroutines started
+	spawn      func() // starts one more worker (set by Run)
 	pauseUntil time.Time
 	fatal      error
 }
@@ -151,6 +170,8 @@ func NewDispatcher(q queue.Queue, s Sender, opts DispatcherOptions) *Dispatcher 
 	o := opts.withDefaults()
 	d := &Dispatcher{q: q, s: s, o: o, m: newMetrics(q), log: o.Logger, lanes: map[string]*lane{}}
 	d.regErr = d.m.register(o.Registerer)
+	d.lim = newLimiter(o.MinWorkers, o.Workers, d.m, o.Logger, o.Clock.Now)
+	d.publish()
 	return d
 }
 
@@ -232,7 +253,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	jobs := make(chan job, d.o.Workers)
 	results := make(chan result, d.o.Workers)
 	var wg sync.WaitGroup
-	for range d.o.Workers {
+	// Workers start as the limit first needs them: one per attempt under way at the peak.
+	d.spawn = func() {
 		wg.Go(func() {
 			for j := range jobs {
 				results <- d.deliver(attemptCtx, j)
@@ -365,7 +387,7 @@ func (d *Dispatcher) fill() bool {
 // refilled in chunks of at least a quarter of it (or 1024 items) instead.
 func (d *Dispatcher) refillLater() bool {
 	chunk := min(max(d.o.Window/4, 1), 1024)
-	return d.room() < chunk && len(d.ready)+d.inflight >= d.o.Workers
+	return d.room() < chunk && len(d.ready)+d.inflight >= d.lim.get()
 }
 
 func (d *Dispatcher) scanFailed(op string, err error) {
@@ -430,13 +452,21 @@ func (d *Dispatcher) dispatch(jobs chan<- job) {
 	if d.o.Clock.Now().Before(d.pauseUntil) {
 		return
 	}
-	for d.inflight < d.o.Workers && len(d.ready) > 0 {
+	limit := d.lim.get()
+	for d.inflight < limit && len(d.ready) > 0 {
 		l := d.ready[0]
 		d.ready[0] = nil
 		d.ready = d.ready[1:]
 		l.state = busy
 		d.inflight++
+		if d.inflight > d.workers {
+			d.workers++
+			d.spawn()
+		}
 		jobs <- job{l: l, it: l.items[0]}
+	}
+	if len(d.ready) > 0 {
+		d.lim.blocked()
 	}
 }
 
@@ -447,7 +477,7 @@ func (d *Dispatcher) arm(t *time.Timer) {
 	if d.waiting.Len() > 0 {
 		at = d.waiting[0].nextAt
 	}
-	if len(d.ready) > 0 && d.inflight < d.o.Workers && d.pauseUntil.After(d.o.Clock.Now()) {
+	if len(d.ready) > 0 && d.inflight < d.lim.get() && d.pauseUntil.After(d.o.Clock.Now()) {
 		if at.IsZero() || d.pauseUntil.Before(at) {
 			at = d.pauseUntil
 		}
@@ -547,7 +577,8 @@ func (d *Dispatcher) popHead(l *lane) {
 // publish refreshes Stats and the gauges.
 func (d *Dispatcher) publish() {
 	d.statsMu.Lock()
-	d.stats = Stats{Loaded: d.loaded, Lanes: len(d.lanes), InFlight: d.inflight}
+	d.stats = Stats{Loaded: d.loaded, Lanes: len(d.lanes), InFlight: d.inflight, MinLimit: d.o.MinWorkers, MaxLimit: d.o.Workers, OverQuota: d.overQuota.Load()}
+	d.stats.Limit, d.stats.Baseline = d.lim.snapshot()
 	if d.pauseUntil.After(d.o.Clock.Now()) {
 		d.stats.PausedUntil = d.pauseUntil
 	}
@@ -595,9 +626,17 @@ func (d *Dispatcher) deliver(ctx context.Context, j job) result {
 	for it.NextRequest < len(e.Requests) {
 		req := e.Requests[it.NextRequest]
 		d.m.inflight.Inc()
+		start := d.o.Clock.Now()
 		a := d.s.Send(ctx, req)
 		d.m.inflight.Dec()
 		d.m.attempt(a, e.Source)
+		if a.Duration <= 0 { // a Sender that does not time itself
+			a.Duration = d.o.Clock.Now().Sub(start)
+		}
+		d.lim.observe(start, a)
+		if a.Status == http.StatusPaymentRequired && a.Class == Done {
+			d.overQuotaSeen(e)
+		}
 		if a.Class != Done && ctx.Err() != nil {
 			r.it, r.out = it, abandoned
 			return r
@@ -653,6 +692,22 @@ func (d *Dispatcher) deliver(ctx context.Context, j job) result {
 	}
 	r.it, r.out = it, delivered
 	return r
+}
+
+// overQuotaWarnEvery spaces the warnings about 402 Over Quota answers.
+const overQuotaWarnEvery = time.Minute
+
+// overQuotaSeen counts a 402 Over Quota answer (Woopra logged the data but runs no
+// triggers) and warns, at most once a minute.
+func (d *Dispatcher) overQuotaSeen(e *queue.Entry) {
+	n := d.overQuota.Add(1)
+	d.m.overQuota.Inc()
+	now := d.o.Clock.Now().UnixNano()
+	last := d.overQuotaWarn.Load()
+	if (last == 0 || now-last >= int64(overQuotaWarnEvery)) && d.overQuotaWarn.CompareAndSwap(last, now) {
+		d.log.Warn("woopra answered 402 Over Quota: the project reached its quota of actions; events are logged (counted delivered) but triggers do not run and the interface is locked until the plan is upgraded",
+			"source", e.Source, "over_quota_total", n)
+	}
 }
 
 // filter drops an item on purpose through the queue's Filter (counted as filtered).

@@ -512,17 +512,22 @@ func TestDispatcherMultiRequestEntriesResumeAtNextRequest(t *testing.T) {
 	checkQueue(t, q2)
 }
 
-func TestDispatcherRunReturnsAfterCancelWithNothingInFlight(t *testing.T) {
-	q := newFakeQueue()
-	s := newScriptSender()
-	s.hold = func(ctx context.Context, _ string) error {
+// holdFor is a scriptSender hold that answers after d (or when ctx ends).
+func holdFor(d time.Duration) func(ctx context.Context, _ string) error {
+	return func(ctx context.Context, _ string) error {
 		select {
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(d):
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
+}
+
+func TestDispatcherRunReturnsAfterCancelWithNothingInFlight(t *testing.T) {
+	q := newFakeQueue()
+	s := newScriptSender()
+	s.hold = holdFor(20 * time.Millisecond)
 	for i := range 40 {
 		for v := range 10 {
 			q.add("v"+strconv.Itoa(v), req(evURL("v"+strconv.Itoa(v), i)))

@@ -25,6 +25,10 @@ type metrics struct {
 	moved        prometheus.Counter
 	queueErrors  *prometheus.CounterVec // by operation
 	backlog      prometheus.GaugeFunc
+	limit        prometheus.Gauge
+	baseline     prometheus.Gauge
+	decreases    *prometheus.CounterVec // by reason: back-pressure, latency
+	overQuota    prometheus.Counter
 }
 
 func newMetrics(q queue.Queue) *metrics {
@@ -84,6 +88,22 @@ func newMetrics(q queue.Queue) *metrics {
 			Namespace: "woorelay", Subsystem: "queue", Name: "backlog",
 			Help: "Events queued and not yet delivered or dead-lettered (the queue's Queued counter).",
 		}, func() float64 { return float64(q.Counters().Queued) }),
+		limit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "concurrency_limit",
+			Help: "The adaptive limit on requests to the destination under way (between --workers-min and --workers).",
+		}),
+		baseline: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "rtt_baseline_seconds",
+			Help: "The round trip the limit is judged against: the lowest one-second mean of the last 30 seconds.",
+		}),
+		decreases: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "limit_decreases_total",
+			Help: "Times the concurrency limit was lowered, by reason: back-pressure (429, 502, 503, 504, timeouts, refused connections) or latency (round trips well above the baseline).",
+		}, []string{"reason"}),
+		overQuota: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "over_quota_total",
+			Help: "Requests Woopra answered 402 Over Quota: the data is logged (counted delivered) but triggers do not run. Alert on any increase.",
+		}),
 	}
 }
 
@@ -93,7 +113,8 @@ func (m *metrics) register(r prometheus.Registerer) error {
 	}
 	var errs []error
 	for _, c := range []prometheus.Collector{m.attempts, m.events, m.latency, m.duration, m.inflight,
-		m.loaded, m.lanes, m.pauses, m.pauseSeconds, m.overflows, m.moved, m.queueErrors, m.backlog} {
+		m.loaded, m.lanes, m.pauses, m.pauseSeconds, m.overflows, m.moved, m.queueErrors, m.backlog,
+		m.limit, m.baseline, m.decreases, m.overQuota} {
 		if err := r.Register(c); err != nil {
 			errs = append(errs, err)
 		}

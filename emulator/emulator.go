@@ -290,13 +290,15 @@ func (e *Emulator) serveTrack(w http.ResponseWriter, r *http.Request, endpoint, 
 		rec.Fault = d.source + ":" + d.step.String()
 		e.counters.faults.Add(1)
 	}
+	if !e.admit(w, r, d, finish) {
+		return
+	}
+	if d.capacity > 0 {
+		defer e.faults.gate.leave()
+	}
 	if d.latency > 0 {
 		rec.Delay = Duration(d.latency)
-		t := time.NewTimer(d.latency)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
+		if !wait(r.Context(), d.latency) {
 			finish(0, OutcomeAbandoned)
 			return
 		}
@@ -618,6 +620,8 @@ func (e *Emulator) Stats() Stats {
 		s.ByOutcome[OutcomeHanging] = uint64(s.Hanging)
 	}
 	s.Records, s.DroppedRecords = e.records.stats()
+	s.Refused = e.counters.refused.Load()
+	s.Serving, s.Waiting = e.faults.gate.state()
 	return s
 }
 

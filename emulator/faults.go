@@ -112,6 +112,10 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 //
 //	{"sequence": [500, 500], "always": 403, "latency": "50ms", "retry_after": "2",
 //	 "visitors": {"v7": [500, 500, 200], "v9": [403], "v3": ["hang"]}}
+//
+// The capacity model: {"latency": "150ms", "jitter": 0.2, "capacity": 600, "overload": "503"}.
+// Every field may change while requests are under way (POST the whole set again): a lower
+// capacity refuses or queues new arrivals until enough of those served have finished.
 type Faults struct {
 	// Sequence is consumed one step per tracking request, whichever the visitor.
 	Sequence []Step `json:"sequence,omitempty"`
@@ -120,6 +124,15 @@ type Faults struct {
 	Always Step `json:"always,omitempty"`
 	// Latency delays every tracking request before it is answered.
 	Latency Duration `json:"latency,omitempty"`
+	// Jitter spreads Latency uniformly over Latency × [1 - Jitter, 1 + Jitter] (0 to 1).
+	Jitter float64 `json:"jitter,omitempty"`
+	// Capacity is the most tracking requests served at once (0: no limit), from arrival to
+	// answer, latency included. What happens beyond it is Overload's choice.
+	Capacity int `json:"capacity,omitempty"`
+	// Overload is what a request beyond Capacity gets: "503" (the default) or "429", answered
+	// after the latency (a refusal also crosses the network) with Retry-After from RetryAfter
+	// when set, or "queue": it waits for a slot in arrival order, so latency grows.
+	Overload string `json:"overload,omitempty"`
 	// RetryAfter, when set, is sent as the Retry-After header of 429 and 503 answers.
 	RetryAfter string `json:"retry_after,omitempty"`
 	// Visitors maps a visitor id to its script, consumed one step per request of that visitor;
@@ -149,6 +162,15 @@ func (f Faults) validate() error {
 	if f.Latency < 0 {
 		return fmt.Errorf("latency %v is negative", time.Duration(f.Latency))
 	}
+	if f.Jitter < 0 || f.Jitter > 1 {
+		return fmt.Errorf("jitter %v: want a fraction of the latency from 0 to 1", f.Jitter)
+	}
+	if f.Capacity < 0 {
+		return fmt.Errorf("capacity %d is negative (0 means no limit)", f.Capacity)
+	}
+	if !validOverload(f.Overload) {
+		return fmt.Errorf("overload %q: use 503, 429 or queue", f.Overload)
+	}
 	for v, steps := range f.Visitors {
 		if err := check("visitors["+strconv.Quote(v)+"]", steps...); err != nil {
 			return err
@@ -172,7 +194,7 @@ func (f Faults) clone() Faults {
 }
 
 func (f Faults) empty() bool {
-	return len(f.Sequence) == 0 && f.Always == 0 && f.Latency == 0 && len(f.Visitors) == 0
+	return len(f.Sequence) == 0 && f.Always == 0 && f.Latency == 0 && f.Capacity == 0 && len(f.Visitors) == 0
 }
 
 // faultState holds the current faults. active lets the hot path skip the lock when there are
@@ -181,6 +203,7 @@ type faultState struct {
 	active atomic.Bool
 	mu     sync.Mutex
 	f      Faults
+	gate   gate // the capacity model's slots
 }
 
 // decision is the fault applied to one request.
@@ -189,12 +212,15 @@ type decision struct {
 	source     string // "visitor", "sequence" or "always"
 	latency    time.Duration
 	retryAfter string
+	capacity   int
+	overload   string
 }
 
 func (fs *faultState) set(f Faults) {
 	fs.mu.Lock()
 	fs.f = f.clone()
 	fs.active.Store(!fs.f.empty())
+	fs.gate.setLimit(f.Capacity)
 	fs.mu.Unlock()
 }
 
@@ -235,7 +261,8 @@ func (fs *faultState) next(ids [3]string) decision {
 	}
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	d := decision{latency: time.Duration(fs.f.Latency), retryAfter: fs.f.RetryAfter}
+	d := decision{latency: jittered(time.Duration(fs.f.Latency), fs.f.Jitter), retryAfter: fs.f.RetryAfter,
+		capacity: fs.f.Capacity, overload: fs.f.Overload}
 	if len(fs.f.Visitors) > 0 {
 		for _, id := range ids {
 			if id == "" {

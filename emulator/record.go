@@ -37,6 +37,8 @@ const (
 	OutcomeReset Outcome = "reset"
 	// OutcomeBadRequest: the method is not GET or POST (405), or the body is too large (413).
 	OutcomeBadRequest Outcome = "bad_request"
+	// OutcomeOverloaded: refused because Faults.Capacity requests were being served.
+	OutcomeOverloaded Outcome = "overloaded"
 )
 
 // Item is one beacon item of a /track/push request.
@@ -106,18 +108,25 @@ type Stats struct {
 	DroppedRecords uint64 `json:"dropped_records"`
 	// Visitors is the number of visitor profiles.
 	Visitors int `json:"visitors"`
+	// Refused counts the requests refused for capacity (Faults.Capacity, Overload 503 or 429).
+	Refused uint64 `json:"refused"`
+	// Serving is the number of requests inside the capacity model now (admitted, not yet
+	// answered); Waiting those queued for a slot (Overload queue).
+	Serving int `json:"serving"`
+	Waiting int `json:"waiting"`
 }
 
 // counters are updated with atomics on the hot path.
 type counters struct {
 	requests  atomic.Uint64
 	faults    atomic.Uint64
+	refused   atomic.Uint64
 	byStatus  [600]atomic.Uint64
 	byOutcome [len(outcomesIndex)]atomic.Uint64
 }
 
 var outcomesIndex = [...]Outcome{OutcomeOK, OutcomeNoProject, OutcomeUnregistered, OutcomeNoEvent,
-	OutcomeNoIdentity, OutcomeFault, OutcomeHanging, OutcomeAbandoned, OutcomeReset, OutcomeBadRequest}
+	OutcomeNoIdentity, OutcomeFault, OutcomeHanging, OutcomeAbandoned, OutcomeReset, OutcomeBadRequest, OutcomeOverloaded}
 
 func outcomeIndex(o Outcome) int {
 	for i, x := range outcomesIndex {
@@ -138,6 +147,7 @@ func (c *counters) count(status int, o Outcome) {
 func (c *counters) reset() {
 	c.requests.Store(0)
 	c.faults.Store(0)
+	c.refused.Store(0)
 	for i := range c.byStatus {
 		c.byStatus[i].Store(0)
 	}

@@ -53,8 +53,12 @@ type Config struct {
 	// DiskBudget is the disk the queue may use, in bytes; past it ingest answers 503
 	// (--disk-budget, default 10 GB; negative: no limit).
 	DiskBudget int64
-	// Workers is how many requests to Woopra may be under way at once (--workers, default 64).
+	// Workers is the most requests to Woopra under way at once (--workers, default 1024):
+	// the upper bound of the adaptive concurrency limit.
 	Workers int
+	// WorkersMin is the floor of the adaptive limit (--workers-min, default 4); equal to
+	// Workers, it pins the limit there (no adaptation).
+	WorkersMin int
 	// WoopraTimeout is the time limit of one request to Woopra (--woopra-timeout, default 10 s).
 	WoopraTimeout time.Duration
 	// RetryWindow is how long a failing event is retried before it is dead-lettered
@@ -95,7 +99,8 @@ func Defaults() Config {
 		AdminListen:   "127.0.0.1:9090",
 		DataDir:       "woorelay-data",
 		DiskBudget:    10 << 30,
-		Workers:       64,
+		Workers:       1024,
+		WorkersMin:    4,
 		WoopraTimeout: 10 * time.Second,
 		RetryWindow:   4 * time.Hour,
 		RetryMin:      time.Second,
@@ -136,6 +141,9 @@ func (c Config) withDefaults() Config {
 	if c.Workers == 0 {
 		c.Workers = d.Workers
 	}
+	if c.WorkersMin == 0 {
+		c.WorkersMin = min(d.WorkersMin, c.Workers)
+	}
 	if c.DebuggerEvents == 0 {
 		c.DebuggerEvents = d.DebuggerEvents
 	}
@@ -164,6 +172,9 @@ func (c Config) validate() error {
 	}
 	if c.Workers < 1 {
 		bad("workers", "%d is not a number of workers; give at least 1", c.Workers)
+	}
+	if c.Workers >= 1 && (c.WorkersMin < 1 || c.WorkersMin > c.Workers) {
+		bad("workers-min", "%d: give from 1 to --workers (%d); equal to --workers pins the concurrency there", c.WorkersMin, c.Workers)
 	}
 	for _, d := range []struct {
 		name string

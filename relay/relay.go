@@ -53,6 +53,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -165,18 +166,26 @@ func New(cfg Config) (_ *Relay, err error) {
 	var sender destination.Sender = destination.NewClient(destination.ClientOptions{Timeout: cfg.WoopraTimeout, Conns: cfg.Workers})
 	var store server.Store = r.q
 	tap := cfg.Tap
+	var disp atomic.Pointer[destination.Dispatcher] // for the debugger, which may ask before it is made
 	if cfg.DebuggerEvents > 0 {
-		r.dbg = debugger.New(debugger.Options{Events: cfg.DebuggerEvents, Follow: cfg.DebuggerFollow, Program: r.sources.program, Counters: r.q.Counters})
+		r.dbg = debugger.New(debugger.Options{Events: cfg.DebuggerEvents, Follow: cfg.DebuggerFollow, Program: r.sources.program, Counters: r.q.Counters,
+			Delivery: func() destination.Stats {
+				if d := disp.Load(); d != nil {
+					return d.Stats()
+				}
+				return destination.Stats{}
+			}})
 		tap = bothTaps(tap, r.dbg)
 	}
 	if tap != nil {
 		sender, store = tapSender{sender, tap}, tapStore{r.q, tap}
 	}
 	r.disp = destination.NewDispatcher(r.q, sender, destination.DispatcherOptions{
-		Workers: cfg.Workers, RetryWindow: cfg.RetryWindow, DrainTimeout: cfg.DrainTimeout,
-		Backoff: destination.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax}, Logger: r.log, Registerer: r.reg,
+		Workers: cfg.Workers, MinWorkers: cfg.WorkersMin, RetryWindow: cfg.RetryWindow, DrainTimeout: cfg.DrainTimeout,
+		Backoff: destination.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax, MaxRetryAfter: max(cfg.RetryMax, time.Minute)}, Logger: r.log, Registerer: r.reg,
 		Map: r.sources.mapAtDelivery(tap),
 	})
+	disp.Store(r.disp)
 
 	r.api = &admin.API{Queue: r.q, Token: cfg.AdminToken}
 	sc := cfg.sourcesConfig()

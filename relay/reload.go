@@ -53,7 +53,7 @@ func (c Config) restartOnly(next Config) []Finding {
 	}{
 		{"listen", c.Listen, next.Listen}, {"admin-listen", c.AdminListen, next.AdminListen},
 		{"tls-cert", c.TLSCert, next.TLSCert}, {"tls-key", c.TLSKey, next.TLSKey}, {"data", c.DataDir, next.DataDir}, {"woopra-url", c.WoopraURL, next.WoopraURL},
-		{"disk-budget", c.DiskBudget, next.DiskBudget}, {"workers", c.Workers, next.Workers},
+		{"disk-budget", c.DiskBudget, next.DiskBudget}, {"workers", c.Workers, next.Workers}, {"workers-min", c.WorkersMin, next.WorkersMin},
 		{"woopra-timeout", c.WoopraTimeout, next.WoopraTimeout}, {"retry-window", c.RetryWindow, next.RetryWindow},
 		{"retry-min", c.RetryMin, next.RetryMin}, {"retry-max", c.RetryMax, next.RetryMax},
 		{"admin-token", c.AdminToken, next.AdminToken}, {"nosync", c.NoSync, next.NoSync},

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -45,14 +46,21 @@ func (m *sourceMap) program(name string) *mapping.Program {
 
 // mapAtDelivery maps stored events with their source's current program, as the dispatcher
 // loads them: a fixed preset or mapping applies to the whole backlog and to replayed dead
-// letters. A tap, when not nil, sees every outcome.
+// letters. A tap, when not nil, sees every outcome. A source with woopra_auth_env gets its
+// credentials added to each request here, after the tap saw them: they live in memory only,
+// never in the queue, a dead letter or the debugger.
 func (m *sourceMap) mapAtDelivery(tap Tap) destination.MapFunc {
 	scratch := sync.Pool{New: func() any { return new(mapping.Result) }}
 	return func(e queue.Entry) (reqs []queue.Request, filtered string, err error) {
-		if tap != nil {
-			defer func() { tap.Mapped(e, reqs, filtered, err) }()
-		}
 		src := (*m.byName.Load())[e.Source]
+		if tap != nil {
+			defer func() {
+				tap.Mapped(e, reqs, filtered, err)
+				reqs = withAuth(reqs, src)
+			}()
+		} else {
+			defer func() { reqs = withAuth(reqs, src) }()
+		}
 		if e.Source == "" && strings.HasPrefix(e.Reason, queue.ReasonCorruptRecord) {
 			return nil, "", fmt.Errorf("a corrupt queue record, not an event, cannot be delivered (%s)", e.Reason)
 		}
@@ -70,4 +78,33 @@ func (m *sourceMap) mapAtDelivery(tap Tap) destination.MapFunc {
 		}
 		return nil, "", errors.New(e.Reason)
 	}
+}
+
+// authHeader is the header woopra_auth_env's credentials travel in.
+const authHeader = "Authorization"
+
+// withAuth adds src's HTTP Basic credentials (woopra_auth_env) to each request, on copies:
+// the requests the tap saw stay as they were.
+func withAuth(reqs []queue.Request, src *server.Source) []queue.Request {
+	if src == nil || src.WoopraAuth == "" || len(reqs) == 0 {
+		return reqs
+	}
+	h := queue.Header{Name: authHeader, Value: "Basic " + base64.StdEncoding.EncodeToString([]byte(src.WoopraAuth))}
+	out := make([]queue.Request, len(reqs))
+	for i, r := range reqs {
+		r.Headers = append(append(make([]queue.Header, 0, len(r.Headers)+1), r.Headers...), h)
+		out[i] = r
+	}
+	return out
+}
+
+// withoutAuth is r without the credentials withAuth added, for the tap.
+func withoutAuth(r queue.Request) queue.Request {
+	for i, h := range r.Headers {
+		if h.Name == authHeader {
+			r.Headers = append(append(make([]queue.Header, 0, len(r.Headers)-1), r.Headers[:i]...), r.Headers[i+1:]...)
+			return r
+		}
+	}
+	return r
 }

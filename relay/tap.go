@@ -49,7 +49,7 @@ type tapSender struct {
 // Send implements destination.Sender.
 func (s tapSender) Send(ctx context.Context, r queue.Request) destination.Attempt {
 	a := s.s.Send(ctx, r)
-	s.tap.Attempted(r, a)
+	s.tap.Attempted(withoutAuth(r), a)
 	return a
 }
 

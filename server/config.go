@@ -32,6 +32,8 @@ import (
 //	    settings: {project: example.com}     # the preset's settings
 //	    mappings: [mappings/website]         # optional folders of mapping files (relative to this file)
 //	    allowed_origins: [https://www.example.com]  # optional: origins browsers may send this source's key from
+//	    order: none                          # optional: visitor (default) keeps each visitor's events in order; none sends them side by side
+//	    woopra_auth_env: WOOPRA_AUTH         # optional: a variable holding user:password, sent as HTTP Basic on tracking requests (secure tracking)
 type Config struct {
 	// File is the path the configuration was read from ("" for DevConfig).
 	File string
@@ -68,6 +70,13 @@ type SourceConfig struct {
 	// AllowedOrigins restricts which browser origins may send this source's events; empty
 	// leaves it to the server-wide list.
 	AllowedOrigins []string
+	// Unordered (order: none) lets delivery send one visitor's events side by side instead of
+	// one after the other.
+	Unordered bool
+	// WoopraAuthEnv names the environment variable holding "user:password" for HTTP Basic
+	// authentication of the tracking requests (Woopra's secure tracking); WoopraAuth is its
+	// value, read at load, never written in the file.
+	WoopraAuthEnv, WoopraAuth string
 
 	overlays []mapping.Source
 	where    string // "file:line:col" of the source, for diagnostics
@@ -115,7 +124,7 @@ func (l *loader) errAt(n *yaml.Node, code, hint, format string, args ...any) {
 
 var (
 	topKeys    = []string{"public_url", "allowed_origins", "trusted_proxies", "queue", "sources"}
-	sourceKeys = []string{"name", "write_key", "write_key_env", "preset", "settings", "mappings", "allowed_origins"}
+	sourceKeys = []string{"name", "write_key", "write_key_env", "preset", "settings", "mappings", "allowed_origins", "order", "woopra_auth_env"}
 )
 
 func (l *loader) parse(data []byte) *Config {
@@ -328,6 +337,20 @@ func (l *loader) source(n *yaml.Node) (SourceConfig, *yaml.Node, bool) {
 			}
 		case "preset":
 			sc.Preset, presetNode = l.str(v), v
+		case "order":
+			switch l.str(v) {
+			case "visitor":
+			case "none":
+				sc.Unordered = true
+			default:
+				l.errAt(v, mapping.CodeBadValue, "write order: visitor (the default: each visitor's events in order) or order: none (side by side)", "order %q is not visitor or none", v.Value)
+			}
+		case "woopra_auth_env":
+			sc.WoopraAuthEnv = l.str(v)
+			sc.WoopraAuth = os.Getenv(sc.WoopraAuthEnv)
+			if u, _, ok := strings.Cut(sc.WoopraAuth, ":"); !ok || u == "" {
+				l.errAt(v, mapping.CodeMissingKey, "export "+sc.WoopraAuthEnv+"=<user>:<password> before starting", "environment variable %s (woopra_auth_env of source %q) is unset or not user:password", sc.WoopraAuthEnv, sc.Name)
+			}
 		case "settings":
 			if v.Kind != yaml.MappingNode {
 				l.errAt(v, mapping.CodeWrongType, "write settings as a mapping like {project: example.com}", "settings must be a mapping")
@@ -463,7 +486,8 @@ func (c *Config) Compile(adjust func(name string, settings map[string]string)) (
 			continue
 		}
 		origins := append([]string(nil), sc.AllowedOrigins...)
-		out = append(out, &Source{Name: sc.Name, WriteKey: sc.WriteKey, AnyKey: sc.AnyKey, Program: prog, AllowedOrigins: origins})
+		out = append(out, &Source{Name: sc.Name, WriteKey: sc.WriteKey, AnyKey: sc.AnyKey, Program: prog, AllowedOrigins: origins,
+			Unordered: sc.Unordered, WoopraAuth: sc.WoopraAuth})
 	}
 	if len(errs) > 0 {
 		return nil, errs

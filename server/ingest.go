@@ -406,6 +406,9 @@ func (s *Server) build(w *work, rt route, src *Source, recv time.Time, hdrSentAt
 			w.adjusted = append(w.adjusted, rejection{i, "timestamp_out_of_range", "the event time " + clamped +
 				" is before 2000-01-01T00:00:00Z or over 366 days after receivedAt; timestamp is receivedAt instead (fix the client's clock or the time it sends)"})
 		}
+		if src.Unordered {
+			visitor = "" // no ordering key: delivery sends each event on its own
+		}
 		e := queue.Entry{Source: src.Name, MessageID: msgID, Visitor: visitor, Received: recv, Event: event}
 		if code != "" {
 			e.Outcome, e.Reason = queue.Rejected, code+": "+msg

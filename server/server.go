@@ -55,6 +55,12 @@ type Source struct {
 	// AllowedOrigins, when not empty, restricts browser requests carrying this source's key to
 	// these origins (in addition to the server-wide list).
 	AllowedOrigins []string
+	// Unordered stores the source's events without their visitor key, so delivery sends one
+	// visitor's events side by side (the sources file's order: none).
+	Unordered bool
+	// WoopraAuth is "user:password" for HTTP Basic on the tracking requests, or "" (the
+	// sources file's woopra_auth_env; delivery adds it, ingest does not use it).
+	WoopraAuth string
 
 	digest [sha256.Size]byte
 }

@@ -22,10 +22,13 @@ Measures each stage against its ceiling in the same run (interleaved rounds, med
   e2e        ingest to the emulator's acknowledgement vs a bare Go GET loop
   drain      a backlog on disk (--backlog events) delivered after a restart vs the bare GET loop
   outage     woorelay serve (child process) while the emulator refuses: memory, drain, loss
-"all" is transform, ingest, e2e and drain; the outage stage runs only when named. See BENCHMARKS.md.
+  wan        woorelay serve (default flags) draining into the emulator at 150 ms ± 20 % with room
+             for 600 requests at once, then with the room dropped to 150 and back, then unlimited
+"all" is transform, ingest, e2e and drain; outage and wan run only when named. See BENCHMARKS.md.
+
 `)
 	var o bench.Options
-	stage := fs.String("stage", "all", "stages to run: transform, ingest, e2e, drain, outage or all (comma-separated)")
+	stage := fs.String("stage", "all", "stages to run: transform, ingest, e2e, drain, outage, wan or all (comma-separated)")
 	fs.IntVar(&o.Rounds, "rounds", 5, "interleaved rounds per stage; the table shows medians")
 	fs.IntVar(&o.Conns, "conns", 32, "concurrent keep-alive connections of the load generator")
 	fs.DurationVar(&o.Duration, "duration", 3*time.Second, "measured time of each side in a round")
@@ -63,7 +66,7 @@ Measures each stage against its ceiling in the same run (interleaved rounds, med
 	if !*quiet {
 		o.Progress = stderr
 	}
-	if slices.Contains(stages, "outage") {
+	if slices.Contains(stages, "outage") || slices.Contains(stages, "wan") {
 		if o.Exe, err = os.Executable(); err != nil {
 			fmt.Fprintf(stderr, "woorelay bench: find the woorelay binary for the outage stage: %v\n", err)
 			return 1
@@ -129,6 +132,18 @@ func writeTable(w io.Writer, o bench.Options, rs []bench.Result) {
 		fmt.Fprintf(w, "  drained in %s (%s events/s); delivered %d, lost %d, duplicates %d, dead-lettered %d, counters reconcile: %v\n",
 			u.Drain.Round(100*time.Millisecond), bench.FormatRate(u.DrainRate), u.Delivered, u.Lost, u.Duplicates, u.DeadLettered, u.Reconciles)
 		fmt.Fprintf(w, "  goal %s: %s\n", r.Goal, passFail(r.Pass))
+	}
+	for _, r := range rs {
+		for _, run := range r.WAN {
+			fmt.Fprintf(w, "\nwan %s: %d events over %d visitors, capacity %d: %s events/s in %s = %.2f of the ceiling %s (%.2f of a bare client's %s); %.1f%% of %d attempts refused; relay RSS peak %s, CPU %.2f cores\n",
+				run.Name, run.Events, run.Visitors, run.Capacity, bench.FormatRate(run.Rate), run.Drain, run.Ratio, bench.FormatRate(run.Ceiling), run.BareRatio, bench.FormatRate(run.Bare), 100*run.Refused, run.Attempts, bench.FormatMB(run.RSSPeak), run.CPUCores)
+			for _, win := range run.Windows {
+				fmt.Fprintf(w, "  %s: %s events/s = %.2f of %s, %.1f%% refused\n", win.What, bench.FormatRate(win.Rate), win.Ratio, bench.FormatRate(win.Bound), 100*win.Refused)
+			}
+			if run.Note != "" {
+				fmt.Fprintf(w, "  %s\n", run.Note)
+			}
+		}
 	}
 	for _, r := range rs {
 		if r.Note != "" {

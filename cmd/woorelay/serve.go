@@ -19,15 +19,15 @@ import (
 
 // serveFlags are the flags of `woorelay serve`; each can also be set by WOORELAY_<FLAG>.
 type serveFlags struct {
-	config, listen, adminListen, data, woopraURL string
-	adminToken, tlsCert, tlsKey, queueURL        string
-	diskBudget                                   string
-	workers, debuggerEvents, debuggerFollow      int
-	retryWindow, retryMin, retryMax              time.Duration
-	woopraTimeout, drainTimeout                  time.Duration
-	logLevel                                     string
-	watch                                        bool
-	watchDebounce                                time.Duration
+	config, listen, adminListen, data, woopraURL        string
+	adminToken, tlsCert, tlsKey, queueURL               string
+	diskBudget                                          string
+	workers, workersMin, debuggerEvents, debuggerFollow int
+	retryWindow, retryMin, retryMax                     time.Duration
+	woopraTimeout, drainTimeout                         time.Duration
+	logLevel                                            string
+	watch                                               bool
+	watchDebounce                                       time.Duration
 }
 
 func (f *serveFlags) register(fs *flag.FlagSet) {
@@ -42,7 +42,8 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.woopraURL, "woopra-url", "", "deliver to this Woopra endpoint (an emulator, a proxy) instead of each source's base_url")
 	fs.StringVar(&f.adminToken, "admin-token", "", "token the admin listener requires; none = loopback callers only")
 	fs.StringVar(&f.diskBudget, "disk-budget", "10GB", "disk the queue may use; past it ingest answers 503 with Retry-After (0 = no limit)")
-	fs.IntVar(&f.workers, "workers", d.Workers, "concurrent requests to Woopra")
+	fs.IntVar(&f.workers, "workers", d.Workers, "most concurrent requests to Woopra: the upper bound of the adaptive limit")
+	fs.IntVar(&f.workersMin, "workers-min", 0, "floor of the adaptive concurrency limit (0: 4, or --workers when lower); equal to --workers pins the concurrency at --workers")
 	fs.IntVar(&f.debuggerEvents, "debugger-events", d.DebuggerEvents, "how many of the latest events the debugger page (/debugger/ on the admin listener) keeps (0 = no debugger)")
 	fs.IntVar(&f.debuggerFollow, "debugger-follow", d.DebuggerFollow, "how many new events a second the debugger follows; the others are counted, not shown (0 = every event)")
 	fs.DurationVar(&f.retryWindow, "retry-window", d.RetryWindow, "how long a failing event is retried before it is dead-lettered")
@@ -74,7 +75,7 @@ func (f serveFlags) relayConfig(log *slog.Logger) (relay.Config, error) {
 		dbgFollow = -1 // the flag's 0 is "every event"
 	}
 	cfg := relay.Config{
-		Listen: f.listen, AdminListen: f.adminListen, TLSCert: f.tlsCert, TLSKey: f.tlsKey, DataDir: f.data, QueueURL: f.queueURL, WoopraURL: f.woopraURL, DiskBudget: budget, Workers: f.workers,
+		Listen: f.listen, AdminListen: f.adminListen, TLSCert: f.tlsCert, TLSKey: f.tlsKey, DataDir: f.data, QueueURL: f.queueURL, WoopraURL: f.woopraURL, DiskBudget: budget, Workers: f.workers, WorkersMin: f.workersMin,
 		WoopraTimeout: f.woopraTimeout, RetryWindow: f.retryWindow, RetryMin: f.retryMin, RetryMax: f.retryMax,
 		DrainTimeout: f.drainTimeout, AdminToken: f.adminToken, Logger: log, DebuggerEvents: dbgEvents, DebuggerFollow: dbgFollow,
 	}

@@ -306,6 +306,8 @@ async function loadHealth() {
     const span = s.length ? `last ${s.length} s` : '';
     chart($('#chart-rate'), [s.map((b) => b.in), s.map((b) => b.out)], ['#3559e0', '#1f8a4c'], { span });
     chart($('#chart-latency'), [s.map((b) => b.latency_avg), s.map((b) => b.latency_max)], ['#1f8a4c', '#3559e0'], { span, digits: 1 });
+    chart($('#chart-concurrency'), [s.map((b) => b.limit), s.map((b) => b.in_flight)], ['#3559e0', '#1f8a4c'], { span });
+    $('#baseline').textContent = s.length ? s[s.length - 1].baseline_ms.toFixed(1) : '-';
     const statuses = [...new Set(s.flatMap((b) => Object.keys(b.errors || {})))].sort();
     const palette = ['#c53030', '#b7791f', '#805ad5', '#dd6b20', '#2c7a7b'];
     chart($('#chart-errors'), statuses.length ? statuses.map((st) => s.map((b) => (b.errors || {})[st] || 0)) : [s.map(() => 0)], palette, { span });
