@@ -209,7 +209,7 @@ func TestStoreOpenFailures(t *testing.T) {
 	}
 	x.em.ClearFaults()
 	args := x.withData(t, damaged)
-	p = startWoorelay(t, strings.TrimPrefix(args[2], "http://"), nil, args...)
+	startWoorelay(t, strings.TrimPrefix(args[2], "http://"), nil, args...)
 	dups := x.waitDelivered(l, 2*time.Minute)
 	t.Logf("%d acknowledged events, all delivered after the index was rebuilt from the payload log (%d duplicates)", len(l.ackedIDs()), dups)
 }

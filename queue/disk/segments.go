@@ -503,9 +503,6 @@ func (s *segmentLog) body(loc itemLoc) ([]byte, error) {
 	return raw[loc.inner : loc.inner+loc.n], nil
 }
 
-// usage is the bytes of all segment files.
-func (s *segmentLog) usage() int64 { return s.total.Load() }
-
 // close closes every segment file.
 func (s *segmentLog) close() error {
 	s.mu.Lock()
