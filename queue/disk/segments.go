@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/klauspost/compress/s2"
 )
@@ -79,7 +78,6 @@ type segmentLog struct {
 	order  []frameRef // cached frames, oldest first
 	cached int64
 
-	total atomic.Int64  // bytes of all segment files
 	empty chan struct{} // signalled when a segment other than the active one has no live item
 }
 
@@ -122,7 +120,6 @@ func openSegmentLog(dir string, limit int64, noSync bool) (*segmentLog, error) {
 			return nil, fmt.Errorf("queue/disk: open payload segment %s: %w", path, err)
 		}
 		s.segs[id] = &segment{f: f, size: fi.Size()}
-		s.total.Add(fi.Size())
 	}
 	return s, nil
 }
@@ -155,7 +152,6 @@ func (s *segmentLog) start(live map[uint64]int64) error {
 		if unused {
 			seg.f.Close()
 			delete(s.segs, id)
-			s.total.Add(-seg.size)
 		}
 		s.mu.Unlock()
 		if unused {
@@ -359,7 +355,6 @@ func (s *segmentLog) write(frames, raws [][]byte, live int64, record func(seg ui
 		s.putLocked(frameRef{id, offs[i]}, raw)
 	}
 	s.mu.Unlock()
-	s.total.Add(int64(len(buf)))
 	return id, offs, recOff, nil
 }
 
@@ -416,7 +411,6 @@ func (s *segmentLog) collect() error {
 			gone = append(gone, id)
 			seg.f.Close()
 			delete(s.segs, id)
-			s.total.Add(-seg.size)
 		}
 	}
 	if len(gone) > 0 {
