@@ -138,16 +138,8 @@ func TestDashboardAndAlertMetricsExist(t *testing.T) {
 	x.em.Script("v-dead", 403)
 	x.em.Script("v-retry", 500)
 	for i, v := range []string{"v-ok", "v-dead", "v-retry"} {
-		body := fmt.Sprintf(`{"type":"track","event":"Checked","userId":%q,"messageId":"m%d"}`, v, i)
-		req, _ := http.NewRequest("POST", p.url+"/v1/track", strings.NewReader(body))
-		req.SetBasicAuth("k-web", "")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("ingest answered %d", resp.StatusCode)
+		if code := postEvent(t, p.url, "k-web", "Checked", v, fmt.Sprintf("m%d", i)); code != 200 {
+			t.Fatalf("ingest answered %d", code)
 		}
 	}
 	waitFor(t, 30*time.Second, "a delivery and a dead letter", func() bool {
