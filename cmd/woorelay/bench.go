@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -42,8 +43,23 @@ Measures each stage against its ceiling in the same run (interleaved rounds, med
 	fs.BoolVar(&o.NoSync, "nosync", false, "diagnostics only: the relay acknowledges before the disk sync (not durable; shows what the sync costs)")
 	jsonOut := fs.Bool("json", false, "print the results as JSON instead of a table")
 	quiet := fs.Bool("q", false, "no progress lines on stderr")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (relay, load generator and ceilings alike) to this file, for go tool pprof")
 	if code, done := parseFlags(fs, args, stdout, stderr); done {
 		return code
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "woorelay bench: --cpuprofile: %v\n", err)
+			return 2
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			_ = f.Close()
+		}()
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "woorelay bench: unexpected argument %q (flags only; see woorelay bench -h)\n", fs.Arg(0))
