@@ -47,6 +47,7 @@ func (s *Server) routes(g prometheus.Gatherer) *echo.Echo {
 	e.GET("/v1/projects/:writeKey/settings", s.segmentSettings)
 	e.GET("/sourceConfig", s.rudderSourceConfig)
 	e.GET("/sourceConfig/", s.rudderSourceConfig)
+	s.sdkRoutes(e)
 	// RudderStack's Go library asks how many nodes its data plane has when it gets a 451 (a
 	// node count change); the relay is one node to it, however many instances run.
 	e.GET("/cluster-info", func(c echo.Context) error {
