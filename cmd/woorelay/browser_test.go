@@ -82,10 +82,10 @@ func consoleLog(t *testing.T, page string) func(ev any) {
 	}
 }
 
-// installBrowserSDKs runs npm install in testdata/browser when node_modules is missing.
+// installBrowserSDKs runs npm ci in testdata/browser when a package of package.json is missing.
 func installBrowserSDKs(t *testing.T) {
 	t.Helper()
-	if _, err := os.Stat(filepath.Join(browserSDKDir, "node_modules")); err == nil {
+	if _, err := os.Stat(filepath.Join(browserSDKDir, "node_modules", "@segment", "snippet")); err == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
