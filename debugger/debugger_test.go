@@ -74,7 +74,7 @@ func TestRingFollowsAnEvent(t *testing.T) {
 	if r := got["m2"]; r.Outcome != Filtered || r.Code != "consent" || r.Reason != "no consent" {
 		t.Errorf("m2: %+v", r)
 	}
-	if r := got["m3"]; r.Outcome != Rejected || r.Code != "no_identity" {
+	if r := got["m3"]; r.Outcome != DeadLettered || r.Stage != StageMapping || r.Code != "no_identity" {
 		t.Errorf("m3: %+v", r)
 	}
 	if len(d.byURL) != 0 {
@@ -87,6 +87,59 @@ func TestRingFollowsAnEvent(t *testing.T) {
 	d.mu.Lock()
 	if rs := d.records(); len(rs) != 3 || rs[0].MessageID != "m2" || rs[2].MessageID != "m4" || d.byKey[eventKey{"web", "m1"}] != nil {
 		t.Errorf("after a fourth event the ring of 3 holds %d, first %s", len(rs), rs[0].MessageID)
+	}
+}
+
+// TestDeadLettersAndReplays: an event rejected at the edge is a dead letter (as health
+// counts it), one Woopra refuses is too; a replayed one moves to the top of the list and keeps
+// its earlier delivery's attempts; the visitor shown is the one Woopra got.
+func TestDeadLettersAndReplays(t *testing.T) {
+	d := New(Options{Events: 10})
+	defer d.Close()
+	edge := entry("e1")
+	edge.Outcome, edge.Reason, edge.Visitor = queue.Rejected, "no_identity: the event has no userId or anonymousId", "a:anon-9"
+	d.Ingested([]queue.Entry{edge}, queue.AppendResult{Rejected: 1}, nil)
+	first := queue.Request{Method: "GET", URL: "https://www.woopra.com/track/ce?project=p.com&event=signup&cookie=woo-cookie-1"}
+	d.Ingested([]queue.Entry{entry("d1")}, queue.AppendResult{Queued: 1}, nil)
+	d.Mapped(entry("d1"), []queue.Request{first}, "", nil)
+	d.Attempted(first, destination.Attempt{Class: destination.Dead, Status: 403, Duration: time.Millisecond})
+	d.Ingested([]queue.Entry{entry("later")}, queue.AppendResult{Queued: 1}, nil)
+	settle(t, d)
+	d.mu.Lock()
+	r := d.byKey[eventKey{"web", "e1"}]
+	var e1 map[string]any
+	json.Unmarshal(r.json(), &e1)
+	if r.Outcome != DeadLettered || r.Stage != StageEdge || r.Code != "no_identity" || e1["visitor"] != "anon-9" {
+		t.Errorf("an edge reject: %+v, shown visitor %v", r, e1["visitor"])
+	}
+	r = d.byKey[eventKey{"web", "d1"}]
+	if r.Outcome != DeadLettered || r.Stage != StageDelivery {
+		t.Errorf("a 403: %+v", r)
+	}
+	later := d.byKey[eventKey{"web", "later"}].Seq
+	d.mu.Unlock()
+
+	second := queue.Request{Method: "GET", URL: "https://www.woopra.com/track/ce?project=p.com&event=signup&cookie=woo-cookie-1&cv_id=user-7"}
+	d.Mapped(entry("d1"), []queue.Request{second}, "", nil) // the replay
+	d.Attempted(second, destination.Attempt{Class: destination.Done, Status: 200, Duration: time.Millisecond})
+	settle(t, d)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r = d.byKey[eventKey{"web", "d1"}]
+	var shown struct {
+		Seq     uint64
+		Visitor string
+		Earlier []request
+	}
+	json.Unmarshal(r.json(), &shown)
+	if r.Outcome != Delivered || r.Replays != 1 || shown.Seq <= later {
+		t.Errorf("the replayed event: outcome %s, replays %d, seq %d (a later event's %d): it must move to the top", r.Outcome, r.Replays, shown.Seq, later)
+	}
+	if len(shown.Earlier) != 1 || len(shown.Earlier[0].Attempts) != 1 || shown.Earlier[0].Attempts[0].Status != 403 {
+		t.Errorf("the replayed event lost its earlier attempt: %+v", shown.Earlier)
+	}
+	if shown.Visitor != "user-7" {
+		t.Errorf("the visitor shown is %q, want the cv_id Woopra got", shown.Visitor)
 	}
 }
 
