@@ -13,9 +13,9 @@ import (
 
 // record is one event in the ring, as the page shows it.
 type record struct {
-	ID        uint64    `json:"id"`
-	Source    string    `json:"source"`
-	MessageID string    `json:"message_id"`
+	ID        uint64 `json:"id"`
+	Source    string `json:"source"`
+	MessageID string `json:"message_id"`
 	// Seq orders the records as the page lists them, latest first: the record's place when it
 	// was added, and again when it is replayed (a replayed event moves to the top).
 	Seq uint64 `json:"seq"`
@@ -23,29 +23,29 @@ type record struct {
 	// its request sent, or, when it became none, the id the queue orders it by.
 	Visitor string `json:"visitor,omitempty"`
 	// key is the queue's ordering key (u:userId, a:anonymousId).
-	key       string
-	Type      string    `json:"type"`
-	Name      string    `json:"name,omitempty"`
-	Received  time.Time `json:"received"`
-	Updated   time.Time `json:"updated"`
-	Outcome   string    `json:"outcome"`
+	key      string
+	Type     string    `json:"type"`
+	Name     string    `json:"name,omitempty"`
+	Received time.Time `json:"received"`
+	Updated  time.Time `json:"updated"`
+	Outcome  string    `json:"outcome"`
 	// Stage says where a dead letter was made: "edge" (rejected at ingest), "mapping"
 	// (rejected when mapped for delivery) or "delivery" (Woopra refused it, or the retries
 	// ran out).
-	Stage string `json:"stage,omitempty"`
-	Code      string    `json:"code,omitempty"`
-	Reason    string    `json:"reason,omitempty"`
-	Replays   int       `json:"replays,omitempty"`
+	Stage   string `json:"stage,omitempty"`
+	Code    string `json:"code,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	Replays int    `json:"replays,omitempty"`
 	// Duplicates counts the times the event was sent again with the same messageId (the
 	// queue drops those).
-	Duplicates int       `json:"duplicates,omitempty"`
+	Duplicates int `json:"duplicates,omitempty"`
 	// DuplicateAt is when the latest duplicate came.
 	DuplicateAt time.Time `json:"duplicate_at,omitzero"`
 	Requests    []request `json:"requests,omitempty"`
 	// Earlier are the requests of the deliveries before the latest replay, with their
 	// attempts, oldest first (at most maxEarlier).
 	Earlier []request `json:"earlier,omitempty"`
-	event      []byte
+	event   []byte
 	// described is set once Type and Name have been read from event: only when the record is
 	// first shown, so that ingest does not pay for parsing events nobody looks at.
 	described bool
