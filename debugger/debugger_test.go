@@ -1,9 +1,11 @@
 package debugger
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image/png"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -373,5 +375,27 @@ mappings:
 	}
 	if !found {
 		t.Errorf("findings %+v lack unbounded_expression at line 8", res.Findings)
+	}
+}
+
+// TestFavicon: /favicon.ico is an icon (it was a 404 in every browser tab), with the debugger
+// on and off.
+func TestFavicon(t *testing.T) {
+	pass := func(next echo.HandlerFunc) echo.HandlerFunc { return next }
+	d := New(Options{Events: 10})
+	defer d.Close()
+	on, off := echo.New(), echo.New()
+	d.Mount(on, pass, func(c echo.Context) error { return nil })
+	MountOff(off, pass)
+	for name, e := range map[string]*echo.Echo{"on": on, "off": off} {
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, httptest.NewRequest("GET", "/favicon.ico", nil))
+		b := rec.Body.Bytes()
+		if rec.Code != 200 || rec.Header().Get("Content-Type") != "image/x-icon" || len(b) < 22 || b[2] != 1 || b[4] != 1 {
+			t.Fatalf("debugger %s: /favicon.ico answered %d %s (%d bytes)", name, rec.Code, rec.Header().Get("Content-Type"), len(b))
+		}
+		if _, err := png.Decode(bytes.NewReader(b[22:])); err != nil {
+			t.Errorf("debugger %s: the icon's image is not a PNG: %v", name, err)
+		}
 	}
 }
