@@ -324,7 +324,7 @@ func (d *Debugger) Mapped(e queue.Entry, reqs []queue.Request, filtered string, 
 	if len(reqs) > 0 {
 		n.reqs = make([]queue.Request, len(reqs))
 		for i, r := range reqs {
-			n.reqs[i] = queue.Request{Method: r.Method, URL: r.URL}
+			n.reqs[i] = queue.Request{Method: r.Method, URL: r.URL, Headers: r.Headers}
 		}
 	}
 	if err != nil {

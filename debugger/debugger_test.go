@@ -121,7 +121,8 @@ func TestDeadLettersAndReplays(t *testing.T) {
 	later := d.byKey[eventKey{"web", "later"}].Seq
 	d.mu.Unlock()
 
-	second := queue.Request{Method: "GET", URL: "https://www.woopra.com/track/ce?project=p.com&event=signup&cookie=woo-cookie-1&cv_id=user-7"}
+	second := queue.Request{Method: "GET", URL: "https://www.woopra.com/track/ce?project=p.com&event=signup&cookie=woo-cookie-1&cv_id=user-7",
+		Headers: []queue.Header{{Name: "User-Agent", Value: "UA/1"}}}
 	d.Mapped(entry("d1"), []queue.Request{second}, "", nil) // the replay
 	d.Attempted(second, destination.Attempt{Class: destination.Done, Status: 200, Duration: time.Millisecond})
 	settle(t, d)
@@ -129,9 +130,10 @@ func TestDeadLettersAndReplays(t *testing.T) {
 	defer d.mu.Unlock()
 	r = d.byKey[eventKey{"web", "d1"}]
 	var shown struct {
-		Seq     uint64
-		Visitor string
-		Earlier []request
+		Seq      uint64
+		Visitor  string
+		Earlier  []request
+		Requests []request
 	}
 	json.Unmarshal(r.json(), &shown)
 	if r.Outcome != Delivered || r.Replays != 1 || shown.Seq <= later {
@@ -139,6 +141,9 @@ func TestDeadLettersAndReplays(t *testing.T) {
 	}
 	if len(shown.Earlier) != 1 || len(shown.Earlier[0].Attempts) != 1 || shown.Earlier[0].Attempts[0].Status != 403 {
 		t.Errorf("the replayed event lost its earlier attempt: %+v", shown.Earlier)
+	}
+	if len(shown.Requests) != 1 || len(shown.Requests[0].Headers) != 1 || shown.Requests[0].Headers[0] != [2]string{"User-Agent", "UA/1"} {
+		t.Errorf("the request's headers are not shown: %+v", shown.Requests)
 	}
 	if shown.Visitor != "user-7" {
 		t.Errorf("the visitor shown is %q, want the cv_id Woopra got", shown.Visitor)
@@ -326,7 +331,9 @@ func TestHealthReadWhileAttemptsFail(t *testing.T) {
 		})
 	}
 	var errs int
-	for range 200 {
+	// 200 reads, and on until the workers (which a loaded machine may start late) have
+	// counted a failure.
+	for i, deadline := 0, time.Now().Add(10*time.Second); i < 200 || errs == 0 && time.Now().Before(deadline); i++ {
 		rec := httptest.NewRecorder()
 		e.ServeHTTP(rec, httptest.NewRequest("GET", "/debugger/api/health", nil))
 		var h struct {

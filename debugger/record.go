@@ -70,6 +70,7 @@ type request struct {
 	Endpoint string      `json:"endpoint"`
 	URL      string      `json:"url"`
 	Params   [][2]string `json:"params"`
+	Headers  [][2]string `json:"headers,omitempty"` // the HTTP headers sent with it (User-Agent, ...)
 	Done     bool        `json:"done"`
 	Attempts []attempt   `json:"attempts,omitempty"`
 }
@@ -98,7 +99,11 @@ func (a attempt) reason() string {
 // newRequest records a queued request; its endpoint and parameters are read back from the URL
 // when the record is first shown (see request.parse).
 func newRequest(q queue.Request) request {
-	return request{Method: q.Method, URL: q.URL}
+	r := request{Method: q.Method, URL: q.URL}
+	for _, h := range q.Headers {
+		r.Headers = append(r.Headers, [2]string{h.Name, h.Value})
+	}
+	return r
 }
 
 // parse reads the request's endpoint and parameters, in their order, from its URL, once.
