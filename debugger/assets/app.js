@@ -72,7 +72,7 @@ function row(r) {
   tr.dataset.messageId = r.message_id;
   if (r.id === openID) tr.className = 'selected';
   tr.innerHTML = `<td class="mono">${time(r.received)}</td><td>${esc(r.source)}</td><td>${esc(r.type)}</td><td>${esc(r.name)}</td>` +
-    `<td class="mono">${esc(r.visitor)}</td><td><span class="badge ${esc(r.outcome)}">${esc(r.outcome)}</span>` +
+    `<td class="mono visitor" title="${esc(r.visitor)}">${esc(r.visitor)}</td><td><span class="badge ${esc(r.outcome)}">${esc(r.outcome)}</span>` +
     (r.stage ? ` <span class="note stage">${esc(stageText[r.stage] || r.stage)}</span>` : '') +
     (r.replays ? ' <span class="note">replayed</span>' : '') +
     (r.duplicates ? ` <span class="note dups" title="sent again with the same messageId; the queue dropped them">+${plural(r.duplicates, 'duplicate')}</span>` : '') + '</td>' +
@@ -93,7 +93,10 @@ let renderQueued = false;
 function scheduleRender() {
   if (paused || renderQueued) return;
   renderQueued = true;
-  requestAnimationFrame(() => { renderQueued = false; render(); });
+  // On the next frame; a tab in the background gets no frames, so a timer renders it too.
+  const go = () => { if (renderQueued) { renderQueued = false; render(); } };
+  requestAnimationFrame(go);
+  setTimeout(go, 250);
 }
 function take(r) {
   events.set(r.id, r);
@@ -187,7 +190,9 @@ function traceView(x) {
     rows.push([esc(s.Prefix) + '*', d, `${esc(s.File)}:${s.Line}:${s.Col}`]);
   }
   if (t.Identity) rows.push(['identity', esc(t.Identity), '']);
-  h += `<table class="trace"><tbody>${rows.map((r) => `<tr><td class="mono name">${r[0]}${r[2] ? `<div class="where">${r[2]}</div>` : ''}</td><td class="mono steps">${r[1]}</td></tr>`).join('')}</tbody></table>`;
+  // Each row: the field's name and its place in the mapping on one line, its steps beneath
+  // across the whole width.
+  h += `<table class="trace">${rows.map((r) => `<tbody class="field"><tr><td class="mono name">${r[0]}${r[2] ? ` <span class="where">${r[2]}</span>` : ''}</td></tr><tr><td class="mono steps">${r[1]}</td></tr></tbody>`).join('')}</table>`;
   if (x.outcome === 'rejected') h += `<p><span class="badge rejected">rejected</span> ${esc(x.code)}: ${esc(x.error)}</p>`;
   if (x.outcome === 'skipped') h += `<p><span class="badge filtered">skipped</span> ${esc(x.reason)}</p>`;
   return h;
@@ -348,11 +353,12 @@ function chart(svg, series, colors, opts = {}) {
   const x = (i) => left + (W - left - right) * (n === 1 ? 1 : i / (n - 1));
   const y = (v) => H - bottom - (H - bottom - topPad) * (v / top);
   const digits = opts.digits ?? 0;
+  const num = (v) => (Number.isInteger(v) && !digits ? String(v) : v.toFixed(Math.max(digits, 1)));
   let h = `<line x1="${left}" y1="${H - bottom}" x2="${W - right}" y2="${H - bottom}" class="axis"/>` +
     `<line x1="${left}" y1="${topPad}" x2="${left}" y2="${H - bottom}" class="axis"/>` +
     `<line x1="${left}" y1="${y(top / 2)}" x2="${W - right}" y2="${y(top / 2)}" class="grid"/>` +
-    `<text x="${left - 4}" y="${topPad + 4}" text-anchor="end">${top.toFixed(digits)}</text>` +
-    `<text x="${left - 4}" y="${y(top / 2) + 4}" text-anchor="end">${(top / 2).toFixed(digits)}</text>` +
+    `<text x="${left - 4}" y="${topPad + 4}" text-anchor="end">${num(top)}</text>` +
+    `<text x="${left - 4}" y="${y(top / 2) + 4}" text-anchor="end">${num(top / 2)}</text>` +
     `<text x="${left - 4}" y="${H - bottom + 4}" text-anchor="end">0</text>`;
   if (times.length) {
     const ticks = [...new Set([0, Math.floor((times.length - 1) / 4), Math.floor((times.length - 1) / 2), Math.floor(3 * (times.length - 1) / 4), times.length - 1])];
