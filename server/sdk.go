@@ -223,10 +223,9 @@ func (s *Server) rudderSetCookies(c echo.Context) error {
 		return writeError(c, errOrigin)
 	}
 	lift := s.bodyDeadline(c)
-	release := slot(s.anon, s.metrics.anon)
+	release := s.takeAnon(c)
 	if release == nil {
-		c.Response().Header().Set("Retry-After", s.retryHdr)
-		return writeError(c, errAnonFull)
+		return nil // answered 503
 	}
 	defer release()
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxRSABody+1))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -79,6 +80,18 @@ func (n *netLog) requested(prefix string) bool {
 		}
 	}
 	return false
+}
+
+// newTab opens a tab for as long as the test runs, logging its console and its requests.
+func newTab(t *testing.T, ctx context.Context, name string) (context.Context, *netLog) {
+	t.Helper()
+	log := &netLog{}
+	tab, cancel := chromedp.NewContext(ctx, chromedp.WithListener(consoleLog(t, name)), chromedp.WithListener(log.listen))
+	t.Cleanup(cancel)
+	if err := chromedp.Do(tab); err != nil {
+		t.Fatal(err)
+	}
+	return tab, log
 }
 
 // sitePages serves the snippet test pages on an origin of their own, as a website would, and
@@ -178,12 +191,7 @@ func TestSDKsServedByTheRelay(t *testing.T) {
 	relayHost := strings.TrimPrefix(p.url, "http://")
 
 	t.Run("segment", func(t *testing.T) {
-		log := &netLog{}
-		tab, cancel := chromedp.NewContext(ctx, chromedp.WithListener(consoleLog(t, "segment page")), chromedp.WithListener(log.listen))
-		defer cancel()
-		if err := chromedp.Do(tab); err != nil {
-			t.Fatal(err)
-		}
+		tab, log := newTab(t, ctx, "segment page")
 		browse(t, tab, "open the page", 30*time.Second,
 			chromedp.Navigate(site.url+"/segment.html"),
 			poll(`window.segReady === true`, 20*time.Second))
@@ -220,12 +228,7 @@ func TestSDKsServedByTheRelay(t *testing.T) {
 	})
 
 	t.Run("rudderstack", func(t *testing.T) {
-		log := &netLog{}
-		tab, cancel := chromedp.NewContext(ctx, chromedp.WithListener(consoleLog(t, "rudderstack page")), chromedp.WithListener(log.listen))
-		defer cancel()
-		if err := chromedp.Do(tab); err != nil {
-			t.Fatal(err)
-		}
+		tab, log := newTab(t, ctx, "rudderstack page")
 		browse(t, tab, "open the page", 30*time.Second,
 			chromedp.Navigate(site.url+"/rudder.html"),
 			poll(`window.rsReady === true`, 20*time.Second))
