@@ -21,6 +21,8 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/woorelay/woorelay/queue"
 )
 
@@ -61,6 +63,8 @@ type DeadLetter struct {
 	Response  string          `json:"response,omitempty"`
 	Attempts  int             `json:"attempts"`
 	Received  time.Time       `json:"received"`
+	Type      string          `json:"type,omitempty"`       // the event's type (track, page, ...)
+	Name      string          `json:"event_name,omitempty"` // its event name, or a page's or screen's name
 	Event     json.RawMessage `json:"event,omitempty"`
 	Requests  []Request       `json:"requests,omitempty"`
 }
@@ -71,6 +75,12 @@ func DeadLetterOf(d queue.DeadLetter, full bool) DeadLetter {
 		ID: d.ID, At: d.At, Source: d.Entry.Source, MessageID: d.Entry.MessageID, Visitor: d.Entry.Visitor,
 		Reason: d.Failure.Reason, Request: d.Failure.Request, Status: d.Failure.Status,
 		Response: d.Failure.Response, Attempts: d.Failure.Attempts, Received: d.Entry.Received,
+	}
+	if ev := gjson.ParseBytes(d.Entry.Event); ev.IsObject() {
+		out.Type = ev.Get("type").String()
+		if out.Name = ev.Get("event").String(); out.Name == "" {
+			out.Name = ev.Get("name").String()
+		}
 	}
 	if full {
 		if json.Valid(d.Entry.Event) {

@@ -128,6 +128,7 @@ type Debugger struct {
 	mu      sync.Mutex // guards everything below; held briefly by the folder and the handlers
 	ring    []*record  // circular, len o.Events
 	next    uint64     // id of the next record
+	seq     uint64     // the latest record.Seq given
 	byKey   map[eventKey]*record
 	byURL   map[string][]*record // requests not yet answered Done, by URL
 	viewers map[*viewer]struct{}
@@ -323,7 +324,7 @@ func (d *Debugger) Mapped(e queue.Entry, reqs []queue.Request, filtered string, 
 	if len(reqs) > 0 {
 		n.reqs = make([]queue.Request, len(reqs))
 		for i, r := range reqs {
-			n.reqs[i] = queue.Request{Method: r.Method, URL: r.URL}
+			n.reqs[i] = queue.Request{Method: r.Method, URL: r.URL, Headers: r.Headers}
 		}
 	}
 	if err != nil {
@@ -400,12 +401,18 @@ func (d *Debugger) run() {
 const (
 	Queued       = "queued"        // stored, not mapped yet
 	Refused      = "refused"       // the queue refused the request (full, closed): the SDK was told to retry
-	Rejected     = "rejected"      // a dead letter: rejected at the edge or by the mapping, with the code
 	Filtered     = "filtered"      // dropped on purpose by the mapping, with the reason
 	Sending      = "sending"       // mapped, its requests on their way
 	Retrying     = "retrying"      // an attempt failed and will be retried
 	Delivered    = "delivered"     // every request answered 2xx
-	DeadLettered = "dead_lettered" // Woopra refused it for good, or the retry window ran out
+	DeadLettered = "dead_lettered" // a dead letter, made at the record's Stage, with the code and reason
+)
+
+// Stages at which an event becomes a dead letter (record.Stage).
+const (
+	StageEdge     = "edge"     // rejected at ingest (no identity, a future timestamp, ...)
+	StageMapping  = "mapping"  // rejected when mapped for delivery
+	StageDelivery = "delivery" // Woopra refused it for good, or the retry window ran out
 )
 
 func (d *Debugger) fold(n note) {
@@ -416,7 +423,7 @@ func (d *Debugger) fold(n note) {
 		for _, e := range n.entries {
 			if r := d.byKey[eventKey{e.Source, e.MessageID}]; r != nil && n.err == "" {
 				r.Duplicates++ // the queue drops it as a duplicate: same source and messageId
-				r.Updated = n.at
+				r.Updated, r.DuplicateAt = n.at, n.at
 				d.publish(r)
 				continue
 			}
@@ -425,7 +432,7 @@ func (d *Debugger) fold(n note) {
 			case n.err != "":
 				r.Outcome, r.Reason = Refused, n.err
 			case e.Outcome == queue.Rejected:
-				r.Outcome = Rejected
+				r.Outcome, r.Stage = DeadLettered, StageEdge
 				r.Code, r.Reason = splitReason(e.Reason)
 			default:
 				r.Outcome = Queued
@@ -439,14 +446,22 @@ func (d *Debugger) fold(n note) {
 		r := d.byKey[eventKey{n.entry.Source, n.entry.MessageID}]
 		if r == nil {
 			r = d.add(n.entry, n.at) // a replayed dead letter, or an event stored before the start
-		} else if len(r.Requests) > 0 || r.Outcome == Rejected || r.Outcome == DeadLettered {
+		} else if len(r.Requests) > 0 || r.Outcome == DeadLettered {
+			// Replayed: it moves to the top of the list and keeps what its earlier
+			// deliveries did.
 			r.Replays++
+			d.seq++
+			r.Seq = d.seq
+			r.Earlier = append(r.Earlier, r.Requests...)
+			if len(r.Earlier) > maxEarlier {
+				r.Earlier = r.Earlier[len(r.Earlier)-maxEarlier:]
+			}
 		}
 		d.forgetURLs(r)
-		r.Requests, r.Code, r.Reason, r.Updated = nil, "", "", n.at
+		r.Requests, r.Code, r.Reason, r.Stage, r.Updated = nil, "", "", "", n.at
 		switch {
 		case n.err != "":
-			r.Outcome = Rejected
+			r.Outcome, r.Stage = DeadLettered, StageMapping
 			r.Code, r.Reason = splitReason(n.err)
 		case n.filtered != "":
 			r.Outcome = Filtered
@@ -484,7 +499,7 @@ func (d *Debugger) fold(n note) {
 			case destination.Retry:
 				r.Outcome = Retrying
 			default:
-				r.Outcome, r.Reason = DeadLettered, n.attempt.reason()
+				r.Outcome, r.Stage, r.Reason = DeadLettered, StageDelivery, n.attempt.reason()
 				d.forgetURLs(r)
 			}
 			break
@@ -506,8 +521,9 @@ func (d *Debugger) add(e queue.Entry, at time.Time) *record {
 			d.fmu.Unlock()
 		}
 	}
+	d.seq++
 	r := &record{
-		ID: d.next, Source: e.Source, MessageID: e.MessageID, Visitor: e.Visitor,
+		ID: d.next, Seq: d.seq, Source: e.Source, MessageID: e.MessageID, key: e.Visitor,
 		Received: e.Received, Updated: at, event: e.Event,
 	}
 	if r.Received.IsZero() {

@@ -1,9 +1,11 @@
 package debugger
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image/png"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -74,7 +76,7 @@ func TestRingFollowsAnEvent(t *testing.T) {
 	if r := got["m2"]; r.Outcome != Filtered || r.Code != "consent" || r.Reason != "no consent" {
 		t.Errorf("m2: %+v", r)
 	}
-	if r := got["m3"]; r.Outcome != Rejected || r.Code != "no_identity" {
+	if r := got["m3"]; r.Outcome != DeadLettered || r.Stage != StageMapping || r.Code != "no_identity" {
 		t.Errorf("m3: %+v", r)
 	}
 	if len(d.byURL) != 0 {
@@ -87,6 +89,64 @@ func TestRingFollowsAnEvent(t *testing.T) {
 	d.mu.Lock()
 	if rs := d.records(); len(rs) != 3 || rs[0].MessageID != "m2" || rs[2].MessageID != "m4" || d.byKey[eventKey{"web", "m1"}] != nil {
 		t.Errorf("after a fourth event the ring of 3 holds %d, first %s", len(rs), rs[0].MessageID)
+	}
+}
+
+// TestDeadLettersAndReplays: an event rejected at the edge is a dead letter (as health
+// counts it), one Woopra refuses is too; a replayed one moves to the top of the list and keeps
+// its earlier delivery's attempts; the visitor shown is the one Woopra got.
+func TestDeadLettersAndReplays(t *testing.T) {
+	d := New(Options{Events: 10})
+	defer d.Close()
+	edge := entry("e1")
+	edge.Outcome, edge.Reason, edge.Visitor = queue.Rejected, "no_identity: the event has no userId or anonymousId", "a:anon-9"
+	d.Ingested([]queue.Entry{edge}, queue.AppendResult{Rejected: 1}, nil)
+	first := queue.Request{Method: "GET", URL: "https://www.woopra.com/track/ce?project=p.com&event=signup&cookie=woo-cookie-1"}
+	d.Ingested([]queue.Entry{entry("d1")}, queue.AppendResult{Queued: 1}, nil)
+	d.Mapped(entry("d1"), []queue.Request{first}, "", nil)
+	d.Attempted(first, destination.Attempt{Class: destination.Dead, Status: 403, Duration: time.Millisecond})
+	d.Ingested([]queue.Entry{entry("later")}, queue.AppendResult{Queued: 1}, nil)
+	settle(t, d)
+	d.mu.Lock()
+	r := d.byKey[eventKey{"web", "e1"}]
+	var e1 map[string]any
+	json.Unmarshal(r.json(), &e1)
+	if r.Outcome != DeadLettered || r.Stage != StageEdge || r.Code != "no_identity" || e1["visitor"] != "anon-9" {
+		t.Errorf("an edge reject: %+v, shown visitor %v", r, e1["visitor"])
+	}
+	r = d.byKey[eventKey{"web", "d1"}]
+	if r.Outcome != DeadLettered || r.Stage != StageDelivery {
+		t.Errorf("a 403: %+v", r)
+	}
+	later := d.byKey[eventKey{"web", "later"}].Seq
+	d.mu.Unlock()
+
+	second := queue.Request{Method: "GET", URL: "https://www.woopra.com/track/ce?project=p.com&event=signup&cookie=woo-cookie-1&cv_id=user-7",
+		Headers: []queue.Header{{Name: "User-Agent", Value: "UA/1"}}}
+	d.Mapped(entry("d1"), []queue.Request{second}, "", nil) // the replay
+	d.Attempted(second, destination.Attempt{Class: destination.Done, Status: 200, Duration: time.Millisecond})
+	settle(t, d)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r = d.byKey[eventKey{"web", "d1"}]
+	var shown struct {
+		Seq      uint64
+		Visitor  string
+		Earlier  []request
+		Requests []request
+	}
+	json.Unmarshal(r.json(), &shown)
+	if r.Outcome != Delivered || r.Replays != 1 || shown.Seq <= later {
+		t.Errorf("the replayed event: outcome %s, replays %d, seq %d (a later event's %d): it must move to the top", r.Outcome, r.Replays, shown.Seq, later)
+	}
+	if len(shown.Earlier) != 1 || len(shown.Earlier[0].Attempts) != 1 || shown.Earlier[0].Attempts[0].Status != 403 {
+		t.Errorf("the replayed event lost its earlier attempt: %+v", shown.Earlier)
+	}
+	if len(shown.Requests) != 1 || len(shown.Requests[0].Headers) != 1 || shown.Requests[0].Headers[0] != [2]string{"User-Agent", "UA/1"} {
+		t.Errorf("the request's headers are not shown: %+v", shown.Requests)
+	}
+	if shown.Visitor != "user-7" {
+		t.Errorf("the visitor shown is %q, want the cv_id Woopra got", shown.Visitor)
 	}
 }
 
@@ -271,7 +331,9 @@ func TestHealthReadWhileAttemptsFail(t *testing.T) {
 		})
 	}
 	var errs int
-	for range 200 {
+	// 200 reads, and on until the workers (which a loaded machine may start late) have
+	// counted a failure.
+	for i, deadline := 0, time.Now().Add(10*time.Second); i < 200 || errs == 0 && time.Now().Before(deadline); i++ {
 		rec := httptest.NewRecorder()
 		e.ServeHTTP(rec, httptest.NewRequest("GET", "/debugger/api/health", nil))
 		var h struct {
@@ -320,5 +382,27 @@ mappings:
 	}
 	if !found {
 		t.Errorf("findings %+v lack unbounded_expression at line 8", res.Findings)
+	}
+}
+
+// TestFavicon: /favicon.ico is an icon (it was a 404 in every browser tab), with the debugger
+// on and off.
+func TestFavicon(t *testing.T) {
+	pass := func(next echo.HandlerFunc) echo.HandlerFunc { return next }
+	d := New(Options{Events: 10})
+	defer d.Close()
+	on, off := echo.New(), echo.New()
+	d.Mount(on, pass, func(c echo.Context) error { return nil })
+	MountOff(off, pass)
+	for name, e := range map[string]*echo.Echo{"on": on, "off": off} {
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, httptest.NewRequest("GET", "/favicon.ico", nil))
+		b := rec.Body.Bytes()
+		if rec.Code != 200 || rec.Header().Get("Content-Type") != "image/x-icon" || len(b) < 22 || b[2] != 1 || b[4] != 1 {
+			t.Fatalf("debugger %s: /favicon.ico answered %d %s (%d bytes)", name, rec.Code, rec.Header().Get("Content-Type"), len(b))
+		}
+		if _, err := png.Decode(bytes.NewReader(b[22:])); err != nil {
+			t.Errorf("debugger %s: the icon's image is not a PNG: %v", name, err)
+		}
 	}
 }

@@ -28,6 +28,7 @@ var assets embed.FS
 func (d *Debugger) Mount(e *echo.Echo, guard echo.MiddlewareFunc, login echo.HandlerFunc) {
 	static, _ := fs.Sub(assets, "assets")
 	files := http.StripPrefix("/debugger/", http.FileServer(http.FS(static)))
+	mountFavicon(e)
 	e.GET("/debugger/login", func(c echo.Context) error {
 		b, _ := assets.ReadFile("assets/login.html")
 		return c.HTMLBlob(http.StatusOK, b)
@@ -82,6 +83,7 @@ func MountOff(e *echo.Echo, guard echo.MiddlewareFunc) {
 	}
 	e.Any("/debugger", h, guard)
 	e.Any("/debugger/*", h, guard)
+	mountFavicon(e)
 }
 
 func fail(c echo.Context, status int, code, msg string) error {

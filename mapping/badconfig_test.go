@@ -19,7 +19,8 @@ func TestBadConfigs(t *testing.T) {
 		code string
 		hint string // a substring of the hint, when it matters
 	}{
-		"bad_yaml.yaml": {"testdata/bad_yaml.yaml:8:1", "yaml_syntax", ""},
+		// The unclosed { of line 8, at its column.
+		"bad_yaml.yaml": {"testdata/bad_yaml.yaml:8:14", "yaml_syntax", ""},
 		// yaml.v3 gives only the line of the block the bad indentation breaks (the list item
 		// on line 5), not the mis-indented line 7.
 		"bad_yaml_indent.yaml":       {"testdata/bad_yaml_indent.yaml:5:1", "yaml_syntax", ""},

@@ -16,7 +16,8 @@ import (
 //
 //   - conditions over event paths: path == "literal", path != "literal", path == nil,
 //     path == true/false, path in ["a", "b"], combined with &&, ||, ! (and, or, not);
-//   - transforms that chain lower, upper and trim on a string value.
+//   - transforms that chain lower, upper and trim on a string value;
+//   - the transform `value == "literal" ? nil : value`, which drops one placeholder string.
 //
 // Both give exactly the VM's result on those shapes; anything else runs on the VM.
 type program struct {
@@ -24,6 +25,9 @@ type program struct {
 	boolFn boolFn
 	strFn  func(string) string
 	strOps []strOp // what strFn applies, innermost first, for state.applyStrOps
+	// dropStr is set for `value == "literal" ? nil : value`: a string value equal to the
+	// literal becomes missing, any other string passes unchanged.
+	dropStr *string
 }
 
 // native fills in the native evaluators for the parsed expression n (which declares no
@@ -35,6 +39,8 @@ func (c *exprCompiler) native(n ast.Node, prog *program, asBool bool) {
 		if ops, ok := nativeString(n); ok {
 			prog.strOps = ops
 			prog.strFn = func(s string) string { return applyStrOps(ops, s) }
+		} else if lit, ok := nativeDrop(n); ok {
+			prog.dropStr = &lit
 		}
 	}
 }
@@ -193,6 +199,28 @@ func nativeString(n ast.Node) ([]strOp, bool) {
 		return append(inner, opTrim), true
 	}
 	return nil, false
+}
+
+// nativeDrop matches `value == "literal" ? nil : value` and returns the literal.
+func nativeDrop(n ast.Node) (string, bool) {
+	t, ok := n.(*ast.ConditionalNode)
+	if !ok {
+		return "", false
+	}
+	cond, ok := t.Cond.(*ast.BinaryNode)
+	if !ok || cond.Operator != "==" || !isValueIdent(cond.Left) || !isValueIdent(t.Exp2) {
+		return "", false
+	}
+	lit, ok := cond.Right.(*ast.StringNode)
+	if _, isNil := t.Exp1.(*ast.NilNode); !ok || !isNil {
+		return "", false
+	}
+	return lit.Value, true
+}
+
+func isValueIdent(n ast.Node) bool {
+	id, ok := n.(*ast.IdentifierNode)
+	return ok && id.Value == "value"
 }
 
 // applyStrOps applies the steps with the strings package, allocating as it does.

@@ -70,10 +70,29 @@ func TestNativeMatchesVM(t *testing.T) {
 			}
 		}
 	}
-	for _, src := range []string{`lower(value) + "x"`, `len(value)`, `value`} {
+	// The placeholder-dropping transform: the literal becomes missing (nil), other strings pass.
+	{
+		src := `value == "$direct" ? nil : value`
+		c := &exprCompiler{paths: newPathTable(), used: map[int]bool{}}
+		prog, err := c.compile(src, false)
+		if err != nil || prog.dropStr == nil || *prog.dropStr != "$direct" {
+			t.Fatalf("%s: %v, native %v", src, err, prog != nil && prog.dropStr != nil)
+		}
+		p := &Program{paths: c.paths}
+		for _, in := range []string{"$direct", "", "https://a.example/", "$Direct"} {
+			st := &state{env: exprEnv{P: []any{}}}
+			vmOut, err := p.evalAny(st, &program{vm: prog.vm}, in)
+			got, _ := p.transform(st, prog, Value{Kind: String, Text: in})
+			want, _ := fromAny(vmOut)
+			if err != nil || got != want {
+				t.Errorf("%s(%q): native %+v, VM %+v (%v)", src, in, got, want, err)
+			}
+		}
+	}
+	for _, src := range []string{`lower(value) + "x"`, `len(value)`, `value`, `value == "x" ? value : nil`, `value != "x" ? nil : value`} {
 		c := &exprCompiler{paths: newPathTable(), used: map[int]bool{}}
 		prog, _ := c.compile(src, false)
-		if src != "value" && prog.strFn != nil {
+		if src != "value" && (prog.strFn != nil || prog.dropStr != nil) {
 			t.Errorf("%s should stay on the VM", src)
 		}
 	}

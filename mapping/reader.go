@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -36,7 +37,14 @@ func (r *reader) parseYAML(data []byte) *yaml.Node {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		line, msg := yamlErrorLine(err)
-		r.diags = append(r.diags, Diagnostic{File: r.file, Line: line, Col: 1, Code: CodeYAML, Msg: msg,
+		col := 1
+		switch msg {
+		case "did not find expected ',' or ']'": // the line is the unclosed [ one's
+			col = unclosedCol(data, line, '[', ']')
+		case "did not find expected ',' or '}'":
+			col = unclosedCol(data, line, '{', '}')
+		}
+		r.diags = append(r.diags, Diagnostic{File: r.file, Line: line, Col: col, Code: CodeYAML, Msg: msg,
 			Hint: "fix the YAML syntax; indentation must use spaces"})
 		return nil
 	}
@@ -79,6 +87,40 @@ func yamlErrorLine(err error) (int, string) {
 		}
 	}
 	return 1, msg
+}
+
+// unclosedCol returns the column of the last open bracket on the line that no close bracket on
+// it matches, outside quotes (1 when there is none): yaml.v3 reports an unclosed flow
+// collection at its line only.
+func unclosedCol(data []byte, line int, open, close byte) int {
+	lines := strings.Split(string(data), "\n")
+	if line < 1 || line > len(lines) {
+		return 1
+	}
+	var stack []int
+	var quote byte
+	text := lines[line-1]
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '"':
+			quote = c
+		case c == '#' && (i == 0 || text[i-1] == ' '):
+			i = len(text) // a comment
+		case c == open:
+			stack = append(stack, i)
+		case c == close && len(stack) > 0:
+			stack = stack[:len(stack)-1]
+		}
+	}
+	if len(stack) == 0 {
+		return 1
+	}
+	return utf8.RuneCountInString(text[:stack[len(stack)-1]]) + 1
 }
 
 // yamlParserProblems are libyaml's parser error messages; its scanner messages differ from all of them.

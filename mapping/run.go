@@ -729,6 +729,12 @@ func (p *Program) transform(st *state, prog *program, v Value) (Value, error) {
 	if prog.strFn != nil && v.Kind == String {
 		return Value{Kind: String, Text: st.applyStrOps(prog.strOps, v.Text)}, nil
 	}
+	if prog.dropStr != nil && v.Kind == String {
+		if v.Text == *prog.dropStr {
+			return Value{}, nil
+		}
+		return v, nil
+	}
 	in := v.toAny()
 	out, err := p.evalAny(st, prog, in)
 	if err != nil {

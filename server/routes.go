@@ -47,6 +47,7 @@ func (s *Server) routes(g prometheus.Gatherer) *echo.Echo {
 	e.GET("/v1/projects/:writeKey/settings", s.segmentSettings)
 	e.GET("/sourceConfig", s.rudderSourceConfig)
 	e.GET("/sourceConfig/", s.rudderSourceConfig)
+	s.sdkRoutes(e)
 	// RudderStack's Go library asks how many nodes its data plane has when it gets a 451 (a
 	// node count change); the relay is one node to it, however many instances run.
 	e.GET("/cluster-info", func(c echo.Context) error {
@@ -151,14 +152,24 @@ func (s *Server) bodyDeadline(c echo.Context) func() {
 	return func() { _ = rc.SetReadDeadline(time.Time{}) }
 }
 
+// takeAnon takes a slot of the cap on requests read before their write key is known, or
+// answers 503 with Retry-After and returns nil.
+func (s *Server) takeAnon(c echo.Context) func() {
+	release := slot(s.anon, s.metrics.anon)
+	if release == nil {
+		c.Response().Header().Set("Retry-After", s.retryHdr)
+		_ = writeError(c, errAnonFull)
+	}
+	return release
+}
+
 // metricsSink accepts analytics.js's remote metrics (/v1/m) and discards them. It is
 // unauthenticated, so it reads within the unauthenticated cap and the body deadline.
 func (s *Server) metricsSink(c echo.Context) error {
 	lift := s.bodyDeadline(c)
-	release := slot(s.anon, s.metrics.anon)
+	release := s.takeAnon(c)
 	if release == nil {
-		c.Response().Header().Set("Retry-After", s.retryHdr)
-		return writeError(c, errAnonFull)
+		return nil // answered 503
 	}
 	defer release()
 	if _, err := io.Copy(io.Discard, io.LimitReader(c.Request().Body, int64(s.limits.MaxRequestBytes))); err == nil {

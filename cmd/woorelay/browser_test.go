@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -82,10 +84,10 @@ func consoleLog(t *testing.T, page string) func(ev any) {
 	}
 }
 
-// installBrowserSDKs runs npm install in testdata/browser when node_modules is missing.
+// installBrowserSDKs runs npm ci in testdata/browser when a package of package.json is missing.
 func installBrowserSDKs(t *testing.T) {
 	t.Helper()
-	if _, err := os.Stat(filepath.Join(browserSDKDir, "node_modules")); err == nil {
+	if _, err := os.Stat(filepath.Join(browserSDKDir, "node_modules", "@segment", "snippet")); err == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -291,38 +293,121 @@ func TestDebuggerInBrowser(t *testing.T) {
 		if !strings.Contains(raw, `"messageId"`) || !strings.Contains(raw, `"plan": "seg-pro"`) {
 			t.Errorf("the raw event is not shown as stored:\n%s", raw)
 		}
-		browse(t, ctx, "scroll to the trace", 5*time.Second, eval(`(() => { const d = document.querySelector('#detail'); d.scrollTop += document.querySelector('#trace-title').getBoundingClientRect().top - d.getBoundingClientRect().top - 260 })()`))
+		// What the page shows of it: a date with the time, the visitor Woopra got (not the
+		// queue's u:/a: key), the request's headers, its timestamp readable, and a trace whose
+		// cookie row (six candidates missing before anonymousId wins) takes a few lines.
+		shown := read(t, ctx, "read the opened event", chromedp.Evaluate[string](`(() => {
+			const d = document.querySelector('#detail');
+			const cookie = [...d.querySelectorAll('table.trace tbody.field')].find((f) => f.querySelector('td.name').textContent.startsWith('cookie'));
+			const steps = cookie.querySelector('td.steps');
+			const cs = getComputedStyle(steps);
+			const lines = (steps.getBoundingClientRect().height - parseFloat(cs.paddingTop) - parseFloat(cs.paddingBottom)) / parseFloat(cs.lineHeight);
+			const row = [...document.querySelectorAll('#events tbody tr')].find(tr => tr.textContent.includes('Segment Browser Signed Up'));
+			return JSON.stringify({
+				received: row.cells[0].textContent, visitor: row.cells[4].textContent, lines,
+				headers: (d.querySelector('table.headers') || {}).textContent || '',
+				when: (d.querySelector('table.params .when') || {}).textContent || '',
+				where: cookie.querySelector('.where').textContent,
+			});
+		})()`))
+		var got struct {
+			Received, Visitor, Headers, When, Where string
+			Lines                                   float64
+		}
+		if err := json.Unmarshal([]byte(shown), &got); err != nil {
+			t.Fatalf("%v: %s", err, shown)
+		}
+		dated := regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}$`)
+		if !dated.MatchString(got.Received) {
+			t.Errorf("the received time %q has no date", got.Received)
+		}
+		if got.Visitor != "seg-user-1" {
+			t.Errorf("the visitor column shows %q, want the cv_id Woopra got (seg-user-1)", got.Visitor)
+		}
+		if !strings.Contains(got.Headers, "User-Agent") {
+			t.Errorf("the opened event does not show its request's headers: %q", got.Headers)
+		}
+		if !regexp.MustCompile(`\(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\)`).MatchString(got.When) {
+			t.Errorf("the timestamp parameter is not shown as a date: %q", got.When)
+		}
+		if got.Lines > 4.5 || !strings.Contains(got.Where, "default.yaml:") {
+			t.Errorf("the cookie's trace takes %.1f lines (want at most 4), its place %q", got.Lines, got.Where)
+		}
+		browse(t, ctx, "scroll to the trace", 5*time.Second, eval(`(() => { const d = document.querySelector('#detail'); d.scrollTop += document.querySelector('#trace-title').getBoundingClientRect().top - d.getBoundingClientRect().top - 150 })()`))
 		screenshot(t, ctx, "debugger-event")
+	})
+
+	t.Run("dead letters made at the edge, and duplicates", func(t *testing.T) {
+		// A batch's events with no user or anonymous id are dead letters made at the edge.
+		if s := postRaw(t, p.url+"/v1/batch", `{"batch":[{"type":"track","event":"Edge Reject","messageId":"m-edge-1"},{"type":"track","event":"Edge Reject","messageId":"m-edge-2"}]}`); s != 200 {
+			t.Fatalf("ingest answered %d", s)
+		}
+		for range 2 { // the second is a duplicate
+			if s := sendOne(t, p.url, "v-dup", "m-dup"); s != 200 {
+				t.Fatalf("ingest answered %d", s)
+			}
+		}
+		waitFor(t, 20*time.Second, "the edge's dead letters and the duplicate", func() bool {
+			c := x.counters(p)
+			return c.DeadLettered >= 2 && c.Duplicates >= 1
+		})
+		want := x.counters(p).DeadLettered
+		browse(t, ctx, "the live filter dead_lettered shows as many as health counts", 10*time.Second,
+			chromedp.Navigate(p.admin+"/debugger/#live"),
+			poll(`document.querySelector('#status').textContent === 'live'`, 5*time.Second),
+			eval(`(() => { const f = document.querySelector('#f-outcome'); f.value = 'dead_lettered'; f.dispatchEvent(new Event('change')); })()`),
+			poll(fmt.Sprintf(`document.querySelectorAll('#events tbody tr').length === %d`, want), 5*time.Second))
+		edge := read(t, ctx, "read an edge row", chromedp.Evaluate[string](`[...document.querySelectorAll('#events tbody tr')].map(tr => tr.textContent).join('\n')`))
+		if !strings.Contains(edge, "rejected at the edge") {
+			t.Errorf("the edge's dead letters do not say where they were made:\n%s", edge)
+		}
+		browse(t, ctx, "the duplicate shows on its event", 10*time.Second,
+			eval(`(() => { const f = document.querySelector('#f-outcome'); f.value = ''; f.dispatchEvent(new Event('change')); })()`),
+			poll(`[...document.querySelectorAll('#events tbody tr')].some(tr => tr.dataset.messageId === 'm-dup' && tr.textContent.includes('+1 duplicate'))`, 5*time.Second),
+			eval(`[...document.querySelectorAll('#events tbody tr')].find(tr => tr.dataset.messageId === 'm-dup').click()`),
+			poll(`document.querySelector('#duplicates') && /1 duplicate: .* the latest at \d{4}-\d\d-\d\d/.test(document.querySelector('#duplicates').textContent)`, 5*time.Second))
 	})
 
 	t.Run("a dead letter replayed from the page is delivered", func(t *testing.T) {
 		if err := x.em.Script("v403", 403); err != nil {
 			t.Fatal(err)
 		}
+		before := x.counters(p).DeadLettered // the edge's, from the test before
 		if s := sendOne(t, p.url, "v403", "m-403"); s != 200 {
 			t.Fatalf("ingest answered %d", s)
 		}
-		waitFor(t, 20*time.Second, "the dead letter", func() bool { return x.counters(p).DeadLettered == 1 })
+		waitFor(t, 20*time.Second, "the dead letter", func() bool { return x.counters(p).DeadLettered == before+1 })
 		browse(t, ctx, "the live view shows it dead-lettered", 5*time.Second, poll(rowJS("v403", "dead_lettered"), 5*time.Second))
+		const row403 = `[...document.querySelectorAll('#dlq-table tr[data-dlq-id]')].find((tr) => tr.textContent.includes('v403'))`
 		browse(t, ctx, "open it in the dead letters", 10*time.Second,
 			chromedp.Navigate(p.admin+"/debugger/#dlq"),
-			chromedp.WaitVisible(chromedp.CSS(`#dlq-table tr[data-dlq-id]`)),
-			chromedp.Click(chromedp.CSS(`#dlq-table tr[data-dlq-id] td:nth-child(6)`)),
+			poll(row403, 5*time.Second),
+			eval(row403+`.querySelector('td:nth-child(8)').click()`),
 			chromedp.WaitVisible(chromedp.CSS(`#dlq-detail table.trace`)))
 		detail := read(t, ctx, "read it", chromedp.Text(chromedp.CSS("#dlq-detail")))
-		for _, want := range []string{"403", "m-403", "/track/ce", "cv_id"} {
+		for _, want := range []string{"403", "m-403", "/track/ce", "cv_id", "1 attempt ·"} {
 			if !strings.Contains(detail, want) {
 				t.Errorf("the opened dead letter lacks %q:\n%s", want, detail)
 			}
 		}
+		if answer := read(t, ctx, "read Woopra's answer", chromedp.Text(chromedp.CSS("#dlq-answer"))); !strings.HasPrefix(answer, "403 Forbidden") {
+			t.Errorf("Woopra's answer is shown as %q, want it once: 403 Forbidden ...", answer)
+		}
+		listed := read(t, ctx, "read the list row", chromedp.Evaluate[string](row403+`.textContent`))
+		if !strings.Contains(listed, "track") || !strings.Contains(listed, "One") || strings.Contains(listed, "u:") {
+			t.Errorf("the dead-letter list row lacks the event's type and name, or shows the queue's key: %q", listed)
+		}
 		browse(t, ctx, "replay it", 10*time.Second,
-			chromedp.Click(chromedp.CSS(`#dlq-table tr[data-dlq-id] button.replay`)),
+			eval(row403+`.querySelector('button.replay').click()`),
 			poll(`document.querySelector('#dlq-note').textContent.includes('replayed 1 of 1')`, 5*time.Second))
 		waitFor(t, 20*time.Second, "the replayed event at the emulator", func() bool { return x.delivered()["m-403"] == 1 })
-		browse(t, ctx, "the live view shows it delivered", 10*time.Second,
+		browse(t, ctx, "the live view shows it delivered, at the top, with its earlier attempt", 10*time.Second,
 			chromedp.Navigate(p.admin+"/debugger/#live"),
-			poll(rowJS("v403", "delivered"), 5*time.Second))
-		if c := x.counters(p); c.DeadLettered != 0 || c.Replayed != 1 || !c.Reconciles {
+			poll(rowJS("v403", "delivered"), 5*time.Second),
+			poll(`document.querySelector('#events tbody tr').dataset.messageId === 'm-403'`, 5*time.Second),
+			eval(`document.querySelector('#events tbody tr').click()`),
+			poll(`document.querySelector('#detail').textContent.includes('before the replay') && document.querySelector('#detail').textContent.includes('403')`, 5*time.Second))
+		if c := x.counters(p); c.DeadLettered != before || c.Replayed != 1 || !c.Reconciles {
 			t.Errorf("after the replay: %+v", c)
 		}
 	})
@@ -334,6 +419,7 @@ func TestDebuggerInBrowser(t *testing.T) {
 		for _, c := range []struct{ typo, fixed, want string }{
 			{"    feilds:\n", "    fields:\n", "mappings.yaml:6:5: unknown_key"},
 			{"context.trait.email", "context.traits.email", "mappings.yaml:8:24: misspelt_path"},
+			{"expr: [properties.position_ms", "expr: 'properties.position_ms != nil ? int(properties.position_ms / 1000) : nil'", "mappings.yaml:10:15: yaml_syntax"},
 		} {
 			js := fmt.Sprintf(`(() => { const ta = document.querySelector('#pg-yaml'); ta.value = ta.value.replace(%q, %q); ta.dispatchEvent(new Event('input')); })()`, c.fixed, c.typo)
 			browse(t, ctx, "type "+c.typo, 10*time.Second, eval(js),
@@ -352,6 +438,18 @@ func TestDebuggerInBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("the playground's trace shows every field's place whole", func(t *testing.T) {
+		clipped := read(t, ctx, "measure the places", chromedp.Evaluate[string](`(() => {
+			const out = document.querySelector('#pg-trace').closest('.pg-out').getBoundingClientRect();
+			const wheres = [...document.querySelectorAll('#pg-trace .where')];
+			if (!wheres.length) return 'no places shown';
+			return wheres.filter((w) => w.scrollWidth > w.clientWidth + 1 || w.getBoundingClientRect().right > out.right + 1).map((w) => w.textContent).join(', ');
+		})()`))
+		if clipped != "" {
+			t.Errorf("the playground's trace clips: %s", clipped)
+		}
+	})
+
 	t.Run("health shows the reconciling counters", func(t *testing.T) {
 		browse(t, ctx, "open health", 10*time.Second,
 			chromedp.Navigate(p.admin+"/debugger/#health"),
@@ -360,6 +458,49 @@ func TestDebuggerInBrowser(t *testing.T) {
 		if c := x.counters(p); received != fmt.Sprint(c.Received) {
 			t.Errorf("health shows %s received, the admin API %d", received, c.Received)
 		}
+		// Every chart labels its time axis with clock times, its text is readable, and a series
+		// drawn over another (in and out are equal here) is dashed so both show.
+		charts := read(t, ctx, "read the charts", chromedp.Evaluate[string](`JSON.stringify([...document.querySelectorAll('#tab-health svg')].map((svg) => ({
+			times: [...svg.querySelectorAll('text.time')].map((t) => t.textContent),
+			font: Math.min(...[...svg.querySelectorAll('text')].map((t) => t.getBoundingClientRect().height)),
+			dashed: [...svg.querySelectorAll('polyline')].map((l) => l.getAttribute('stroke-dasharray') || ''),
+		})))`))
+		var cs []struct {
+			Times  []string
+			Font   float64
+			Dashed []string
+		}
+		if err := json.Unmarshal([]byte(charts), &cs); err != nil || len(cs) != 4 {
+			t.Fatalf("%v: %s", err, charts)
+		}
+		clockRE := regexp.MustCompile(`^\d\d:\d\d:\d\d$`)
+		for i, c := range cs {
+			if len(c.Times) < 3 || !clockRE.MatchString(c.Times[0]) || !clockRE.MatchString(c.Times[len(c.Times)-1]) {
+				t.Errorf("chart %d's time labels: %v", i, c.Times)
+			}
+			if c.Font < 11 {
+				t.Errorf("chart %d's text is %.1f px high, want at least 11", i, c.Font)
+			}
+		}
+		if d := cs[0].Dashed; len(d) != 2 || d[0] != "" || d[1] == "" {
+			t.Errorf("events/s in and out: dash patterns %q, want the second dashed", d)
+		}
+		if s := read(t, ctx, "fetch the favicon", chromedp.Evaluate[string](`fetch('/favicon.ico').then((r) => r.status + ' ' + r.headers.get('content-type'))`, chromedp.EvalAwaitPromise)); s != "200 image/x-icon" {
+			t.Errorf("/favicon.ico: %s", s)
+		}
 		screenshot(t, ctx, "debugger-health")
 	})
+}
+
+// postRaw posts a body to an ingest URL with a write key and returns the status.
+func postRaw(t *testing.T, url, body string) int {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	req.SetBasicAuth("any-key", "")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

@@ -20,7 +20,8 @@
 //   - a spread copies every key of its object, but a key whose parameter name an earlier key
 //     of the spread already produced (a duplicate key, or a flattening collision) is skipped;
 //   - the traits spread (present: non_empty) takes the first of traits and context.traits that
-//     is a non-empty object and copies no null, "", {} or [] value;
+//     is a non-empty object; no spread copies a null, "", {} or [] value, and the page spread
+//     and referer drop RudderStack's "$direct";
 //   - cv_email's presence rule (non_empty) applies again after its transform, so an email that
 //     trims to "" is absent.
 package ceiling
@@ -391,14 +392,14 @@ func (r spreadRule) explicit(k []byte) bool {
 	return false
 }
 
-// absent is the spread's presence rule for a value: non_empty for traits, the default non_null
-// for properties.
+// absent is the spreads' presence rule for a value (non_empty), with the page spread's
+// transform that drops RudderStack's "$direct".
 func (r spreadRule) absent(v gjson.Result) bool {
-	if r == spreadTraits {
-		return !nonEmpty(v)
-	}
-	return v.Type == gjson.Null
+	return !nonEmpty(v) || r == spreadPage && isDirect(v)
 }
+
+// isDirect reports whether v is RudderStack's "$direct" placeholder for "no referrer".
+func isDirect(v gjson.Result) bool { return v.Type == gjson.String && v.Str == "$direct" }
 
 // spreadProps copies properties under ce_ and reads properties' wanted children on the way.
 func (st *ceilState) spreadProps(r spreadRule, obj gjson.Result) {
@@ -808,6 +809,9 @@ func (st *ceilState) build(now int64) (mapping.Result, string) {
 		ceURL = first(p.url, st.pageURL)
 		ceTitle = first(p.title, st.pageTitle)
 		referer = first(p.referrer, st.pageReferrer)
+		if isDirect(referer) {
+			referer = gjson.Result{} // RudderStack's "no referrer" placeholder
+		}
 	case "screen":
 		ceName = first(st.name, props().name)
 	}
