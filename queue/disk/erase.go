@@ -108,9 +108,6 @@ func (q *Queue) Suppressions() ([]string, error) {
 	return out, nil
 }
 
-// entryKey names an event as dedup does.
-type entryKey struct{ source, messageID string }
-
 // Erase removes the pending items and dead letters match selects, then their events' bytes
 // from the payload log and from pebble's files (see the top of this file). It reads every
 // pending item, every dead letter and every frame of the payload log once.
@@ -122,14 +119,14 @@ func (q *Queue) Erase(match func(queue.Entry) bool) (queue.Erased, error) {
 	defer q.end()
 	q.replayMu.Lock() // no letter is replayed while it is being erased
 	defer q.replayMu.Unlock()
-	seqs, dead, keys := map[uint64]bool{}, map[uint64]bool{}, map[entryKey]bool{}
+	seqs := map[uint64]bool{}
 
 	var ops []removal
 	err := q.each(prefixItem, func(seq uint64, v []byte) {
 		it, err := q.decodeItem(seq, v)
 		if err == nil && match(it.Entry) {
 			ops = append(ops, removal{seq: seq, filtered: true})
-			seqs[seq], keys[entryKey{it.Entry.Source, it.Entry.MessageID}] = true, true
+			seqs[seq] = true
 		}
 	})
 	if err != nil {
@@ -142,24 +139,14 @@ func (q *Queue) Erase(match func(queue.Entry) bool) (queue.Erased, error) {
 	}
 	res.Items = len(ops)
 
-	ids, err := q.removeLetters(func(dl queue.DeadLetter) bool {
-		if match(dl.Entry) {
-			keys[entryKey{dl.Entry.Source, dl.Entry.MessageID}] = true
-			return true
-		}
-		return false
-	})
+	ids, err := q.removeLetters(func(dl queue.DeadLetter) bool { return match(dl.Entry) })
 	res.DeadLetters = len(ids)
 	if err != nil {
 		return res, err
 	}
-	for _, id := range ids {
-		dead[id] = true
-	}
-	if len(keys) == 0 {
-		return res, nil
-	}
-	if err := q.scrubLog(seqs, dead, keys); err != nil {
+	// The payload log also holds the events delivered or dead-lettered since its segment
+	// was written: every copy match selects goes.
+	if err := q.scrubLog(seqs, match); err != nil {
 		return res, err
 	}
 	return res, q.purge()
@@ -225,10 +212,10 @@ func (q *Queue) removeLetters(sel func(queue.DeadLetter) bool) ([]uint64, error)
 	return ids, nil
 }
 
-// scrubLog rewrites every frame of the payload log that holds an erased event: a payload
-// frame holding one of keys' entries, a commit frame holding one of seqs' items (its
-// visitor) or one of dead's letters. The segments written are synced.
-func (q *Queue) scrubLog(seqs, dead map[uint64]bool, keys map[entryKey]bool) error {
+// scrubLog rewrites every frame of the payload log that holds an event match selects: a
+// payload frame holding its entry, a commit frame holding its item's visitor (one of seqs, or
+// one whose entry was scrubbed) or its dead letter. The segments written are synced.
+func (q *Queue) scrubLog(seqs map[uint64]bool, match func(queue.Entry) bool) error {
 	s := q.segs
 	scrubbed := map[[3]uint64]bool{} // entries scrubbed: segment, frame, offset in the frame
 	for _, id := range s.ids() {
@@ -255,11 +242,11 @@ func (q *Queue) scrubLog(seqs, dead map[uint64]bool, keys map[entryKey]bool) err
 			changed := false
 			switch h.kind {
 			case frameMagic:
-				changed = scrubEntries(raw, keys, func(inner int) { scrubbed[[3]uint64{id, off, uint64(inner)}] = true })
+				changed = scrubEntries(raw, match, func(inner int) { scrubbed[[3]uint64{id, off, uint64(inner)}] = true })
 			case commitMagic:
 				raw, changed = scrubGroup(raw, func(it groupItem) bool {
 					return seqs[it.seq] || scrubbed[[3]uint64{it.loc.seg, it.loc.off, it.loc.inner}]
-				}, dead)
+				}, match)
 			}
 			if changed {
 				if err := s.rewriteFrame(seg, frameRef{id, off}, h, raw); err != nil {
@@ -278,26 +265,33 @@ func (q *Queue) scrubLog(seqs, dead map[uint64]bool, keys map[entryKey]bool) err
 	return nil
 }
 
-// scrubEntry reads one entry body at the decoder's position and, when keys holds it, zeroes
-// its visitor, event, request URLs and header values in place. It reports whether it did.
-func scrubEntry(d *decoder, keys map[entryKey]bool) bool {
-	k := entryKey{d.str("source"), d.str("message_id")}
-	var spans [][]byte
-	spans = append(spans, d.raw("visitor"))
-	d.time("received")
-	spans = append(spans, d.raw("event"))
-	d.uvarint("outcome")
-	d.raw("reason")
+// scrubEntry reads one entry body at the decoder's position and, when match selects it,
+// zeroes its visitor, event, request URLs and header values in place. It reports whether it
+// did.
+func scrubEntry(d *decoder, match func(queue.Entry) bool) bool {
+	var e queue.Entry
+	e.Source = d.str("source")
+	e.MessageID = d.str("message_id")
+	vis := d.raw("visitor")
+	e.Visitor = string(vis)
+	e.Received = d.time("received")
+	e.Event = d.raw("event")
+	spans := [][]byte{vis, e.Event}
+	e.Outcome = queue.Outcome(d.uvarint("outcome"))
+	e.Reason = d.str("reason")
 	n := d.count("requests", 3)
 	for range n {
-		d.raw("request.method")
-		spans = append(spans, d.raw("request.url"))
+		r := queue.Request{Method: d.str("request.method")}
+		url := d.raw("request.url")
+		r.URL = string(url)
+		spans = append(spans, url)
 		for range d.count("request.headers", 2) {
 			d.raw("header.name")
 			spans = append(spans, d.raw("header.value"))
 		}
+		e.Requests = append(e.Requests, r)
 	}
-	if d.err != nil || !keys[k] {
+	if d.err != nil || !match(e) {
 		return false
 	}
 	for _, p := range spans {
@@ -308,12 +302,12 @@ func scrubEntry(d *decoder, keys map[entryKey]bool) bool {
 
 // scrubEntries scrubs the erased entries of a payload frame's bytes (entry bodies end to end),
 // calling done with the offset of each.
-func scrubEntries(raw []byte, keys map[entryKey]bool, done func(inner int)) bool {
+func scrubEntries(raw []byte, match func(queue.Entry) bool, done func(inner int)) bool {
 	changed := false
 	d := decoder{kind: kindItem, b: raw}
 	for d.err == nil && d.off < len(raw) {
 		at := d.off
-		if scrubEntry(&d, keys) {
+		if scrubEntry(&d, match) {
 			changed = true
 			done(at)
 		}
@@ -321,9 +315,9 @@ func scrubEntries(raw []byte, keys map[entryKey]bool, done func(inner int)) bool
 	return changed
 }
 
-// scrubLetter scrubs a dead letter's value in place: the failed request and answer, and its
-// entry.
-func scrubLetter(v []byte) {
+// scrubLetter scrubs a dead letter's value in place when match selects its entry: the
+// failed request and answer, and the entry. It reports whether it did.
+func scrubLetter(v []byte, match func(queue.Entry) bool) bool {
 	d := decoder{kind: kindDeadLetter, b: v}
 	d.header(kindDeadLetter, deadLetterVersion)
 	d.time("at")
@@ -332,26 +326,18 @@ func scrubLetter(v []byte) {
 	d.sint("failure.status")
 	resp := d.raw("failure.response")
 	d.sint("failure.attempts")
-	if d.err != nil {
-		return
+	if d.err != nil || !scrubEntry(&d, match) {
+		return false
 	}
 	clear(req)
 	clear(resp)
-	body := v[d.off:]
-	var e queue.Entry
-	probe := decoder{kind: kindDeadLetter, b: body}
-	probe.entry(&e)
-	if probe.err != nil {
-		return
-	}
-	bd := decoder{kind: kindDeadLetter, b: body}
-	scrubEntry(&bd, map[entryKey]bool{{e.Source, e.MessageID}: true})
+	return true
 }
 
 // scrubGroup scrubs a commit record: the visitors of the items erased selects (an erased
-// pending item, or one whose payload entry was scrubbed: a dead letter's event), and erased
-// dead letters. It returns the record re-encoded (same length) and whether anything changed.
-func scrubGroup(raw []byte, erased func(groupItem) bool, dead map[uint64]bool) ([]byte, bool) {
+// pending item, or one whose payload entry was scrubbed), and the dead letters match
+// selects. It returns the record re-encoded (same length) and whether anything changed.
+func scrubGroup(raw []byte, erased func(groupItem) bool, match func(queue.Entry) bool) ([]byte, bool) {
 	g, err := decodeGroup(raw)
 	if err != nil {
 		return raw, false
@@ -364,8 +350,7 @@ func scrubGroup(raw []byte, erased func(groupItem) bool, dead map[uint64]bool) (
 		}
 	}
 	for i := range g.dead {
-		if dead[g.dead[i].id] {
-			scrubLetter(g.dead[i].value)
+		if scrubLetter(g.dead[i].value, match) {
 			changed = true
 		}
 	}

@@ -49,7 +49,8 @@ func dirHolds(t *testing.T, dir string, needles ...string) []string {
 }
 
 // TestEraseLeavesNothingOnDisk: after an erasure no file of the data directory (payload
-// segments, pebble's tables and logs) holds the person's id or e-mail, while another person's
+// segments, pebble's tables and logs) holds the person's id or e-mail, not even of an event
+// already delivered, while another person's
 // events stay there, pending and readable, also after a reopen.
 func TestEraseLeavesNothingOnDisk(t *testing.T) {
 	dir := t.TempDir()
@@ -57,7 +58,7 @@ func TestEraseLeavesNothingOnDisk(t *testing.T) {
 	q := open(t, dir, Options{Clock: clock.Now})
 	const who, mark, other, otherMark = "visitor-5e1f9a", "erase-me-7c3d", "visitor-2b8e44", "keep-me-4a9f"
 	for i, e := range []queue.Entry{
-		personEntry("x-1", who, mark, queue.Deliver), personEntry("y-1", other, otherMark, queue.Deliver),
+		personEntry("x-0", who, mark, queue.Deliver), personEntry("x-1", who, mark, queue.Deliver), personEntry("y-1", other, otherMark, queue.Deliver),
 		personEntry("x-2", who, mark, queue.Rejected), personEntry("x-3", who, mark, queue.Deliver),
 	} {
 		if _, err := q.Append(t.Context(), []queue.Entry{e}); err != nil {
@@ -66,6 +67,11 @@ func TestEraseLeavesNothingOnDisk(t *testing.T) {
 	}
 	items := scanAll(t, q)
 	for _, it := range items {
+		if it.Entry.MessageID == "x-0" { // delivered: its payload stays in the log with the others
+			if err := q.Done(it.Seq); err != nil {
+				t.Fatal(err)
+			}
+		}
 		if it.Entry.MessageID == "x-3" {
 			if err := q.Dead(it.Seq, queue.Failure{Reason: "woopra answered 403", Request: "GET /track/ce?cv_id=" + who}); err != nil {
 				t.Fatal(err)
@@ -101,8 +107,8 @@ func TestEraseLeavesNothingOnDisk(t *testing.T) {
 		t.Error("the other person's event is gone from the files too")
 	}
 	c := checkStore(t, q)
-	if c.Queued != 1 || c.Filtered != 3 || c.DeadLettered != 0 {
-		t.Errorf("counters %+v, want 1 queued, 3 filtered", c)
+	if c.Queued != 1 || c.Filtered != 3 || c.DeadLettered != 0 || c.Delivered != 1 {
+		t.Errorf("counters %+v, want 1 queued, 1 delivered, 3 filtered", c)
 	}
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
