@@ -14,6 +14,9 @@ import (
 func testSuppressions(t *testing.T, b Backend) {
 	e := newEnv(t, b, 0)
 	p := mustPrivacy(t, e.q)
+	if got, err := p.Suppressions(); err != nil || len(got) != 0 {
+		t.Fatalf("Suppressions() of a new store = %q, %v; want none", got, err)
+	}
 	if err := p.AddSuppressions([]string{"user_id:x", "email_sha256:ab12"}); err != nil {
 		t.Fatal(err)
 	}
