@@ -30,15 +30,20 @@ func (d *Debugger) drop(sel func(*record) bool) int {
 		if r == nil || !sel(r) {
 			continue
 		}
-		d.forgetURLs(r)
-		if k := (eventKey{r.Source, r.MessageID}); d.byKey[k] == r {
-			delete(d.byKey, k)
-			d.fmu.Lock()
-			delete(d.following, k)
-			d.fmu.Unlock()
-		}
+		d.forget(r)
 		d.ring[i] = nil
 		n++
 	}
 	return n
+}
+
+// forget stops following a record leaving the ring: its requests and its key (d.mu held).
+func (d *Debugger) forget(r *record) {
+	d.forgetURLs(r)
+	if k := (eventKey{r.Source, r.MessageID}); d.byKey[k] == r {
+		delete(d.byKey, k)
+		d.fmu.Lock()
+		delete(d.following, k)
+		d.fmu.Unlock()
+	}
 }

@@ -54,6 +54,9 @@ type guard struct {
 		Warn(string, ...any)
 	}
 	set atomic.Pointer[privacy.Set]
+	// rmu makes each refresh read and store together, so that one that read the store before
+	// a change cannot replace what a refresh after it stored.
+	rmu sync.Mutex
 
 	mu     sync.Mutex
 	erased map[privacy.Selector]time.Time // when each was erased
@@ -83,6 +86,8 @@ func (g *guard) refresh() error {
 	if g.store == nil {
 		return nil
 	}
+	g.rmu.Lock()
+	defer g.rmu.Unlock()
 	keys, err := g.store.Suppressions()
 	if err != nil {
 		return err
@@ -292,35 +297,8 @@ type SuppressionsAnswer struct {
 func (r *Relay) mountPrivacy(e *echo.Echo) {
 	g := e.Group("/admin", r.api.Guard)
 	g.GET("/suppressions", func(c echo.Context) error { return r.answerSuppressions(c, SuppressionsAnswer{}) })
-	g.POST("/suppressions", func(c echo.Context) error {
-		sels, err := selectorsOf(c)
-		if err != nil || r.guard.store == nil {
-			return r.answerSuppressions(c, SuppressionsAnswer{}) // answered, or 501
-		}
-		keys := make([]string, len(sels))
-		for i, s := range sels {
-			keys[i] = s.String()
-		}
-		if err := r.guard.store.AddSuppressions(keys); err != nil {
-			return c.JSON(http.StatusInternalServerError, admin.Error{Code: "store_error", Message: err.Error()})
-		}
-		return r.answerSuppressions(c, SuppressionsAnswer{Added: len(keys)})
-	})
-	g.DELETE("/suppressions", func(c echo.Context) error {
-		sels, err := selectorsOf(c)
-		if err != nil || r.guard.store == nil {
-			return r.answerSuppressions(c, SuppressionsAnswer{}) // answered, or 501
-		}
-		keys := make([]string, len(sels))
-		for i, s := range sels {
-			keys[i] = s.String()
-		}
-		n, err := r.guard.store.RemoveSuppressions(keys)
-		if err != nil {
-			return c.JSON(http.StatusInternalServerError, admin.Error{Code: "store_error", Message: err.Error()})
-		}
-		return r.answerSuppressions(c, SuppressionsAnswer{Removed: n})
-	})
+	g.POST("/suppressions", func(c echo.Context) error { return r.changeSuppressions(c, false) })
+	g.DELETE("/suppressions", func(c echo.Context) error { return r.changeSuppressions(c, true) })
 	g.POST("/privacy/erase", func(c echo.Context) error {
 		sels, err := selectorsOf(c)
 		if err != nil {
@@ -332,6 +310,28 @@ func (r *Relay) mountPrivacy(e *echo.Echo) {
 		}
 		return c.JSON(http.StatusOK, out)
 	})
+}
+
+// changeSuppressions adds the call's selectors to the list, or removes them.
+func (r *Relay) changeSuppressions(c echo.Context, remove bool) error {
+	sels, err := selectorsOf(c)
+	if err != nil || r.guard.store == nil {
+		return r.answerSuppressions(c, SuppressionsAnswer{}) // answered, or 501
+	}
+	keys := make([]string, len(sels))
+	for i, s := range sels {
+		keys[i] = s.String()
+	}
+	var a SuppressionsAnswer
+	if remove {
+		a.Removed, err = r.guard.store.RemoveSuppressions(keys)
+	} else {
+		a.Added, err = len(keys), r.guard.store.AddSuppressions(keys)
+	}
+	if err != nil {
+		return c.JSON(http.StatusInternalServerError, admin.Error{Code: "store_error", Message: err.Error()})
+	}
+	return r.answerSuppressions(c, a)
 }
 
 // answerSuppressions reads the list again (so this relay applies a change at once) and

@@ -72,15 +72,23 @@ func filesHolding(t *testing.T, dir, s string) []string {
 	return out
 }
 
+// webSource writes a sources file of one source, web (key any-key, the default preset), with
+// extra lines, and returns its path.
+func webSource(t *testing.T, extra string) string {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "woorelay.yaml")
+	if err := os.WriteFile(cfg, []byte("sources:\n  - name: web\n    write_key: any-key\n    preset: default\n    settings: {project: example.com}\n"+extra), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 // TestSuppressOnServe: with Woopra held, a person's queued events are not delivered once the
 // person is suppressed, nor are the events sent afterwards (answered 200); all of them are
 // counted filtered; another person's events are delivered; after unsuppress the person's new
 // events are delivered again, and the counters reconcile.
 func TestSuppressOnServe(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "woorelay.yaml")
-	os.WriteFile(cfg, []byte("sources:\n  - name: web\n    write_key: any-key\n    preset: default\n    settings: {project: example.com}\n"), 0o644)
-	x := newE2E(t, "--config", cfg)
+	x := newE2E(t, "--config", webSource(t, ""))
 	p := x.start()
 	x.em.SetFaults(emulator.Faults{Always: 503}) // Woopra held: events stay queued, retried
 	post := func(user, mid string) {
@@ -206,10 +214,7 @@ func TestEraseOnServe(t *testing.T) {
 // event stored in the data directory has the truncated address and no phone, and Woopra
 // receives the truncated address.
 func TestMinimisationOnServe(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "woorelay.yaml")
-	os.WriteFile(cfg, []byte("sources:\n  - name: web\n    write_key: any-key\n    preset: default\n    settings: {project: example.com}\n    privacy: {ip: truncate, drop: [context.traits.phone]}\n"), 0o644)
-	x := newE2E(t, "--config", cfg)
+	x := newE2E(t, "--config", webSource(t, "    privacy: {ip: truncate, drop: [context.traits.phone]}\n"))
 	p := x.start()
 	x.em.SetFaults(emulator.Faults{Always: 503}) // held: the event stays in the data directory
 	const phone = "+44 7700 900461"
