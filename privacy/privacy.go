@@ -10,11 +10,12 @@ package privacy
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/tidwall/gjson"
 )
 
 // Kind is what a selector compares.
@@ -92,64 +93,75 @@ type Identity struct {
 	Cookies             []string
 }
 
-// eventIDs is the part of an event Identify reads.
-type eventIDs struct {
-	UserID      json.RawMessage `json:"userId"`
-	AnonymousID json.RawMessage `json:"anonymousId"`
-	Traits      struct {
-		Email any `json:"email"`
-	} `json:"traits"`
-	Properties struct {
-		Email any `json:"email"`
-	} `json:"properties"`
-	Context struct {
-		Traits struct {
-			Email any `json:"email"`
-		} `json:"traits"`
-		Woopra struct {
-			Cookie any `json:"cookie"`
-		} `json:"Woopra"`
-	} `json:"context"`
-	Integrations struct {
-		Woopra struct {
-			Cookie any `json:"cookie"`
-		} `json:"Woopra"`
-	} `json:"integrations"`
-	VendorIDs struct {
-		Cookie any `json:"woopra_cookie"`
-	} `json:"vendor_ids"`
+// identityPaths are what Identify reads, in this order: the ids, the e-mail fields, the
+// cookie fields.
+var identityPaths = []string{
+	"userId", "anonymousId",
+	"traits.email", "context.traits.email", "properties.email",
+	"integrations.Woopra.cookie", "context.Woopra.cookie", "vendor_ids.woopra_cookie",
 }
 
 // idText reads an id as the edge keeps it: a string, or a number's text.
-func idText(raw json.RawMessage) string {
-	if len(raw) == 0 || raw[0] == 'n' {
-		return ""
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s
-	}
-	if raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9') {
-		return string(raw)
+func idText(r gjson.Result) string {
+	switch r.Type {
+	case gjson.String:
+		return r.Str
+	case gjson.Number:
+		return r.Raw
 	}
 	return ""
 }
 
 // Identify reads the identifiers of an event's JSON; an event that is not JSON has none.
-func Identify(event []byte) Identity {
-	var e eventIDs
-	if json.Unmarshal(event, &e) != nil {
-		return Identity{}
+func Identify(event []byte) Identity { return identify(event, allKinds) }
+
+// kinds is a set of selector kinds, as bits.
+type kinds uint8
+
+const (
+	kindUser kinds = 1 << iota
+	kindAnon
+	kindEmail
+	kindCookie
+	allKinds = kindUser | kindAnon | kindEmail | kindCookie
+)
+
+func kindBit(k Kind) kinds {
+	switch k {
+	case UserID:
+		return kindUser
+	case AnonymousID:
+		return kindAnon
+	case Email:
+		return kindEmail
+	case Cookie:
+		return kindCookie
 	}
-	id := Identity{UserID: idText(e.UserID), AnonymousID: idText(e.AnonymousID)}
-	for _, v := range []any{e.Traits.Email, e.Context.Traits.Email, e.Properties.Email} {
-		if s, ok := v.(string); ok && strings.TrimSpace(s) != "" {
-			id.EmailHashes = append(id.EmailHashes, HashEmail(s))
+	return 0
+}
+
+// identify reads only the identifiers of the kinds in ks: each path read costs a scan of the
+// event, and ingest asks for every event while a list is in force.
+func identify(event []byte, ks kinds) Identity {
+	var id Identity
+	if ks&kindUser != 0 {
+		id.UserID = idText(gjson.GetBytes(event, identityPaths[0]))
+	}
+	if ks&kindAnon != 0 {
+		id.AnonymousID = idText(gjson.GetBytes(event, identityPaths[1]))
+	}
+	if ks&kindEmail != 0 {
+		for _, p := range identityPaths[2:5] {
+			if r := gjson.GetBytes(event, p); r.Type == gjson.String && strings.TrimSpace(r.Str) != "" {
+				id.EmailHashes = append(id.EmailHashes, HashEmail(r.Str))
+			}
 		}
 	}
-	for _, v := range []any{e.Integrations.Woopra.Cookie, e.Context.Woopra.Cookie, e.VendorIDs.Cookie} {
-		if s, ok := v.(string); ok && s != "" {
-			id.Cookies = append(id.Cookies, s)
+	if ks&kindCookie != 0 {
+		for _, p := range identityPaths[5:] {
+			if r := gjson.GetBytes(event, p); r.Type == gjson.String && r.Str != "" {
+				id.Cookies = append(id.Cookies, r.Str)
+			}
 		}
 	}
 	return id
@@ -157,7 +169,8 @@ func Identify(event []byte) Identity {
 
 // Set is a set of selectors. The zero value is empty; it is not safe for concurrent change.
 type Set struct {
-	m map[Selector]struct{}
+	m     map[Selector]struct{}
+	kinds kinds // the kinds it holds
 }
 
 // NewSet returns a set of the selectors.
@@ -165,6 +178,7 @@ func NewSet(sels ...Selector) *Set {
 	s := &Set{m: make(map[Selector]struct{}, len(sels))}
 	for _, x := range sels {
 		s.m[x] = struct{}{}
+		s.kinds |= kindBit(x.Kind)
 	}
 	return s
 }
@@ -229,7 +243,7 @@ func (s *Set) MatchEvent(event []byte) bool {
 	if s.Len() == 0 {
 		return false
 	}
-	return s.MatchIdentity(Identify(event))
+	return s.MatchIdentity(identify(event, s.kinds))
 }
 
 // TruncateIP returns the network of an address: an IPv4 address with its last octet zeroed
