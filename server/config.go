@@ -35,6 +35,7 @@ import (
 //	    allowed_origins: [https://www.example.com]  # optional: origins browsers may send this source's key from
 //	    order: none                          # optional: visitor (default) keeps each visitor's events in order; none sends them side by side
 //	    woopra_auth_env: WOOPRA_AUTH         # optional: a variable holding user:password, sent as HTTP Basic on tracking requests (secure tracking)
+//	    privacy: {ip: truncate, drop: [context.traits.phone]}  # optional: what the edge removes (or hashes: hash: [paths]) before storing the event
 type Config struct {
 	// File is the path the configuration was read from ("" for DevConfig).
 	File string
