@@ -246,6 +246,36 @@ func (s *Set) MatchEvent(event []byte) bool {
 	return s.MatchIdentity(identify(event, s.kinds))
 }
 
+// Known holds the identifiers of an event its caller has read already (ingest reads userId
+// and anonymousId as it normalises each event), so that MatchEventKnown reads only the others.
+type Known struct {
+	UserID, AnonymousID     string
+	HaveUser, HaveAnonymous bool // whether UserID ("" when the event has none) and AnonymousID are known
+}
+
+// MatchEventKnown is MatchEvent for an event whose identifiers in k are known: a set of user
+// ids, with the user id known, does not read the event at all.
+func (s *Set) MatchEventKnown(event []byte, k Known) bool {
+	if s.Len() == 0 {
+		return false
+	}
+	ks := s.kinds
+	if k.HaveUser {
+		ks &^= kindUser
+	}
+	if k.HaveAnonymous {
+		ks &^= kindAnon
+	}
+	id := identify(event, ks)
+	if k.HaveUser {
+		id.UserID = k.UserID
+	}
+	if k.HaveAnonymous {
+		id.AnonymousID = k.AnonymousID
+	}
+	return s.MatchIdentity(id)
+}
+
 // TruncateIP returns the network of an address: an IPv4 address with its last octet zeroed
 // (/24), an IPv6 one with all but its first 48 bits zeroed (/48). What is not an address is
 // returned as it is.

@@ -84,3 +84,18 @@ func TestMinimiser(t *testing.T) {
 func hashOf(salt, v string) string {
 	return (&Minimiser{Salt: salt}).hash(v)
 }
+
+// TestMatchEventKnown: the identifiers the caller knows are taken as they are, the others read.
+func TestMatchEventKnown(t *testing.T) {
+	set := NewSet(Selector{UserID, "u1"}, Selector{AnonymousID, "a1"})
+	ev := []byte(`{"userId":"u2","anonymousId":"a1"}`)
+	if !set.MatchEventKnown(ev, Known{UserID: "u2", HaveUser: true}) {
+		t.Error("the anonymousId was not read when only the userId was known")
+	}
+	if set.MatchEventKnown([]byte(`{"userId":"u9"}`), Known{UserID: "u9", HaveUser: true, AnonymousID: "a2", HaveAnonymous: true}) {
+		t.Error("matched ids that are not in the set")
+	}
+	if !set.MatchEventKnown([]byte(`{}`), Known{UserID: "u1", HaveUser: true}) {
+		t.Error("the known userId was not used")
+	}
+}

@@ -103,7 +103,9 @@ func (g *guard) refresh() error {
 }
 
 // Suppressed implements server.Suppressions.
-func (g *guard) Suppressed(event []byte) bool { return g.set.Load().MatchEvent(event) }
+func (g *guard) Suppressed(event []byte, known privacy.Known) bool {
+	return g.set.Load().MatchEventKnown(event, known)
+}
 
 // drop is delivery's question before each attempt (destination's DispatcherOptions.Drop).
 func (g *guard) drop(e *queue.Entry) string {

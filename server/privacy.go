@@ -2,6 +2,7 @@ package server
 
 import (
 	"os"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 
@@ -21,9 +22,10 @@ const ReasonSuppressed = "suppressed"
 // Suppressions tells ingest whether an event's person is suppressed (the relay's suppression
 // list, kept in the queue's store).
 type Suppressions interface {
-	// Suppressed reports whether the event names a suppressed person. It is called for every
-	// event, so it must be cheap while the list is empty.
-	Suppressed(event []byte) bool
+	// Suppressed reports whether the event names a suppressed person; known holds the ids
+	// ingest has read already. It is called for every event, so it must be cheap while the
+	// list is empty.
+	Suppressed(event []byte, known privacy.Known) bool
 }
 
 // privacyKeys are the keys of a source's privacy: section.
@@ -72,6 +74,18 @@ func (l *loader) paths(v *yaml.Node, what string) []string {
 	return ps
 }
 
+// knownIDs reads the ids an entry's ordering key holds (visitorKey): "u:" and the userId, or
+// "a:" and the anonymousId of an event without a userId; none for an unordered source's.
+func knownIDs(visitor string) privacy.Known {
+	switch {
+	case strings.HasPrefix(visitor, "u:"):
+		return privacy.Known{UserID: visitor[2:], HaveUser: true}
+	case strings.HasPrefix(visitor, "a:"):
+		return privacy.Known{AnonymousID: visitor[2:], HaveUser: true, HaveAnonymous: true}
+	}
+	return privacy.Known{}
+}
+
 // protect applies the edge's privacy to the request's entries before they are stored: the
 // source's minimisation to every event, and, for an event whose person is suppressed, drops
 // its content and makes it an entry counted filtered (ReasonSuppressed) that the queue does
@@ -84,7 +98,7 @@ func (s *Server) protect(w *work, src *Source) {
 	}
 	for i := range w.entries {
 		e := &w.entries[i]
-		if sup != nil && sup.Suppressed(e.Event) {
+		if sup != nil && sup.Suppressed(e.Event, knownIDs(e.Visitor)) {
 			e.Outcome, e.Reason, e.Event, e.Visitor = queue.Filtered, ReasonSuppressed, nil, ""
 			continue
 		}

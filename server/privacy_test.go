@@ -84,24 +84,33 @@ func TestPrivacyConfigErrors(t *testing.T) {
 
 type setSuppressions struct{ s *privacy.Set }
 
-func (x setSuppressions) Suppressed(ev []byte) bool { return x.s.MatchEvent(ev) }
+func (x setSuppressions) Suppressed(ev []byte, k privacy.Known) bool {
+	return x.s.MatchEventKnown(ev, k)
+}
 
 // TestEdgeSuppression: a suppressed person's event is answered 200 and reaches the store only
-// as a filtered entry without content; another person's is queued.
+// as a filtered entry without content, whether the selector is its userId or its anonymousId
+// (with or without a userId beside it); another person's is queued.
 func TestEdgeSuppression(t *testing.T) {
-	sup := setSuppressions{privacy.NewSet(privacy.Selector{Kind: privacy.UserID, Value: "gone"})}
+	sup := setSuppressions{privacy.NewSet(privacy.Selector{Kind: privacy.UserID, Value: "gone"}, privacy.Selector{Kind: privacy.AnonymousID, Value: "anon-gone"})}
 	s, st := newTest(t, func(o *Options) { o.Suppressions = sup })
 	rec := do(t, s, req{method: "POST", path: "/v1/batch", headers: map[string]string{"Authorization": basic(keyWeb)},
-		body: `{"batch":[{"type":"track","event":"E","userId":"gone","traits":{"email":"x@y.z"}},{"type":"track","event":"E","userId":"stays"}]}`})
+		body: `{"batch":[{"type":"track","event":"E","userId":"gone","traits":{"email":"x@y.z"}},{"type":"track","event":"E","anonymousId":"anon-gone"},` +
+			`{"type":"track","event":"E","userId":"other","anonymousId":"anon-gone"},{"type":"track","event":"E","userId":"stays","anonymousId":"a-1"}]}`})
 	if rec.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", rec.Code, rec.Body)
 	}
 	es := st.all()
-	if len(es) != 2 || es[0].Outcome != queue.Filtered || es[0].Reason != ReasonSuppressed || es[0].Event != nil || es[0].Visitor != "" {
-		t.Fatalf("the suppressed event was stored as %+v", es[0])
+	if len(es) != 4 {
+		t.Fatalf("%d entries stored", len(es))
 	}
-	if es[1].Outcome != queue.Deliver {
-		t.Errorf("the other person's event is %v", es[1].Outcome)
+	for i, e := range es[:3] {
+		if e.Outcome != queue.Filtered || e.Reason != ReasonSuppressed || e.Event != nil || e.Visitor != "" {
+			t.Errorf("the suppressed event %d was stored as %+v", i, e)
+		}
+	}
+	if es[3].Outcome != queue.Deliver {
+		t.Errorf("the other person's event is %v", es[3].Outcome)
 	}
 }
 
