@@ -50,10 +50,7 @@ const (
 // erased while it runs.
 type guard struct {
 	store queue.Privacy // nil when the queue keeps no list
-	log   interface {
-		Warn(string, ...any)
-	}
-	set atomic.Pointer[privacy.Set]
+	set   atomic.Pointer[privacy.Set]
 	// rmu makes each refresh read and store together, so that one that read the store before
 	// a change cannot replace what a refresh after it stored.
 	rmu sync.Mutex
@@ -66,7 +63,7 @@ type guard struct {
 }
 
 func newGuard(q queue.Queue, r *Relay) *guard {
-	g := &guard{log: r.log, erased: map[privacy.Selector]time.Time{},
+	g := &guard{erased: map[privacy.Selector]time.Time{},
 		removed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "woorelay_privacy_removed_total",
 			Help: "Events removed for privacy, by where from (queue, dead_letters, debugger, emulator) and why (erased, expired).",
@@ -239,12 +236,18 @@ func (r *Relay) retain(stop <-chan struct{}) {
 	dlAge, dbgAge := r.cfg.DeadLetterRetention, r.cfg.DebuggerMaxAge
 	every := max(10*time.Millisecond, min(time.Minute, dlAge/4, dbgAge/4))
 	lastRetain := time.Time{}
+	failing := false
 	t := time.NewTicker(min(suppressRefresh, every))
 	defer t.Stop()
 	for {
 		now := time.Now()
-		if err := r.guard.refresh(); err != nil {
-			r.log.Warn("reading the suppression list failed; the last one read stays in force", "err", err)
+		switch err := r.guard.refresh(); {
+		case err != nil && !failing && !errors.Is(err, queue.ErrClosed):
+			failing = true // said once, not every 2 s while the store is away
+			r.log.Warn("reading the suppression list failed; the last one read stays in force until it can be read again", "err", err)
+		case err == nil && failing:
+			failing = false
+			r.log.Info("the suppression list is read again")
 		}
 		if now.Sub(lastRetain) >= every {
 			lastRetain = now
