@@ -25,15 +25,7 @@ func privacySources(t *testing.T, section string) []*Source {
 	if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := LoadConfig(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srcs, err := cfg.Compile(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return srcs
+	return loadSources(t, f)
 }
 
 // TestEdgeMinimisation: what the store receives has the truncated address, no phone and the
