@@ -35,6 +35,13 @@ func (a *Client) do(ctx context.Context, method, path string, body any, into any
 	return a.doAccepting(ctx, method, path, body, into)
 }
 
+// Call sends one call to path with body as JSON (nil: none) and decodes a 200 answer into
+// into; another answer becomes an error with the API's code and message. It serves the admin
+// routes this client has no method for.
+func (a *Client) Call(ctx context.Context, method, path string, body, into any) error {
+	return a.do(ctx, method, path, body, into)
+}
+
 // doAccepting is do that also decodes the answers with the statuses also.
 func (a *Client) doAccepting(ctx context.Context, method, path string, body any, into any, also ...int) error {
 	var rd io.Reader

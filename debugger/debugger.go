@@ -513,13 +513,7 @@ func (d *Debugger) fold(n note) {
 func (d *Debugger) add(e queue.Entry, at time.Time) *record {
 	slot := int(d.next % uint64(len(d.ring)))
 	if old := d.ring[slot]; old != nil {
-		d.forgetURLs(old)
-		if k := (eventKey{old.Source, old.MessageID}); d.byKey[k] == old {
-			delete(d.byKey, k)
-			d.fmu.Lock()
-			delete(d.following, k)
-			d.fmu.Unlock()
-		}
+		d.forget(old)
 	}
 	d.seq++
 	r := &record{

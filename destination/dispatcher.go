@@ -73,6 +73,10 @@ type DispatcherOptions struct {
 	// Map, when set, maps entries stored without requests; without it such an entry is
 	// dead-lettered ("nothing to send"), never counted as delivered.
 	Map MapFunc
+	// Drop, when set, is asked before every attempt (a retry too, when the entry holds its
+	// requests and no longer its event): a reason filters the item with it instead (a
+	// suppressed or erased person's event).
+	Drop func(e *queue.Entry) string
 	// Clock is for tests (default the system clock).
 	Clock Clock
 	// Logger receives dead letters, pauses and queue errors (default slog.Default()).
@@ -603,6 +607,11 @@ func (d *Dispatcher) deliver(ctx context.Context, j job) result {
 		}
 	}
 	e := &it.Entry
+	if d.o.Drop != nil {
+		if reason := d.o.Drop(e); reason != "" {
+			return d.filter(r, it, reason)
+		}
+	}
 	if e.Outcome != queue.Deliver {
 		f := queue.Failure{Reason: fmt.Sprintf("entry with outcome %s in the delivery queue; nothing to send", e.Outcome), Attempts: it.Attempts}
 		return d.dead(r, it, f)

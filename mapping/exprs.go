@@ -14,6 +14,7 @@ import (
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
 	"github.com/woorelay/woorelay/mapping/useragent"
+	"github.com/woorelay/woorelay/privacy"
 )
 
 // exprEnv is the typed environment every expression is compiled against. Event paths written
@@ -37,6 +38,7 @@ var Functions = []struct{ Name, Signature, Doc string }{
 	{"json", "json(v) string", "Compact JSON text of v."},
 	{"md5", "md5(s) string", "Lower-case hex MD5 of a string."},
 	{"sha256", "sha256(s) string", "Lower-case hex SHA-256 of a string."},
+	{"anonymize_ip", "anonymize_ip(ip) string", "The network of an IP address: IPv4 to /24 (`203.0.113.0`), IPv6 to /48; a value that is not an address is returned as its text."},
 	{"lookup", `lookup("table", v) any`, "Translate v through a preset table; nil when the table has no row (whatever the table's otherwise)."},
 	{"ua_browser", "ua_browser(ua) string", "Browser name and full version of a User-Agent, as ua-parser-js 1.x names them, joined with no separator (`Chrome86.0.4240.111`); \"\" for a non-string, a bot or an unknown agent."},
 }
@@ -256,6 +258,10 @@ func (c *exprCompiler) functionOptions() []expr.Option {
 			s := sha256.Sum256([]byte(args[0].(string)))
 			return hex.EncodeToString(s[:]), nil
 		}, new(func(string) string)),
+		expr.Function("anonymize_ip", func(args ...any) (any, error) {
+			s, _ := args[0].(string)
+			return privacy.TruncateIP(s), nil
+		}, new(func(any) string)),
 		expr.Function("lookup", func(args ...any) (any, error) {
 			t := c.tables[args[0].(string)]
 			if t == nil {

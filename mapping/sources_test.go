@@ -60,6 +60,8 @@ func TestSources(t *testing.T) {
 		{"expr object as json", `ce_x: {expr: properties.o}`, `{"properties":{"o":{"a":1}}}`, `{"a":1}`},
 		{"expr settings", `ce_x: {expr: 'settings.project + "!"'}`, `{}`, "example.com!"},
 		{"expr md5", `ce_x: {expr: md5("a")}`, `{}`, "0cc175b9c0f1b6a831c399e269772661"},
+		{"expr anonymize_ip v4", `ce_x: {expr: anonymize_ip(context.ip)}`, `{"context":{"ip":"203.0.113.50"}}`, "203.0.113.0"},
+		{"expr anonymize_ip v6", `ce_x: {expr: anonymize_ip(context.ip)}`, `{"context":{"ip":"2001:db8:85a3:8d3::1"}}`, "2001:db8:85a3::"},
 		{"expr epoch_ms", `ce_x: {expr: epoch_ms(properties.t)}`, `{"properties":{"t":"1970-01-01T00:00:01Z"}}`, "1000"},
 		{"expr empty", `ce_x: {expr: 'empty(properties.l) ? "e" : "ne"'}`, `{"properties":{"l":[]}}`, "e"},
 		{"expr json", `ce_x: {expr: json(properties.l)}`, `{"properties":{"l":[1,"a"]}}`, `[1,"a"]`},

@@ -248,3 +248,37 @@ type OldestReporter interface {
 	// nothing is pending).
 	OldestReceived() (t time.Time, ok bool, err error)
 }
+
+// ReasonErased and ReasonExpired are the reasons an item or dead letter leaves the store
+// without being delivered at an operator's request (Privacy.Erase) or at the end of the
+// dead letters' retention (Privacy.ExpireDeadLetters); both are counted Filtered.
+const (
+	ReasonErased  = "erased"
+	ReasonExpired = "expired"
+)
+
+// Erased counts what one Erase removed.
+type Erased struct {
+	Items       int `json:"items"`        // pending items
+	DeadLetters int `json:"dead_letters"` // dead letters
+}
+
+// Privacy is implemented by a queue that keeps the relay's suppression list in its store
+// (shared by every relay of a shared store) and can erase a person's events. Everything it
+// removes is counted Filtered (an item: Queued−1; a letter: DeadLettered−1), so the counters
+// keep reconciling.
+type Privacy interface {
+	// AddSuppressions stores the keys (a selector's stored form) durably; adding a key
+	// already there does nothing.
+	AddSuppressions(keys []string) error
+	// RemoveSuppressions removes the keys and says how many were there.
+	RemoveSuppressions(keys []string) (int, error)
+	// Suppressions lists the stored keys, sorted.
+	Suppressions() ([]string, error)
+	// Erase removes every pending item and dead letter whose entry match selects, and every
+	// copy of their events the store keeps on disk, and says how many it removed of each.
+	Erase(match func(queue Entry) bool) (Erased, error)
+	// ExpireDeadLetters removes the dead letters that went dead before cutoff and says how
+	// many.
+	ExpireDeadLetters(cutoff time.Time) (int, error)
+}

@@ -21,6 +21,7 @@ func (r *Relay) adminRoutes() *echo.Echo {
 	e := admin.NewEcho()
 	r.api.Mount(e)                                    // /admin/counters, /admin/dlq...
 	r.mountLive(e)                                    // /admin/config, /admin/reload
+	r.mountPrivacy(e)                                 // /admin/suppressions, /admin/privacy/erase
 	e.Any("/emulator/*", r.serveSandbox, r.api.Guard) // the sandbox emulator's records
 	if r.dbg != nil {
 		r.dbg.Mount(e, r.api.Guard, r.api.Login("/debugger/")) // /debugger/: the page and its API

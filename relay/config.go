@@ -87,6 +87,12 @@ type Config struct {
 	// mapping and delivery (--debugger-follow, default 500; negative: every event); past it,
 	// events are counted as not followed and cost the taps one lookup each.
 	DebuggerFollow int
+	// DeadLetterRetention is how long a dead letter is kept, from when it went dead
+	// (--dead-letter-retention, default 30 days); older ones are removed and counted filtered.
+	DeadLetterRetention time.Duration
+	// DebuggerMaxAge is the age past which the debugger's ring drops an event
+	// (--debugger-max-age, default 24 h).
+	DebuggerMaxAge time.Duration
 	// NoSync acknowledges before the disk sync. UNSAFE, for benchmarks only: an acknowledged
 	// event is lost if the machine crashes.
 	NoSync bool
@@ -106,6 +112,9 @@ func Defaults() Config {
 		RetryMin:      time.Second,
 		RetryMax:      5 * time.Minute,
 		DrainTimeout:  20 * time.Second,
+
+		DeadLetterRetention: DefaultDeadLetterRetention,
+		DebuggerMaxAge:      DefaultDebuggerMaxAge,
 
 		DebuggerEvents: debugger.DefaultEvents,
 		DebuggerFollow: debugger.DefaultFollow,
@@ -133,6 +142,7 @@ func (c Config) withDefaults() Config {
 	for _, p := range []struct{ v, d *time.Duration }{
 		{&c.WoopraTimeout, &d.WoopraTimeout}, {&c.RetryWindow, &d.RetryWindow}, {&c.RetryMin, &d.RetryMin},
 		{&c.RetryMax, &d.RetryMax}, {&c.DrainTimeout, &d.DrainTimeout},
+		{&c.DeadLetterRetention, &d.DeadLetterRetention}, {&c.DebuggerMaxAge, &d.DebuggerMaxAge},
 	} {
 		if *p.v == 0 {
 			*p.v = *p.d
@@ -179,7 +189,8 @@ func (c Config) validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"woopra-timeout", c.WoopraTimeout}, {"retry-window", c.RetryWindow}, {"retry-min", c.RetryMin}, {"retry-max", c.RetryMax}, {"drain-timeout", c.DrainTimeout}} {
+	}{{"woopra-timeout", c.WoopraTimeout}, {"retry-window", c.RetryWindow}, {"retry-min", c.RetryMin}, {"retry-max", c.RetryMax}, {"drain-timeout", c.DrainTimeout},
+		{"dead-letter-retention", c.DeadLetterRetention}, {"debugger-max-age", c.DebuggerMaxAge}} {
 		if d.v < 0 {
 			bad(d.name, "%s is negative; give a positive duration such as 10s or 5m", d.v)
 		}

@@ -85,6 +85,7 @@ type Relay struct {
 	api     *admin.API
 	certs   *certHolder        // the ingest listener's TLS certificate; nil for plain HTTP
 	dbg     *debugger.Debugger // nil when turned off
+	guard   *guard             // the suppression list and erased persons (privacy.go)
 
 	reloadMu sync.Mutex // one Reload at a time
 	filesMu  sync.Mutex // one ReloadFromFiles at a time
@@ -162,6 +163,7 @@ func New(cfg Config) (_ *Relay, err error) {
 	r.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	r.reg.MustRegister(newCountersCollector(r.q))
 	r.live = newLiveConfig(cfg.sourcesConfig(), r.reg)
+	r.guard = newGuard(r.q, r)
 
 	var sender destination.Sender = destination.NewClient(destination.ClientOptions{Timeout: cfg.WoopraTimeout, Conns: cfg.Workers})
 	var store server.Store = r.q
@@ -183,7 +185,7 @@ func New(cfg Config) (_ *Relay, err error) {
 	r.disp = destination.NewDispatcher(r.q, sender, destination.DispatcherOptions{
 		Workers: cfg.Workers, MinWorkers: cfg.WorkersMin, RetryWindow: cfg.RetryWindow, DrainTimeout: cfg.DrainTimeout,
 		Backoff: destination.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax, MaxRetryAfter: max(cfg.RetryMax, time.Minute)}, Logger: r.log, Registerer: r.reg,
-		Map: r.sources.mapAtDelivery(tap),
+		Map: r.sources.mapAtDelivery(tap), Drop: r.guard.drop,
 	})
 	disp.Store(r.disp)
 
@@ -193,6 +195,7 @@ func New(cfg Config) (_ *Relay, err error) {
 	opts.Registerer, opts.Gatherer, opts.Logger = r.reg, r.reg, r.log
 	opts.Timeouts.Write = max(30*time.Second, cfg.DrainTimeout)
 	opts.Mount = ingestHidden
+	opts.Suppressions = r.guard
 	if r.srv, err = server.New(opts); err != nil {
 		return nil, err
 	}
@@ -234,6 +237,7 @@ func (r *Relay) Start() error {
 	go r.watchStore(r.halted)
 	r.watchStop, r.watchDone = make(chan struct{}), make(chan struct{})
 	go r.watchRefusing()
+	go r.retain(r.watchStop)
 	go func() {
 		err := r.disp.Run(dispCtx)
 		if err != nil && dispCtx.Err() == nil { // an error after Stop cancelled it is Stop's to report

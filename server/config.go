@@ -14,6 +14,7 @@ import (
 
 	"github.com/woorelay/woorelay/mapping"
 	"github.com/woorelay/woorelay/presets"
+	"github.com/woorelay/woorelay/privacy"
 )
 
 // Config is the server's source configuration, as read from a YAML file by LoadConfig or made
@@ -34,6 +35,7 @@ import (
 //	    allowed_origins: [https://www.example.com]  # optional: origins browsers may send this source's key from
 //	    order: none                          # optional: visitor (default) keeps each visitor's events in order; none sends them side by side
 //	    woopra_auth_env: WOOPRA_AUTH         # optional: a variable holding user:password, sent as HTTP Basic on tracking requests (secure tracking)
+//	    privacy: {ip: truncate, drop: [context.traits.phone]}  # optional: what the edge removes (or hashes: hash: [paths]) before storing the event
 type Config struct {
 	// File is the path the configuration was read from ("" for DevConfig).
 	File string
@@ -77,6 +79,9 @@ type SourceConfig struct {
 	// authentication of the tracking requests (Woopra's secure tracking); WoopraAuth is its
 	// value, read at load, never written in the file.
 	WoopraAuthEnv, WoopraAuth string
+	// Privacy is the source's minimisation (privacy: ip, drop, hash), applied at the edge
+	// before anything stores the event; nil changes nothing.
+	Privacy *privacy.Minimiser
 
 	overlays []mapping.Source
 	where    string // "file:line:col" of the source, for diagnostics
@@ -124,7 +129,7 @@ func (l *loader) errAt(n *yaml.Node, code, hint, format string, args ...any) {
 
 var (
 	topKeys    = []string{"public_url", "allowed_origins", "trusted_proxies", "queue", "sources"}
-	sourceKeys = []string{"name", "write_key", "write_key_env", "preset", "settings", "mappings", "allowed_origins", "order", "woopra_auth_env"}
+	sourceKeys = []string{"name", "write_key", "write_key_env", "preset", "settings", "mappings", "allowed_origins", "order", "woopra_auth_env", "privacy"}
 )
 
 func (l *loader) parse(data []byte) *Config {
@@ -386,6 +391,8 @@ func (l *loader) source(n *yaml.Node) (SourceConfig, *yaml.Node, bool) {
 			}
 		case "allowed_origins":
 			sc.AllowedOrigins = l.origins(v)
+		case "privacy":
+			sc.Privacy = l.privacy(v, sc.Name)
 		}
 	})
 	if nameNode == nil {
@@ -487,7 +494,7 @@ func (c *Config) Compile(adjust func(name string, settings map[string]string)) (
 		}
 		origins := append([]string(nil), sc.AllowedOrigins...)
 		out = append(out, &Source{Name: sc.Name, WriteKey: sc.WriteKey, AnyKey: sc.AnyKey, Program: prog, AllowedOrigins: origins,
-			Unordered: sc.Unordered, WoopraAuth: sc.WoopraAuth})
+			Unordered: sc.Unordered, WoopraAuth: sc.WoopraAuth, Minimiser: sc.Privacy})
 	}
 	if len(errs) > 0 {
 		return nil, errs

@@ -103,7 +103,13 @@ func seqIDs() func() string {
 func testSources(t testing.TB) []*Source {
 	t.Helper()
 	t.Setenv("WOORELAY_TEST_BACKEND_KEY", keyBackend)
-	cfg, err := LoadConfig("testdata/good.yaml")
+	return loadSources(t, "testdata/good.yaml")
+}
+
+// loadSources loads a sources file and compiles its sources.
+func loadSources(t testing.TB, path string) []*Source {
+	t.Helper()
+	cfg, err := LoadConfig(path)
 	if err != nil {
 		t.Fatal(err)
 	}

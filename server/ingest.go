@@ -169,6 +169,7 @@ func (s *Server) ingestHandler(rt route) echo.HandlerFunc {
 		if e := s.build(w, rt, src, recv, r.Header.Get("SentAt"), ip); e != nil {
 			return fail(e)
 		}
+		s.protect(w, src)
 		// The append is not abandoned when the client hangs up (browsers close the socket
 		// of a beacon or keepalive request on navigation): the events are stored and counted,
 		// and the request is counted client_closed. The write timeout bounds it instead.

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/woorelay/woorelay/mapping"
+	"github.com/woorelay/woorelay/privacy"
 	"github.com/woorelay/woorelay/queue"
 )
 
@@ -61,6 +62,9 @@ type Source struct {
 	// WoopraAuth is "user:password" for HTTP Basic on the tracking requests, or "" (the
 	// sources file's woopra_auth_env; delivery adds it, ingest does not use it).
 	WoopraAuth string
+	// Minimiser changes each event before it is stored (the sources file's privacy:); nil
+	// changes nothing.
+	Minimiser *privacy.Minimiser
 
 	digest [sha256.Size]byte
 }
@@ -202,6 +206,9 @@ type Options struct {
 	Now func() time.Time
 	// NewMessageID makes the messageId of events that have none (default: a random UUID).
 	NewMessageID func() string
+	// Suppressions, when not nil, names the persons whose events are answered 200 and
+	// counted filtered without being stored (see protect).
+	Suppressions Suppressions
 }
 
 // Server is the ingest HTTP server. Create it with New.

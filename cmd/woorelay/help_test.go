@@ -32,6 +32,7 @@ func TestEveryCommandHelp(t *testing.T) {
 		{"config", []string{"[reload | check FILE...]"}},
 		{"config check", []string{"check FILE..."}},
 		{"dlq replay", []string{"replay (ID...|--all)"}},
+		{"privacy", []string{"suppress|unsuppress|erase SELECTOR... | list"}},
 		{"bench", []string{"[--stage S[,S...]]"}},
 		{"health", []string{"[--listen ADDR]"}},
 		{"presets", nil},

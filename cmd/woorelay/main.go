@@ -6,6 +6,7 @@
 //
 //	woorelay serve [--config FILE] [--listen ADDR] [--admin-listen ADDR] [--data DIR] [--woopra-url URL]
 //	woorelay dlq list | show ID | replay (ID...|--all)
+//	woorelay privacy suppress|unsuppress|erase SELECTOR... | list
 //	woorelay config [reload | check FILE...]
 //	woorelay health [--listen ADDR] [--url URL]
 //	woorelay emulate | bench | transform | explain | test | lint | diff | corpus | presets | docs
@@ -54,6 +55,8 @@ Commands:
             with faults on command (see emulator/README.md)
   dlq       [--server URL] [--admin-token TOKEN] list | show ID | replay (ID...|--all)
             see why events were dead-lettered and replay them after a fix
+  privacy   [--server URL] [--admin-token TOKEN] suppress|unsuppress|erase SELECTOR... | list
+            stop a person's events, or erase them from everything the relay holds
   bench     [--stage transform,ingest,e2e,outage|all] [--rounds N] [--conns N] [--duration D] [--json]
             measure each stage against its ceiling in the same run (see BENCHMARKS.md)
   health    [--listen ADDR] [--url URL] [--timeout D]
@@ -98,6 +101,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdEmulate(args[1:], stdout, stderr)
 	case "dlq":
 		return cmdDlq(args[1:], stdout, stderr)
+	case "privacy":
+		return cmdPrivacy(args[1:], stdout, stderr)
 	case "config":
 		return cmdConfig(args[1:], stdout, stderr)
 	case "bench":

@@ -25,6 +25,7 @@ type serveFlags struct {
 	workers, workersMin, debuggerEvents, debuggerFollow int
 	retryWindow, retryMin, retryMax                     time.Duration
 	woopraTimeout, drainTimeout                         time.Duration
+	deadLetterRetention, debuggerMaxAge                 time.Duration
 	logLevel                                            string
 	watch                                               bool
 	watchDebounce                                       time.Duration
@@ -46,6 +47,8 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.workersMin, "workers-min", 0, "floor of the adaptive concurrency limit (0: 4, or --workers when lower); equal to --workers pins the concurrency at --workers")
 	fs.IntVar(&f.debuggerEvents, "debugger-events", d.DebuggerEvents, "how many of the latest events the debugger page (/debugger/ on the admin listener) keeps (0 = no debugger)")
 	fs.IntVar(&f.debuggerFollow, "debugger-follow", d.DebuggerFollow, "how many new events a second the debugger follows; the others are counted, not shown (0 = every event)")
+	fs.DurationVar(&f.deadLetterRetention, "dead-letter-retention", d.DeadLetterRetention, "how long a dead letter is kept, from when it went dead; older ones are removed and counted filtered")
+	fs.DurationVar(&f.debuggerMaxAge, "debugger-max-age", d.DebuggerMaxAge, "the debugger keeps no event received longer ago than this")
 	fs.DurationVar(&f.retryWindow, "retry-window", d.RetryWindow, "how long a failing event is retried before it is dead-lettered")
 	fs.DurationVar(&f.retryMin, "retry-min", d.RetryMin, "first retry backoff (exponential, full jitter)")
 	fs.DurationVar(&f.retryMax, "retry-max", d.RetryMax, "largest retry backoff")
@@ -78,6 +81,7 @@ func (f serveFlags) relayConfig(log *slog.Logger) (relay.Config, error) {
 		Listen: f.listen, AdminListen: f.adminListen, TLSCert: f.tlsCert, TLSKey: f.tlsKey, DataDir: f.data, QueueURL: f.queueURL, WoopraURL: f.woopraURL, DiskBudget: budget, Workers: f.workers, WorkersMin: f.workersMin,
 		WoopraTimeout: f.woopraTimeout, RetryWindow: f.retryWindow, RetryMin: f.retryMin, RetryMax: f.retryMax,
 		DrainTimeout: f.drainTimeout, AdminToken: f.adminToken, Logger: log, DebuggerEvents: dbgEvents, DebuggerFollow: dbgFollow,
+		DeadLetterRetention: f.deadLetterRetention, DebuggerMaxAge: f.debuggerMaxAge,
 	}
 	if f.config != "" {
 		if cfg.Sources, err = server.LoadConfig(f.config); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/woorelay/woorelay/queue"
 )
@@ -80,6 +81,8 @@ type Options struct {
 
 // Queue is the on-disk implementation of queue.Queue. It is safe for concurrent use.
 type Queue struct {
+	dir    string
+	wals   walLog // the write-ahead logs pebble created (erase.go)
 	db     *pebble.DB
 	segs   *segmentLog // the payload log: entry bodies of pending items
 	room   *room       // the lock, the reserve file, the disk budget's measure
@@ -203,6 +206,7 @@ func Open(dir string, opts Options) (*Queue, error) {
 		return nil, fmt.Errorf("queue/disk: MemTableSize %d must be below 4 GiB", opts.MemTableSize)
 	}
 	q := &Queue{
+		dir:          dir,
 		known:        map[uint64]knownItem{},
 		touched:      map[uint64]uint64{},
 		opts:         opts,
@@ -249,7 +253,8 @@ func Open(dir string, opts Options) (*Queue, error) {
 		MemTableStopWritesThreshold: memTableStopWrites,
 		FormatMajorVersion:          pebble.FormatNewest,
 		Logger:                      pebbleLogger{q.log},
-		EventListener:               q.pebbleEvents(),
+		EventListener:               q.withWALs(q.pebbleEvents()),
+		FS:                          scrubFS{vfs.Default},
 	}
 	for i := range po.Levels {
 		// Bloom filters make the dedup lookup of a new (unseen) message id cheap.

@@ -79,6 +79,10 @@ type segmentLog struct {
 	cached int64
 
 	empty chan struct{} // signalled when a segment other than the active one has no live item
+
+	// rewrite is held for writing while an erasure rewrites frames in place (erase.go), and
+	// for reading while a frame is read from its file, so no read sees a frame half rewritten.
+	rewrite sync.RWMutex
 }
 
 func segmentName(id uint64) string { return fmt.Sprintf("%016x.seg", id) }
@@ -188,6 +192,7 @@ func (s *segmentLog) readFrame(id, off uint64, wantBody bool) (kind byte, size u
 // frameHead is a frame's decoded header.
 type frameHead struct {
 	kind       byte
+	version    byte // frameVersion, or framePadded for a frame an erasure rewrote in place
 	clen, rlen uint32
 	crc        uint32
 }
@@ -199,8 +204,8 @@ func (seg *segment) header(off uint64) (frameHead, error) {
 	if _, err := seg.f.ReadAt(b[:], int64(off)); err != nil {
 		return frameHead{}, fmt.Errorf("frame header: %w", err)
 	}
-	h := frameHead{kind: b[0], clen: binary.BigEndian.Uint32(b[2:]), rlen: binary.BigEndian.Uint32(b[6:]), crc: binary.BigEndian.Uint32(b[10:])}
-	if (h.kind != frameMagic && h.kind != commitMagic) || b[1] != frameVersion {
+	h := frameHead{kind: b[0], version: b[1], clen: binary.BigEndian.Uint32(b[2:]), rlen: binary.BigEndian.Uint32(b[6:]), crc: binary.BigEndian.Uint32(b[10:])}
+	if (h.kind != frameMagic && h.kind != commitMagic) || (b[1] != frameVersion && b[1] != framePadded) {
 		return frameHead{}, fmt.Errorf("bad header %x", b[:2])
 	}
 	if int64(off)+frameHeader+int64(h.clen) > seg.size || h.rlen > 8*maxGroupBytes {
@@ -217,6 +222,13 @@ func (seg *segment) body(off uint64, h frameHead) ([]byte, error) {
 	}
 	if crc32.Checksum(comp, castagnoli) != h.crc {
 		return nil, errors.New("checksum mismatch")
+	}
+	if h.version == framePadded {
+		n, k := binary.Uvarint(comp)
+		if k <= 0 || n > uint64(len(comp)-k) {
+			return nil, errors.New("bad inner length of a rewritten frame")
+		}
+		comp = comp[k : k+int(n)]
 	}
 	raw, err := s2.Decode(make([]byte, h.rlen), comp)
 	if err != nil || len(raw) != int(h.rlen) {
@@ -465,6 +477,7 @@ func (s *segmentLog) frame(r frameRef) ([]byte, error) {
 	if seg == nil {
 		return nil, fmt.Errorf("%w (payload segment %s is missing)", ErrCorrupt, segmentName(r.seg))
 	}
+	s.rewrite.RLock()
 	h, err := seg.header(r.off)
 	var raw []byte
 	if err == nil && h.kind != frameMagic {
@@ -473,6 +486,7 @@ func (s *segmentLog) frame(r frameRef) ([]byte, error) {
 	if err == nil {
 		raw, err = seg.body(r.off, h)
 	}
+	s.rewrite.RUnlock()
 	if err != nil {
 		return nil, fmt.Errorf("%w (payload segment %s, frame at %d: %v)", ErrCorrupt, segmentName(r.seg), r.off, err)
 	}

@@ -196,6 +196,9 @@ type Queue struct {
 	replayMu  sync.Mutex
 	closing   chan struct{} // closed by Close
 	health    health
+
+	supMu sync.Mutex
+	sup   jetstream.KeyValue // the suppression list's bucket, once created (privacy.go)
 }
 
 // Open connects (unless Options.Conn is given), creates or binds the streams and buckets,
@@ -381,7 +384,13 @@ type apiResponse struct {
 // answers 10057 "no message found" (or 10043 "sequence not found"), and nats.go passes it on
 // as text only.
 func (q *Queue) deleteMsg(ctx context.Context, stream string, seq uint64) error {
-	body := strconv.AppendUint([]byte(`{"no_erase":true,"seq":`), seq, 10)
+	return q.removeMsg(ctx, stream, seq, false)
+}
+
+// removeMsg is deleteMsg; with erase, the server also overwrites the message in its files
+// (an erasure: privacy.go).
+func (q *Queue) removeMsg(ctx context.Context, stream string, seq uint64, erase bool) error {
+	body := strconv.AppendUint([]byte(`{"no_erase":`+strconv.FormatBool(!erase)+`,"seq":`), seq, 10)
 	body = append(body, '}')
 	resp, err := q.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.DELETE."+stream, body)
 	if err != nil {

@@ -69,6 +69,9 @@ func Run(t *testing.T, b Backend) {
 	t.Run("AppendCanceled", func(t *testing.T) { testAppendCanceled(t, b) })
 	t.Run("CloseUnderLoad", func(t *testing.T) { testCloseUnderLoad(t, b) })
 	t.Run("OldestReceived", func(t *testing.T) { testOldestReceived(t, b) })
+	t.Run("Suppressions", func(t *testing.T) { testSuppressions(t, b) })
+	t.Run("Erase", func(t *testing.T) { testErase(t, b) })
+	t.Run("ExpireDeadLetters", func(t *testing.T) { testExpireDeadLetters(t, b) })
 }
 
 // testOldestReceived: a queue that reports its oldest pending item (queue.OldestReporter)
