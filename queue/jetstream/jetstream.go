@@ -962,7 +962,7 @@ func (q *Queue) Counters() queue.Counters {
 	}
 	// This relay's delivered items that wait for their partition's next flush leave the
 	// stream first, so that they count as delivered as soon as Done returned.
-	q.flushAll(context.Background())
+	q.flushAll(context.Background(), false)
 	for try := 0; ; try++ {
 		c, err := q.readCounters()
 		if err != nil {

@@ -34,12 +34,13 @@ func (q *Queue) flushLoop(ctx context.Context) {
 		case <-tick.C:
 		case <-q.flushNow:
 		}
-		q.flushAll(ctx)
+		q.flushAll(ctx, false)
 	}
 }
 
-// flushAll flushes every hold with finished items.
-func (q *Queue) flushAll(ctx context.Context) {
+// flushAll flushes every hold with finished items; force removes those above a held item
+// too, whatever their age.
+func (q *Queue) flushAll(ctx context.Context, force bool) {
 	q.mu.Lock()
 	held := make(map[int]*part, len(q.parts))
 	for p, pt := range q.parts {
@@ -49,7 +50,7 @@ func (q *Queue) flushAll(ctx context.Context) {
 	}
 	q.mu.Unlock()
 	for p, pt := range held {
-		if err := q.flushPart(p, pt, false); err != nil && ctx.Err() == nil {
+		if err := q.flushPart(p, pt, force); err != nil && ctx.Err() == nil {
 			q.log.Warn("removing delivered items from the stream failed; retrying", "partition", p, "err", err)
 		}
 	}
