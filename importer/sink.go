@@ -1,0 +1,193 @@
+package importer
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// HTTPSink posts batches to a relay's /v1/import with a source's write key, and holds back
+// while the relay's queue is long, so that live events keep being delivered within the time
+// the relay takes to deliver MaxBacklog events.
+type HTTPSink struct {
+	// URL is the relay's ingest base URL (http://127.0.0.1:8080).
+	URL string
+	// WriteKey is the write key of the source whose preset maps the events.
+	WriteKey string
+	// MaxBacklog is the most events the relay's queue may hold (woorelay_queue_backlog on its
+	// /metrics, live events included) before a batch is sent; 0: no limit.
+	MaxBacklog int64
+	// RetryFor is how long a batch is retried while the relay refuses it for now (503, 429,
+	// a network error) before the import stops (default 10 minutes).
+	RetryFor time.Duration
+	// Client is the HTTP client (default: one with keep-alive connections).
+	Client *http.Client
+
+	mu       sync.Mutex
+	polled   time.Time
+	backlog  int64 // last value read
+	added    int64 // events acknowledged since then
+	inFlight int64 // events sent and not yet acknowledged
+}
+
+// UserAgent is what the importer's requests carry, so the relay's logs tell them apart.
+const UserAgent = "woorelay-import/1"
+
+func (s *HTTPSink) client() *http.Client {
+	if s.Client != nil {
+		return s.Client
+	}
+	return http.DefaultClient
+}
+
+// Send posts events as one batch, retrying refusals that say "later", and returns once the
+// relay acknowledged them (stored and synced).
+func (s *HTTPSink) Send(ctx context.Context, events [][]byte) error {
+	if err := s.waitRoom(ctx, int64(len(events))); err != nil {
+		return err
+	}
+	defer func() {
+		s.mu.Lock()
+		s.inFlight -= int64(len(events))
+		s.mu.Unlock()
+	}()
+	n := 12
+	for _, e := range events {
+		n += len(e) + 1
+	}
+	body := make([]byte, 0, n)
+	body = append(body, `{"batch":[`...)
+	body = append(body, bytes.Join(events, []byte{','})...)
+	body = append(body, "]}"...)
+	retryFor := s.RetryFor
+	if retryFor <= 0 {
+		retryFor = 10 * time.Minute
+	}
+	deadline := time.Now().Add(retryFor)
+	wait := 200 * time.Millisecond
+	for {
+		status, after, msg, err := s.post(ctx, body)
+		if err == nil && status == http.StatusOK {
+			s.mu.Lock()
+			s.added += int64(len(events))
+			s.mu.Unlock()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		retry := err != nil || status == http.StatusTooManyRequests || status >= 500
+		if !retry {
+			hint := ""
+			if status == http.StatusUnauthorized {
+				hint = " (the write key is not one of the relay's sources: give --write-key, or --config and --source naming the relay's sources file)"
+			}
+			return fmt.Errorf("the relay answered %d to a batch of %d events: %s%s", status, len(events), msg, hint)
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				return fmt.Errorf("the relay at %s did not take a batch for %v: %w", s.URL, retryFor, err)
+			}
+			return fmt.Errorf("the relay at %s refused a batch for %v: %d %s", s.URL, retryFor, status, msg)
+		}
+		if after > 0 {
+			wait = after
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// post sends one request and returns its status, Retry-After and the start of its body.
+func (s *HTTPSink) post(ctx context.Context, body []byte) (int, time.Duration, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(s.URL, "/")+"/v1/import", bytes.NewReader(body))
+	if err != nil {
+		return 0, 0, "", err
+	}
+	req.SetBasicAuth(s.WriteKey, "")
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", UserAgent)
+	resp, err := s.client().Do(req)
+	if err != nil {
+		return 0, 0, "", err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	var after time.Duration
+	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+		after = time.Duration(secs) * time.Second
+	}
+	return resp.StatusCode, after, strings.TrimSpace(string(msg)), nil
+}
+
+// waitRoom waits until the relay's queue, with what this sink has added since it last looked
+// and what is in flight, leaves room for n more events.
+func (s *HTTPSink) waitRoom(ctx context.Context, n int64) error {
+	for {
+		s.mu.Lock()
+		if s.MaxBacklog <= 0 {
+			s.inFlight += n
+			s.mu.Unlock()
+			return nil
+		}
+		if time.Since(s.polled) >= 50*time.Millisecond {
+			s.mu.Unlock()
+			b, err := s.Backlog(ctx)
+			if err != nil {
+				return err
+			}
+			s.mu.Lock()
+			s.backlog, s.added, s.polled = b, 0, time.Now()
+		}
+		if s.backlog+s.added+s.inFlight+n <= s.MaxBacklog || s.backlog+s.added+s.inFlight == 0 {
+			s.inFlight += n
+			s.mu.Unlock()
+			return nil
+		}
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Backlog reads woorelay_queue_backlog from the relay's /metrics.
+func (s *HTTPSink) Backlog(ctx context.Context) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(s.URL, "/")+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := s.client().Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("reading the relay's backlog: %w (is woorelay serve running there? or pass --max-backlog 0)", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("reading the relay's backlog: GET /metrics answered %s (pass --max-backlog 0 to import without the throttle)", resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "woorelay_queue_backlog "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return 0, fmt.Errorf("reading the relay's backlog: %q: %w", v, err)
+			}
+			return int64(f), nil
+		}
+	}
+	return 0, fmt.Errorf("reading the relay's backlog: /metrics has no woorelay_queue_backlog (pass --max-backlog 0 to import without the throttle)")
+}
