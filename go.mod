@@ -22,6 +22,7 @@ require (
 	github.com/tidwall/gjson v1.20.1
 	github.com/valyala/fasthttp v1.79.0
 	gocloud.dev v0.49.0
+	golang.org/x/term v0.48.0
 	gopkg.in/segmentio/analytics-go.v3 v3.1.0
 	gopkg.in/yaml.v3 v3.0.1
 )

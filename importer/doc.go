@@ -12,7 +12,7 @@
 // with the same messageIds (an event without one gets an id derived from its object and line),
 // so the relay's dedup drops them.
 //
-// Throttling: HTTPSink waits while the relay's queue holds more than MaxBacklog events (read
-// from its /metrics), so that live events queued behind the import wait for at most that many;
-// Options.Rate caps the events per second.
+// Throttling: HTTPSink waits while the relay's queue (read from its /metrics) holds more than
+// it delivers in MaxDelay, so that a live event queued behind the import waits about that long
+// at most; Options.Rate caps the events per second.
 package importer

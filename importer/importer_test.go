@@ -327,7 +327,7 @@ func TestHTTPSinkWaitsForBacklog(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	s := &HTTPSink{URL: srv.URL, WriteKey: "k", MaxBacklog: 1000}
+	s := &HTTPSink{URL: srv.URL, WriteKey: "k", MaxDelay: time.Second}
 	done := make(chan error, 1)
 	go func() { done <- s.Send(context.Background(), [][]byte{[]byte(`{"type":"track"}`)}) }()
 	time.Sleep(300 * time.Millisecond)

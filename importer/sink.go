@@ -14,16 +14,21 @@ import (
 )
 
 // HTTPSink posts batches to a relay's /v1/import with a source's write key, and holds back
-// while the relay's queue is long, so that live events keep being delivered within the time
-// the relay takes to deliver MaxBacklog events.
+// while the relay's queue is long: a live event queued behind the import waits about MaxDelay
+// at most. The sink measures how fast the relay delivers (from its backlog, read every 50 ms
+// while it has work) and lets the queue hold that rate × MaxDelay events (at least
+// MinBacklog, at most MaxBacklog).
 type HTTPSink struct {
 	// URL is the relay's ingest base URL (http://127.0.0.1:8080).
 	URL string
 	// WriteKey is the write key of the source whose preset maps the events.
 	WriteKey string
-	// MaxBacklog is the most events the relay's queue may hold (woorelay_queue_backlog on its
-	// /metrics, live events included) before a batch is sent; 0: no limit.
-	MaxBacklog int64
+	// MaxDelay is how long a live event may wait behind the import's events in the relay's
+	// queue (woorelay_queue_backlog on its /metrics, live events included); 0: no throttle.
+	MaxDelay time.Duration
+	// MinBacklog is the queue the import may keep whatever the measured rate (default 1,000),
+	// so that delivery never runs dry; MaxBacklog caps it (0: no cap).
+	MinBacklog, MaxBacklog int64
 	// RetryFor is how long a batch is retried while the relay refuses it for now (503, 429,
 	// a network error) before the import stops (default 10 minutes).
 	RetryFor time.Duration
@@ -32,9 +37,10 @@ type HTTPSink struct {
 
 	mu       sync.Mutex
 	polled   time.Time
-	backlog  int64 // last value read
-	added    int64 // events acknowledged since then
-	inFlight int64 // events sent and not yet acknowledged
+	backlog  int64   // last value read
+	added    int64   // events acknowledged since then
+	inFlight int64   // events sent and not yet acknowledged
+	rate     float64 // events/s the relay delivers (moving average while it has work)
 }
 
 // UserAgent is what the importer's requests carry, so the relay's logs tell them apart.
@@ -136,21 +142,21 @@ func (s *HTTPSink) post(ctx context.Context, body []byte) (int, time.Duration, s
 func (s *HTTPSink) waitRoom(ctx context.Context, n int64) error {
 	for {
 		s.mu.Lock()
-		if s.MaxBacklog <= 0 {
+		if s.MaxDelay <= 0 {
 			s.inFlight += n
 			s.mu.Unlock()
 			return nil
 		}
-		if time.Since(s.polled) >= 50*time.Millisecond {
+		if since := time.Since(s.polled); since >= 50*time.Millisecond {
 			s.mu.Unlock()
 			b, err := s.Backlog(ctx)
 			if err != nil {
 				return err
 			}
 			s.mu.Lock()
-			s.backlog, s.added, s.polled = b, 0, time.Now()
+			s.observe(b, since)
 		}
-		if s.backlog+s.added+s.inFlight+n <= s.MaxBacklog || s.backlog+s.added+s.inFlight == 0 {
+		if q := s.backlog + s.added + s.inFlight; q+n <= s.allowed() || q == 0 {
 			s.inFlight += n
 			s.mu.Unlock()
 			return nil
@@ -159,9 +165,43 @@ func (s *HTTPSink) waitRoom(ctx context.Context, n int64) error {
 		select {
 		case <-ctx.Done():
 			return context.Cause(ctx)
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(25 * time.Millisecond):
 		}
 	}
+}
+
+// observe takes a new reading of the relay's backlog, since the last one.
+func (s *HTTPSink) observe(b int64, since time.Duration) {
+	delivered := s.backlog + s.added - b
+	if !s.polled.IsZero() && b > 0 && s.backlog > 0 && since < time.Second && delivered >= 0 {
+		inst := float64(delivered) / since.Seconds()
+		if s.rate == 0 {
+			s.rate = inst
+		} else {
+			s.rate = 0.9*s.rate + 0.1*inst
+		}
+	}
+	s.backlog, s.added, s.polled = b, 0, time.Now()
+}
+
+// allowed is the queue the import may keep now.
+func (s *HTTPSink) allowed() int64 {
+	floor := s.MinBacklog
+	if floor <= 0 {
+		floor = 1000
+	}
+	a := max(floor, int64(s.rate*s.MaxDelay.Seconds()))
+	if s.MaxBacklog > 0 {
+		a = min(a, s.MaxBacklog)
+	}
+	return a
+}
+
+// DeliveryRate returns the relay's delivery rate as the sink measured it (events/s; 0: not yet).
+func (s *HTTPSink) DeliveryRate() float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rate
 }
 
 // Backlog reads woorelay_queue_backlog from the relay's /metrics.
@@ -172,11 +212,11 @@ func (s *HTTPSink) Backlog(ctx context.Context) (int64, error) {
 	}
 	resp, err := s.client().Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("reading the relay's backlog: %w (is woorelay serve running there? or pass --max-backlog 0)", err)
+		return 0, fmt.Errorf("reading the relay's backlog: %w (is woorelay serve running there? --max-delay 0 imports without reading it)", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("reading the relay's backlog: GET /metrics answered %s (pass --max-backlog 0 to import without the throttle)", resp.Status)
+		return 0, fmt.Errorf("reading the relay's backlog: GET /metrics answered %s (--max-delay 0 imports without the throttle)", resp.Status)
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(nil, 1<<20)
@@ -189,5 +229,5 @@ func (s *HTTPSink) Backlog(ctx context.Context) (int64, error) {
 			return int64(f), nil
 		}
 	}
-	return 0, fmt.Errorf("reading the relay's backlog: /metrics has no woorelay_queue_backlog (pass --max-backlog 0 to import without the throttle)")
+	return 0, fmt.Errorf("reading the relay's backlog: /metrics has no woorelay_queue_backlog (--max-delay 0 imports without the throttle)")
 }
