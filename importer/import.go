@@ -49,6 +49,7 @@ type Stats struct {
 	Objects        int           // objects listed
 	ObjectsPruned  int           // passed over: every event received before the window
 	ObjectsDone    int           // finished by this run or an earlier one
+	ObjectsResumed int           // of which finished by an earlier run (the checkpoint says)
 	Bytes          int64         // stored size of the objects to read
 	BytesRead      int64         // of which read so far (and those finished before)
 	Events         int64         // events read
@@ -64,7 +65,6 @@ type Stats struct {
 	Done           bool          // set in the last call of Progress
 	started        time.Time
 	windowSet      bool
-	objectsFromCkp int
 }
 
 // Rate returns the events acknowledged per second so far.
@@ -260,7 +260,7 @@ func (r *runner) produce(ctx context.Context, work chan<- *batch) error {
 			return fmt.Errorf("%s changed since the checkpoint %s recorded it (%d bytes then, %d now); import it with another --checkpoint, or remove the checkpoint to start over (events already sent would be sent again)", id, r.o.Checkpoint.path, st.Size, ob.Size)
 		}
 		if st.Done {
-			r.update(func(s *Stats) { s.ObjectsDone++; s.BytesRead += ob.Size })
+			r.update(func(s *Stats) { s.ObjectsDone++; s.ObjectsResumed++; s.BytesRead += ob.Size })
 			continue
 		}
 		if !r.o.Since.IsZero() && !ob.To.IsZero() && ob.To.Add(receiveSkew).Before(r.o.Since) {

@@ -33,6 +33,7 @@ func TestEveryCommandHelp(t *testing.T) {
 		{"config check", []string{"check FILE..."}},
 		{"dlq replay", []string{"replay (ID...|--all)"}},
 		{"bench", []string{"[--stage S[,S...]]"}},
+		{"import", []string{"[flags] LOCATION..."}},
 		{"health", []string{"[--listen ADDR]"}},
 		{"presets", nil},
 		{"docs", nil},

@@ -436,8 +436,8 @@ func writeImportSummary(w io.Writer, st importer.Stats, ckp string) {
 	if st.ObjectsPruned > 0 {
 		fmt.Fprintf(w, "; %d objects passed over (received before the window)", st.ObjectsPruned)
 	}
-	if st.LinesResumed > 0 || st.ObjectsDone > 0 {
-		fmt.Fprintf(w, "; %d lines acknowledged by an earlier run passed over", st.LinesResumed)
+	if st.LinesResumed > 0 || st.ObjectsResumed > 0 {
+		fmt.Fprintf(w, "; %d objects and %d lines acknowledged by an earlier run passed over", st.ObjectsResumed, st.LinesResumed)
 	}
 	fmt.Fprintf(w, "; checkpoint %s\n", ckp)
 	if st.FirstBad != "" {
@@ -475,8 +475,8 @@ func (d *dryRunSink) Send(_ context.Context, events [][]byte) error {
 func (d *dryRunSink) write(w io.Writer, source string, st importer.Stats) {
 	fmt.Fprintf(w, "dry run (source %s): %d events would be sent; read %d events from %d objects: %d outside the window, %d without a time, %d too large, %d bad lines",
 		source, d.total, st.Events, st.Objects, st.OutsideWindow, st.NoTime, st.TooLarge, st.Bad)
-	if st.LinesResumed > 0 || st.ObjectsDone > st.ObjectsPruned {
-		fmt.Fprintf(w, " (%d lines already sent by an earlier run)", st.LinesResumed)
+	if st.LinesResumed > 0 || st.ObjectsResumed > 0 {
+		fmt.Fprintf(w, " (%d objects and %d lines already sent by an earlier run)", st.ObjectsResumed, st.LinesResumed)
 	}
 	fmt.Fprintln(w)
 	keys := make([][2]string, 0, len(d.counts))
