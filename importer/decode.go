@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -37,15 +38,16 @@ func decodeLine(line []byte, id string, out []decoded) ([]decoded, error) {
 	root := gjson.ParseBytes(line)
 	payload := root.Get("payload")
 	if !payload.IsObject() || !root.Get("createdAt").Exists() {
-		ev, at, err := normalise(line, root, "", id)
+		ev, at, err := normalise(line, root, "", "", id)
 		return append(out, decoded{ev, at}), err
 	}
 	// A RudderStack archive record: the gateway's job payload.
 	created := root.Get("createdAt").String()
+	ip := payload.Get("requestIP").String()
 	batch := payload.Get("batch")
 	if !batch.IsArray() {
 		raw := []byte(payload.Raw)
-		ev, at, err := normalise(raw, payload, created, id)
+		ev, at, err := normalise(raw, payload, created, ip, id)
 		return append(out, decoded{ev, at}), err
 	}
 	recv := payload.Get("receivedAt").String()
@@ -61,7 +63,7 @@ func decodeLine(line []byte, id string, out []decoded) ([]decoded, error) {
 		}
 		var ev []byte
 		var at time.Time
-		ev, at, err = normalise([]byte(e.Raw), e, recv, id+"#"+strconv.Itoa(i))
+		ev, at, err = normalise([]byte(e.Raw), e, recv, ip, id+"#"+strconv.Itoa(i))
 		out = append(out, decoded{ev, at})
 		i++
 		return err == nil
@@ -117,8 +119,25 @@ func parseTime(v gjson.Result) (time.Time, bool) {
 }
 
 // normalise returns ev ready to send (see decodeLine) and its time. An event that already has
-// a timestamp, an originalTimestamp and a messageId is returned as it is.
-func normalise(raw []byte, ev gjson.Result, recv, id string) ([]byte, time.Time, error) {
+// a timestamp, an originalTimestamp and a messageId is returned as it is. ip, when not empty, is
+// the address the archive recorded for the request (RudderStack's requestIP): it becomes the
+// event's context.ip when the event has none, as RudderStack's processor does, instead of
+// the relay taking the importer's address.
+func normalise(raw []byte, ev gjson.Result, recv, ip, id string) ([]byte, time.Time, error) {
+	if ip != "" && ev.Get("context.ip").String() == "" {
+		// Offsets from GetBytes on raw itself: a Result taken from a larger document counts
+		// them from that document's start.
+		if ctx := gjson.GetBytes(raw, "context"); ctx.IsObject() && ctx.Index > 0 && !ev.Get("context.ip").Exists() {
+			sep := ","
+			if len(ctx.Map()) == 0 {
+				sep = ""
+			}
+			raw = slices.Concat(raw[:ctx.Index+1], []byte(`"ip":`+strconv.Quote(ip)+sep), raw[ctx.Index+1:])
+		} else if !ctx.Exists() {
+			raw = appendMembers(raw, `"context":{"ip":`+strconv.Quote(ip)+`}`)
+		}
+		ev = gjson.ParseBytes(raw)
+	}
 	at, computed := eventTime(ev, recv)
 	var add []string // "key":value pairs to add
 	if computed {
@@ -145,17 +164,22 @@ func normalise(raw []byte, ev gjson.Result, recv, id string) ([]byte, time.Time,
 			return rewrite(raw, add, at)
 		}
 	}
+	return appendMembers(raw, add...), at, nil
+}
+
+// appendMembers adds "key":value pairs at the end of a JSON object.
+func appendMembers(raw []byte, kvs ...string) []byte {
 	out := make([]byte, 0, len(raw)+64)
 	body := bytes.TrimRight(raw, " \t\r\n")
 	out = append(out, body[:len(body)-1]...)
 	empty := len(bytes.TrimSpace(body[1:len(body)-1])) == 0
-	for i, kv := range add {
+	for i, kv := range kvs {
 		if i > 0 || !empty {
 			out = append(out, ',')
 		}
 		out = append(out, kv...)
 	}
-	return append(out, '}'), at, nil
+	return append(out, '}')
 }
 
 // addsKey reports whether add sets key.

@@ -91,6 +91,20 @@ func TestDecodeRudderStackRecord(t *testing.T) {
 	if err != nil || strings.Count(string(out[0].event), `"timestamp"`) != 1 || gjson.GetBytes(out[0].event, "timestamp").String() != "2024-05-01T09:59:59.000Z" {
 		t.Errorf("null timestamp: %s %v", out[0].event, err)
 	}
+	// RudderStack's requestIP becomes context.ip where the event has none (else the relay
+	// would take the importer's address); an event's own is kept.
+	withIP := []byte(`{"payload":{"requestIP":"203.0.113.9","batch":[{"type":"track","messageId":"a","timestamp":"2024-05-01T10:00:00Z","originalTimestamp":"2024-05-01T10:00:00Z","context":{"library":{}}},` +
+		`{"type":"track","messageId":"b","timestamp":"2024-05-01T10:00:00Z","originalTimestamp":"2024-05-01T10:00:00Z"},` +
+		`{"type":"track","messageId":"c","timestamp":"2024-05-01T10:00:00Z","originalTimestamp":"2024-05-01T10:00:00Z","context":{"ip":"198.51.100.1"}}]},"createdAt":"2024-05-01T10:00:01Z"}`)
+	out, err = decodeLine(withIP, "o:1", nil)
+	if err != nil || len(out) != 3 {
+		t.Fatalf("requestIP: %v", err)
+	}
+	for i, want := range []string{"203.0.113.9", "203.0.113.9", "198.51.100.1"} {
+		if got := gjson.GetBytes(out[i].event, "context.ip").String(); got != want || !gjson.ValidBytes(out[i].event) {
+			t.Errorf("event %d: context.ip %q, want %s: %s", i, got, want, out[i].event)
+		}
+	}
 	if _, err := decodeLine([]byte(`not json`), "o:1", nil); err == nil {
 		t.Error("a line that is not JSON was decoded")
 	}
