@@ -20,11 +20,7 @@ const goalImportRatio = 0.80
 // against the drain stage's relay delivering a backlog of as many events from disk, the two
 // alternated in each round.
 func benchImport(o Options) (Result, error) {
-	n := o.Backlog
-	if n <= 0 {
-		n = defaultBacklog
-	}
-	n = max(BatchSize, n/BatchSize*BatchSize)
+	n := o.backlog()
 	r := Result{Stage: "import", Goal: fmt.Sprintf("ratio ≥ %.2f of drain", goalImportRatio),
 		Note: fmt.Sprintf("an archive of %s events in Segment's S3 layout (gzipped NDJSON, 5,000 events an object) imported into a relay through its ingest until the emulator has every event, vs the drain stage (the same number of events delivered from a backlog on disk) in the same round", FormatRate(float64(n)))}
 	dir, err := os.MkdirTemp("", "woorelay-bench-archive-")
@@ -34,13 +30,7 @@ func benchImport(o Options) (Result, error) {
 	defer os.RemoveAll(dir)
 	o.progressf("import: writing an archive of %d events", n)
 	if _, err := importer.WriteArchive(importer.ArchiveSpec{Layout: importer.Segment, Events: n, Start: time.Now().Add(-60 * 24 * time.Hour), Span: 30 * 24 * time.Hour, PerObject: 5000, ID: fmt.Sprintf("bi%d", time.Now().UnixNano())},
-		func(key string, data []byte) error {
-			p := filepath.Join(dir, filepath.FromSlash(key))
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				return err
-			}
-			return os.WriteFile(p, data, 0o644)
-		}); err != nil {
+		importer.PutFile(dir)); err != nil {
 		return r, err
 	}
 	g, err := NewBatchGen(fmt.Sprintf("bi%d-", time.Now().UnixNano()), 50)

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/klauspost/compress/gzip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/tidwall/gjson"
 
 	"github.com/woorelay/woorelay/mapping/corpus"
@@ -118,6 +120,17 @@ func dropTop(ev []byte, key string) []byte {
 		from--
 	}
 	return slices.Concat(ev[:from], ev[to:])
+}
+
+// PutFile returns a put function for WriteArchive that writes each object to a file under dir.
+func PutFile(dir string) func(key string, data []byte) error {
+	return func(key string, data []byte) error {
+		p := filepath.Join(dir, filepath.FromSlash(key))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(p, data, 0o644)
+	}
 }
 
 // archiveObject lays out one object of events.

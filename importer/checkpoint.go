@@ -68,7 +68,7 @@ func OpenCheckpoint(path string, readOnly bool) (*Checkpoint, error) {
 		b, _ := json.Marshal(c.state[id])
 		w.Write(append(b, '\n'))
 	}
-	if err := w.Flush(); err == nil {
+	if err = w.Flush(); err == nil {
 		err = f.Sync()
 	}
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -136,13 +135,7 @@ func (s *collectSink) Send(_ context.Context, events [][]byte) error {
 func writeDir(t *testing.T, spec ArchiveSpec) (string, []ArchivedEvent) {
 	t.Helper()
 	dir := t.TempDir()
-	evs, err := WriteArchive(spec, func(key string, data []byte) error {
-		p := filepath.Join(dir, filepath.FromSlash(key))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		return os.WriteFile(p, data, 0o644)
-	})
+	evs, err := WriteArchive(spec, PutFile(dir))
 	if err != nil {
 		t.Fatal(err)
 	}

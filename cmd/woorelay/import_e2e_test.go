@@ -89,13 +89,7 @@ func newImportRig(t *testing.T) *importRig {
 func writeArchive(t *testing.T, spec importer.ArchiveSpec) (string, []importer.ArchivedEvent) {
 	t.Helper()
 	dir := t.TempDir()
-	evs, err := importer.WriteArchive(spec, func(key string, data []byte) error {
-		p := filepath.Join(dir, filepath.FromSlash(key))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		return os.WriteFile(p, data, 0o644)
-	})
+	evs, err := importer.WriteArchive(spec, importer.PutFile(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
