@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/woorelay/woorelay/admin"
 	"github.com/woorelay/woorelay/importer"
 )
 
@@ -80,7 +81,11 @@ func relayImport(o Options, dir string, n int) (rate, cpu float64, err error) {
 	}
 	defer cp.Close()
 	start, cpu0 := time.Now(), processCPU()
-	sink := &importer.HTTPSink{URL: br.r.URL(), WriteKey: WriteKey, MaxDelay: time.Second}
+	adm := admin.NewClient(br.r.AdminURL(), "", nil)
+	sink := &importer.HTTPSink{URL: br.r.URL(), WriteKey: WriteKey, MaxDelay: time.Second, ReadBacklog: func(ctx context.Context) (int64, error) {
+		c, err := adm.Counters(ctx)
+		return c.Queued, err
+	}}
 	st, err := importer.Run(ctx, importer.Options{Objects: objs, Checkpoint: cp, Sink: sink})
 	if err != nil {
 		return 0, 0, fmt.Errorf("import: %v", err)

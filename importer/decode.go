@@ -35,22 +35,21 @@ func decodeLine(line []byte, id string, out []decoded) ([]decoded, error) {
 	if !gjson.ValidBytes(line) || line[0] != '{' {
 		return out, fmt.Errorf("not a JSON object")
 	}
-	root := gjson.ParseBytes(line)
-	payload := root.Get("payload")
-	if !payload.IsObject() || !root.Get("createdAt").Exists() {
+	root := readTop(gjson.ParseBytes(line))
+	if !root.payload.IsObject() || !root.createdAt.Exists() {
 		ev, at, err := normalise(line, root, "", "", id)
 		return append(out, decoded{ev, at}), err
 	}
 	// A RudderStack archive record: the gateway's job payload.
-	created := root.Get("createdAt").String()
-	ip := payload.Get("requestIP").String()
-	batch := payload.Get("batch")
+	created := root.createdAt.String()
+	payload := readTop(root.payload)
+	ip := payload.requestIP.String()
+	batch := payload.batch
 	if !batch.IsArray() {
-		raw := []byte(payload.Raw)
-		ev, at, err := normalise(raw, payload, created, ip, id)
+		ev, at, err := normalise([]byte(root.payload.Raw), payload, created, ip, id)
 		return append(out, decoded{ev, at}), err
 	}
-	recv := payload.Get("receivedAt").String()
+	recv := payload.receivedAt.String()
 	if recv == "" {
 		recv = created
 	}
@@ -63,7 +62,7 @@ func decodeLine(line []byte, id string, out []decoded) ([]decoded, error) {
 		}
 		var ev []byte
 		var at time.Time
-		ev, at, err = normalise([]byte(e.Raw), e, recv, ip, id+"#"+strconv.Itoa(i))
+		ev, at, err = normalise([]byte(e.Raw), readTop(e), recv, ip, id+"#"+strconv.Itoa(i))
 		out = append(out, decoded{ev, at})
 		i++
 		return err == nil
@@ -71,21 +70,66 @@ func decodeLine(line []byte, id string, out []decoded) ([]decoded, error) {
 	return out, err
 }
 
+// topFields are the members of an event (or of a RudderStack record or payload) the importer
+// reads, found in one pass over the object.
+type topFields struct {
+	payload, createdAt, batch, requestIP                        gjson.Result
+	timestamp, originalTimestamp, sentAt, receivedAt, messageId gjson.Result
+	context                                                     gjson.Result
+}
+
+// readTop reads the members of v that topFields holds (the first of each name).
+func readTop(v gjson.Result) topFields {
+	var t topFields
+	v.ForEach(func(k, val gjson.Result) bool {
+		var dst *gjson.Result
+		switch k.Str {
+		case "payload":
+			dst = &t.payload
+		case "createdAt":
+			dst = &t.createdAt
+		case "batch":
+			dst = &t.batch
+		case "requestIP":
+			dst = &t.requestIP
+		case "timestamp":
+			dst = &t.timestamp
+		case "originalTimestamp":
+			dst = &t.originalTimestamp
+		case "sentAt":
+			dst = &t.sentAt
+		case "receivedAt":
+			dst = &t.receivedAt
+		case "messageId":
+			dst = &t.messageId
+		case "context":
+			dst = &t.context
+		default:
+			return true
+		}
+		if !dst.Exists() {
+			*dst = val
+		}
+		return true
+	})
+	return t
+}
+
 // eventTime reads an event's time as the relay would settle it: timestamp; else
 // receivedAt − (sentAt − originalTimestamp) when all three are known (the clock-skew
 // correction Segment and RudderStack apply); else originalTimestamp; else the time it was
 // received (recv, the archive's, when the event has no receivedAt).
-func eventTime(ev gjson.Result, recv string) (at time.Time, computed bool) {
-	if t, ok := parseTime(ev.Get("timestamp")); ok {
+func eventTime(ev topFields, recv string) (at time.Time, computed bool) {
+	if t, ok := parseTime(ev.timestamp); ok {
 		return t, false
 	}
-	orig, okOrig := parseTime(ev.Get("originalTimestamp"))
-	r := ev.Get("receivedAt")
+	orig, okOrig := parseTime(ev.originalTimestamp)
+	r := ev.receivedAt
 	if !r.Exists() {
 		r = gjson.Parse(strconv.Quote(recv))
 	}
 	rt, okRecv := parseTime(r)
-	if sent, ok := parseTime(ev.Get("sentAt")); ok && okOrig && okRecv {
+	if sent, ok := parseTime(ev.sentAt); ok && okOrig && okRecv {
 		return rt.Add(-sent.Sub(orig)), true
 	}
 	if okOrig {
@@ -123,11 +167,11 @@ func parseTime(v gjson.Result) (time.Time, bool) {
 // the address the archive recorded for the request (RudderStack's requestIP): it becomes the
 // event's context.ip when the event has none, as RudderStack's processor does, instead of
 // the relay taking the importer's address.
-func normalise(raw []byte, ev gjson.Result, recv, ip, id string) ([]byte, time.Time, error) {
-	if ip != "" && ev.Get("context.ip").String() == "" {
+func normalise(raw []byte, ev topFields, recv, ip, id string) ([]byte, time.Time, error) {
+	if ip != "" && ev.context.Get("ip").String() == "" {
 		// Offsets from GetBytes on raw itself: a Result taken from a larger document counts
 		// them from that document's start.
-		if ctx := gjson.GetBytes(raw, "context"); ctx.IsObject() && ctx.Index > 0 && !ev.Get("context.ip").Exists() {
+		if ctx := gjson.GetBytes(raw, "context"); ctx.IsObject() && ctx.Index > 0 && !ctx.Get("ip").Exists() {
 			sep := ","
 			if len(ctx.Map()) == 0 {
 				sep = ""
@@ -136,17 +180,17 @@ func normalise(raw []byte, ev gjson.Result, recv, ip, id string) ([]byte, time.T
 		} else if !ctx.Exists() {
 			raw = appendMembers(raw, `"context":{"ip":`+strconv.Quote(ip)+`}`)
 		}
-		ev = gjson.ParseBytes(raw)
+		ev = readTop(gjson.ParseBytes(raw))
 	}
 	at, computed := eventTime(ev, recv)
 	var add []string // "key":value pairs to add
 	if computed {
 		add = append(add, `"timestamp":`+strconv.Quote(at.UTC().Format(timeLayout)))
 	}
-	if !ev.Get("originalTimestamp").Exists() && !at.IsZero() {
+	if !ev.originalTimestamp.Exists() && !at.IsZero() {
 		add = append(add, `"originalTimestamp":`+strconv.Quote(at.UTC().Format(timeLayout)))
 	}
-	if mid := ev.Get("messageId"); mid.Type != gjson.String || mid.Str == "" {
+	if mid := ev.messageId; mid.Type != gjson.String || mid.Str == "" {
 		if mid.Type == gjson.Number {
 			add = append(add, `"messageId":`+strconv.Quote(mid.Raw))
 		} else {
@@ -159,8 +203,8 @@ func normalise(raw []byte, ev gjson.Result, recv, ip, id string) ([]byte, time.T
 	}
 	// Keys that are present with another kind of value (null, a number) are replaced; keys
 	// that are absent are appended before the closing brace.
-	for _, k := range []string{"timestamp", "originalTimestamp", "messageId"} {
-		if ev.Get(k).Exists() && addsKey(add, k) {
+	for k, v := range map[string]gjson.Result{"timestamp": ev.timestamp, "originalTimestamp": ev.originalTimestamp, "messageId": ev.messageId} {
+		if v.Exists() && addsKey(add, k) {
 			return rewrite(raw, add, at)
 		}
 	}

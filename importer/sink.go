@@ -15,7 +15,7 @@ import (
 
 // HTTPSink posts batches to a relay's /v1/import with a source's write key, and holds back
 // while the relay's queue is long: a live event queued behind the import waits about MaxDelay
-// at most. The sink measures how fast the relay delivers (from its backlog, read every 50 ms
+// at most. The sink measures how fast the relay delivers (from its backlog, read every 250 ms
 // while it has work) and lets the queue hold that rate × MaxDelay events (at least
 // MinBacklog, at most MaxBacklog).
 type HTTPSink struct {
@@ -34,6 +34,10 @@ type HTTPSink struct {
 	RetryFor time.Duration
 	// Client is the HTTP client (default: one with keep-alive connections).
 	Client *http.Client
+	// ReadBacklog, when set, reads the relay's queue length instead of its /metrics: the
+	// admin API's counters cost the relay less than a scrape (which also walks the queue's
+	// index for the oldest event's age).
+	ReadBacklog func(ctx context.Context) (int64, error)
 
 	mu       sync.Mutex
 	polled   time.Time
@@ -147,9 +151,13 @@ func (s *HTTPSink) waitRoom(ctx context.Context, n int64) error {
 			s.mu.Unlock()
 			return nil
 		}
-		if since := time.Since(s.polled); since >= 50*time.Millisecond {
+		if since := time.Since(s.polled); since >= pollEvery {
 			s.mu.Unlock()
-			b, err := s.Backlog(ctx)
+			read := s.Backlog
+			if s.ReadBacklog != nil {
+				read = s.ReadBacklog
+			}
+			b, err := read(ctx)
 			if err != nil {
 				return err
 			}
@@ -170,15 +178,20 @@ func (s *HTTPSink) waitRoom(ctx context.Context, n int64) error {
 	}
 }
 
+// pollEvery is how often the sink reads the relay's /metrics while it waits for room. Each
+// read costs the relay a scrape (the oldest queued event's age walks its index), so not more
+// often than this: between two readings the sink counts what it added itself.
+const pollEvery = 250 * time.Millisecond
+
 // observe takes a new reading of the relay's backlog, since the last one.
 func (s *HTTPSink) observe(b int64, since time.Duration) {
 	delivered := s.backlog + s.added - b
-	if !s.polled.IsZero() && b > 0 && s.backlog > 0 && since < time.Second && delivered >= 0 {
+	if !s.polled.IsZero() && b > 0 && s.backlog > 0 && since < 4*pollEvery && delivered >= 0 {
 		inst := float64(delivered) / since.Seconds()
 		if s.rate == 0 {
 			s.rate = inst
 		} else {
-			s.rate = 0.9*s.rate + 0.1*inst
+			s.rate = 0.7*s.rate + 0.3*inst
 		}
 	}
 	s.backlog, s.added, s.polled = b, 0, time.Now()
@@ -204,7 +217,7 @@ func (s *HTTPSink) DeliveryRate() float64 {
 	return s.rate
 }
 
-// Backlog reads woorelay_queue_backlog from the relay's /metrics.
+// Backlog reads woorelay_queue_backlog from the relay's /metrics (ReadBacklog's default).
 func (s *HTTPSink) Backlog(ctx context.Context) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(s.URL, "/")+"/metrics", nil)
 	if err != nil {

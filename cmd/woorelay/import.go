@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/woorelay/woorelay/admin"
 	"github.com/woorelay/woorelay/bench"
 	"github.com/woorelay/woorelay/importer"
 	"github.com/woorelay/woorelay/mapping"
@@ -39,7 +40,8 @@ or gs://bucket/prefix, with the provider's credentials from its usual environmen
 
 By default the events go to the relay running at --relay, with the write key of one of its
 sources (--write-key, or --source of --config), and wait while its queue holds more than
-what it delivers in --max-delay, so that live events keep flowing; --embedded runs a relay in this
+what it delivers in --max-delay (read from its admin API at --server, else
+its /metrics), so that live events keep flowing; --embedded runs a relay in this
 process on --data instead (for a machine where none runs). --dry-run sends nothing and counts
 what would be sent, by mapping and outcome. See README.md, "Moving history".
 `
@@ -79,6 +81,7 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.dryRun, "dry-run", false, "send nothing: map the events that would be sent and count them by mapping and outcome")
 	fs.StringVar(&f.progress, "progress", "auto", "auto (a bar on a terminal, lines otherwise), bar, lines or none")
 	fs.BoolVar(&f.quiet, "q", false, "no progress (as --progress none)")
+	adminURL, adminToken := adminClientFlags(fs)
 	if code, done := parseFlags(fs, args, stdout, stderr); done {
 		return code
 	}
@@ -153,7 +156,7 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
-	relayURL := f.relayURL
+	relayURL, admURL := f.relayURL, *adminURL
 	var embedded *relay.Relay
 	if f.embedded {
 		if embedded, err = startEmbedded(f, src, stderr); err != nil {
@@ -161,12 +164,23 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer embedded.Stop(20 * time.Second)
-		relayURL = embedded.URL()
+		relayURL, admURL = embedded.URL(), embedded.AdminURL()
 	}
 	sink := &importer.HTTPSink{URL: relayURL, WriteKey: src.writeKey, MaxDelay: f.maxDelay, MaxBacklog: f.maxBacklog}
-	if _, err := sink.Backlog(ctx); err != nil && f.maxDelay > 0 {
-		fmt.Fprintf(stderr, "woorelay import: %v\n(no relay running? start woorelay serve, or pass --embedded)\n", err)
-		return 1
+	if f.maxDelay > 0 {
+		adm := admin.NewClient(admURL, *adminToken, nil)
+		counters := func(ctx context.Context) (int64, error) {
+			c, err := adm.Counters(ctx)
+			return c.Queued, err
+		}
+		if _, err := counters(ctx); err == nil {
+			sink.ReadBacklog = counters
+		} else if _, err2 := sink.Backlog(ctx); err2 != nil {
+			fmt.Fprintf(stderr, "woorelay import: %v\n(no relay running? start woorelay serve, or pass --embedded)\n", err2)
+			return 1
+		} else {
+			fmt.Fprintf(stderr, "import: the admin API at %s did not answer (%v): reading the relay's backlog from %s/metrics instead, which costs it more (give --server and --admin-token)\n", admURL, err, relayURL)
+		}
 	}
 	opts.Sink = sink
 	fmt.Fprintf(stderr, "import: %d objects to %s (source %s); checkpoint %s\n", len(opts.Objects), relayURL, src.name, ckpPath)
