@@ -15,8 +15,8 @@ import (
 
 // HTTPSink posts batches to a relay's /v1/import with a source's write key, and holds back
 // while the relay's queue is long: a live event queued behind the import waits about MaxDelay
-// at most. The sink measures how fast the relay delivers (from its backlog, read every 250 ms
-// while it has work) and lets the queue hold that rate × MaxDelay events (at least
+// at most. The sink measures how fast the relay delivers (from its backlog, read every 100 ms
+// while it waits) and lets the queue hold that rate × MaxDelay events (at least
 // MinBacklog, at most MaxBacklog).
 type HTTPSink struct {
 	// URL is the relay's ingest base URL (http://127.0.0.1:8080).
@@ -26,7 +26,7 @@ type HTTPSink struct {
 	// MaxDelay is how long a live event may wait behind the import's events in the relay's
 	// queue (woorelay_queue_backlog on its /metrics, live events included); 0: no throttle.
 	MaxDelay time.Duration
-	// MinBacklog is the queue the import may keep whatever the measured rate (default 1,000),
+	// MinBacklog is the queue the import may keep whatever the measured rate (default 2,000),
 	// so that delivery never runs dry; MaxBacklog caps it (0: no cap).
 	MinBacklog, MaxBacklog int64
 	// RetryFor is how long a batch is retried while the relay refuses it for now (503, 429,
@@ -45,6 +45,7 @@ type HTTPSink struct {
 	added    int64   // events acknowledged since then
 	inFlight int64   // events sent and not yet acknowledged
 	rate     float64 // events/s the relay delivers (moving average while it has work)
+	peak     float64 // the most events/s it was seen to deliver
 }
 
 // UserAgent is what the importer's requests carry, so the relay's logs tell them apart.
@@ -151,7 +152,7 @@ func (s *HTTPSink) waitRoom(ctx context.Context, n int64) error {
 			s.mu.Unlock()
 			return nil
 		}
-		if since := time.Since(s.polled); since >= pollEvery {
+		if since := time.Since(s.polled); since >= s.pollInterval() {
 			s.mu.Unlock()
 			read := s.Backlog
 			if s.ReadBacklog != nil {
@@ -178,19 +179,37 @@ func (s *HTTPSink) waitRoom(ctx context.Context, n int64) error {
 	}
 }
 
-// pollEvery is how often the sink reads the relay's /metrics while it waits for room. Each
-// read costs the relay a scrape (the oldest queued event's age walks its index), so not more
-// often than this: between two readings the sink counts what it added itself.
-const pollEvery = 250 * time.Millisecond
+// How often the sink reads the relay's queue length while it waits for room: the admin API's
+// counters are cheap; a /metrics scrape also walks the queue's index (the oldest event's
+// age), so that is read less often. Between two readings the sink counts what it added.
+const (
+	pollEvery        = 100 * time.Millisecond
+	pollEveryMetrics = time.Second
+)
 
-// observe takes a new reading of the relay's backlog, since the last one.
+func (s *HTTPSink) pollInterval() time.Duration {
+	if s.ReadBacklog != nil {
+		return pollEvery
+	}
+	return pollEveryMetrics
+}
+
+// observe takes a new reading of the relay's backlog, since the last one. The delivery rate
+// is learnt only from intervals in which the relay never ran out of work (the queue ended
+// above a quarter of what is allowed): a relay that ran dry delivered what it was given, not
+// what it can, and then the estimate grows by a quarter instead (to at most twice the most it
+// was seen to deliver), so a starved relay is fed more until its queue no longer runs dry.
 func (s *HTTPSink) observe(b int64, since time.Duration) {
 	delivered := s.backlog + s.added - b
-	if !s.polled.IsZero() && b > 0 && s.backlog > 0 && since < 4*pollEvery && delivered >= 0 {
+	if !s.polled.IsZero() && since < 4*s.pollInterval() && delivered >= 0 {
 		inst := float64(delivered) / since.Seconds()
-		if s.rate == 0 {
+		s.peak = max(s.peak, inst)
+		switch {
+		case b < s.allowed()/4:
+			s.rate = min(max(s.rate, inst)*1.25, 2*s.peak)
+		case s.rate == 0:
 			s.rate = inst
-		} else {
+		default:
 			s.rate = 0.7*s.rate + 0.3*inst
 		}
 	}
@@ -201,7 +220,7 @@ func (s *HTTPSink) observe(b int64, since time.Duration) {
 func (s *HTTPSink) allowed() int64 {
 	floor := s.MinBacklog
 	if floor <= 0 {
-		floor = 1000
+		floor = 2000
 	}
 	a := max(floor, int64(s.rate*s.MaxDelay.Seconds()))
 	if s.MaxBacklog > 0 {

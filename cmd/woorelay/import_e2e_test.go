@@ -114,7 +114,7 @@ func (r *importRig) delivered(marker string) map[int][]emulator.Record {
 }
 
 func (r *importRig) importCmd(t *testing.T, ckp, dir string, extra ...string) *exec.Cmd {
-	args := append([]string{"import", "--config", r.sources, "--source", "import", "--relay", r.relay.url,
+	args := append([]string{"import", "--config", r.sources, "--source", "import", "--relay", r.relay.url, "--server", r.relay.admin,
 		"--since", histSince.Format(time.RFC3339), "--until", histUntil.Format(time.RFC3339), "--checkpoint", ckp, "--progress", "lines"}, extra...)
 	return exec.Command(woorelayBinary(t), append(args, dir)...)
 }
@@ -353,7 +353,7 @@ func TestImportKeepsLiveTrafficFlowing(t *testing.T) {
 	quiet := measure("quiet", 20, nil)
 
 	ckp := filepath.Join(t.TempDir(), "lat.checkpoint")
-	cmd := exec.Command(woorelayBinary(t), "import", "--config", rig.sources, "--source", "import", "--relay", rig.relay.url, "--checkpoint", ckp, "-q", dir)
+	cmd := exec.Command(woorelayBinary(t), "import", "--config", rig.sources, "--source", "import", "--relay", rig.relay.url, "--server", rig.relay.admin, "--checkpoint", ckp, "-q", dir)
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
