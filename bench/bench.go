@@ -12,6 +12,8 @@
 //	           sending the same GETs to the same emulator
 //	outage     `woorelay serve` as a child process while the emulator refuses everything:
 //	           resident memory, backlog, drain time after recovery, events lost
+//	import     an archive in Segment's S3 layout imported into a relay (package importer) until
+//	           the emulator has every event vs the drain stage's relay, alternated in each round
 //	wan        `woorelay serve` (default flags) draining a backlog into the emulator at
 //	           150 ms ± 20 % with room for 600 requests at once, against capacity/latency;
 //	           then with the capacity dropped to 150 and back mid-drain, and without a limit
@@ -138,7 +140,7 @@ type Report struct {
 }
 
 // stageOrder is the order stages run and print in.
-var stageOrder = []string{"transform", "ingest", "e2e", "drain", "outage", "wan"}
+var stageOrder = []string{"transform", "ingest", "e2e", "drain", "import", "outage", "wan"}
 
 // ParseStages reads --stage.
 func ParseStages(s string) ([]string, error) {
@@ -147,10 +149,10 @@ func ParseStages(s string) ([]string, error) {
 		switch p = strings.TrimSpace(p); p {
 		case "all":
 			want["transform"], want["ingest"], want["e2e"], want["drain"] = true, true, true, true
-		case "transform", "ingest", "e2e", "drain", "outage", "wan":
+		case "transform", "ingest", "e2e", "drain", "import", "outage", "wan":
 			want[p] = true
 		default:
-			return nil, fmt.Errorf("unknown stage %q; use transform, ingest, e2e, drain, outage, wan or all", p)
+			return nil, fmt.Errorf("unknown stage %q; use transform, ingest, e2e, drain, import, outage, wan or all", p)
 		}
 	}
 	var out []string
@@ -177,6 +179,8 @@ func Run(o Options) ([]Result, error) {
 			r, err = benchE2E(o)
 		case "drain":
 			r, err = benchDrain(o)
+		case "import":
+			r, err = benchImport(o)
 		case "outage":
 			r, err = benchOutage(o)
 		case "wan":

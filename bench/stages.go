@@ -490,12 +490,18 @@ const defaultBacklog = 200_000
 // stopped (its held requests are abandoned, nothing recorded), and a new relay on the same data
 // directory, delivering to a live emulator, is timed from Start until the emulator has
 // acknowledged every event.
-func benchDrain(o Options) (Result, error) {
-	backlog := o.Backlog
-	if backlog <= 0 {
-		backlog = defaultBacklog
+// backlog is the drain stage's backlog (and the import stage's archive): --backlog, or
+// defaultBacklog, in whole batches.
+func (o Options) backlog() int {
+	n := o.Backlog
+	if n <= 0 {
+		n = defaultBacklog
 	}
-	backlog = max(BatchSize, backlog/BatchSize*BatchSize)
+	return max(BatchSize, n/BatchSize*BatchSize)
+}
+
+func benchDrain(o Options) (Result, error) {
+	backlog := o.backlog()
 	g, err := NewBatchGen(fmt.Sprintf("bd%d-", time.Now().UnixNano()), 50)
 	if err != nil {
 		return Result{}, err

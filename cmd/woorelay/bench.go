@@ -22,14 +22,16 @@ Measures each stage against its ceiling in the same run (interleaved rounds, med
   ingest     durable acknowledgement of 20-event batches vs a bare echo handler
   e2e        ingest to the emulator's acknowledgement vs a bare Go GET loop
   drain      a backlog on disk (--backlog events) delivered after a restart vs the bare GET loop
+  import     an archive of --backlog events (Segment's S3 layout) imported into a relay until
+             delivered vs the drain stage in the same round (goal 0.80)
   outage     woorelay serve (child process) while the emulator refuses: memory, drain, loss
   wan        woorelay serve (default flags) draining into the emulator at 150 ms ± 20 % with room
              for 600 requests at once, then with the room dropped to 150 and back, then unlimited
-"all" is transform, ingest, e2e and drain; outage and wan run only when named. See BENCHMARKS.md.
+"all" is transform, ingest, e2e and drain; import, outage and wan run only when named. See BENCHMARKS.md.
 
 `)
 	var o bench.Options
-	stage := fs.String("stage", "all", "stages to run: transform, ingest, e2e, drain, outage, wan or all (comma-separated)")
+	stage := fs.String("stage", "all", "stages to run: transform, ingest, e2e, drain, import, outage, wan or all (comma-separated)")
 	fs.IntVar(&o.Rounds, "rounds", 5, "interleaved rounds per stage; the table shows medians")
 	fs.IntVar(&o.Conns, "conns", 32, "concurrent keep-alive connections of the load generator")
 	fs.DurationVar(&o.Duration, "duration", 3*time.Second, "measured time of each side in a round")
@@ -37,7 +39,7 @@ Measures each stage against its ceiling in the same run (interleaved rounds, med
 	fs.DurationVar(&o.Outage, "outage", 10*time.Minute, "how long the emulator refuses in the outage stage")
 	fs.IntVar(&o.OutageRate, "outage-rate", 1000, "events per second offered during the outage")
 	fs.DurationVar(&o.DrainLimit, "drain-limit", 15*time.Minute, "how long the outage stage waits for the backlog to drain")
-	fs.IntVar(&o.Backlog, "backlog", 200_000, "events on disk that the drain stage delivers")
+	fs.IntVar(&o.Backlog, "backlog", 200_000, "events on disk that the drain stage delivers (and in the import stage's archive)")
 	fs.BoolVar(&o.LiveIngest, "ingest-live", false, "ingest stage: let delivery run while ingesting (default: delivery held, ingest measured alone)")
 	fs.StringVar(&o.Queue, "queue", "disk", "disk, or nats: also run ingest and e2e with the queue on JetStream (in-process nats-server), beside the disk queue's, in the same run")
 	fs.BoolVar(&o.NoSync, "nosync", false, "diagnostics only: the relay acknowledges before the disk sync (not durable; shows what the sync costs)")

@@ -34,6 +34,7 @@ func TestEveryCommandHelp(t *testing.T) {
 		{"dlq replay", []string{"replay (ID...|--all)"}},
 		{"privacy", []string{"suppress|unsuppress|erase SELECTOR... | list"}},
 		{"bench", []string{"[--stage S[,S...]]"}},
+		{"import", []string{"[flags] LOCATION..."}},
 		{"health", []string{"[--listen ADDR]"}},
 		{"presets", nil},
 		{"docs", nil},

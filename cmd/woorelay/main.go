@@ -53,6 +53,9 @@ Commands:
   emulate   [--listen ADDR] [--projects P,...] [--strict] [--max-records N]
             run a Woopra emulator that records requests and builds visitor profiles,
             with faults on command (see emulator/README.md)
+  import    [--since T] [--until T] [--write-key K | --config F --source S] [--dry-run] LOCATION...
+            send Segment's or RudderStack's archives (or NDJSON files), from folders or
+            object storage, through a relay to Woopra, once (see woorelay import -h)
   dlq       [--server URL] [--admin-token TOKEN] list | show ID | replay (ID...|--all)
             see why events were dead-lettered and replay them after a fix
   privacy   [--server URL] [--admin-token TOKEN] suppress|unsuppress|erase SELECTOR... | list
@@ -107,6 +110,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdConfig(args[1:], stdout, stderr)
 	case "bench":
 		return cmdBench(args[1:], stdout, stderr)
+	case "import":
+		return cmdImport(args[1:], stdout, stderr)
 	case "presets":
 		return cmdPresets(args[1:], stdout, stderr)
 	case "docs":
