@@ -28,19 +28,6 @@ func privacyCLI(t *testing.T, adminURL string, args ...string) string {
 	return out.String()
 }
 
-// postBody posts a raw body to an ingest route with the development source's key.
-func postBody(t *testing.T, url, route, body string) int {
-	t.Helper()
-	req, _ := http.NewRequest("POST", url+route, strings.NewReader(body))
-	req.SetBasicAuth("any-key", "")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
 // adminGet reads a path of the admin listener.
 func adminGet(t *testing.T, base, path string) string {
 	t.Helper()
@@ -146,7 +133,7 @@ func TestEraseOnServe(t *testing.T) {
 	event := func(mid, user, email string) string {
 		return fmt.Sprintf(`{"type":"track","event":"E","userId":%q,"messageId":%q,"properties":{"mid":%q},"context":{"traits":{"email":"%s@example.com"}}}`, user, mid, mid, email)
 	}
-	if s := postBody(t, p.url, "/v1/track", event("m-1", who, mark)); s != 200 {
+	if s := postRaw(t, p.url+"/v1/track", event("m-1", who, mark)); s != 200 {
 		t.Fatalf("ingest answered %d", s)
 	}
 	waitFor(t, 30*time.Second, "the first event at the sandbox", func() bool {
@@ -159,7 +146,7 @@ func TestEraseOnServe(t *testing.T) {
 		t.Fatalf("holding the sandbox: %v %v", resp, err)
 	}
 	batch := `{"batch":[` + event("m-2", who, mark) + `,` + strings.Replace(event("m-3", who, mark), `"track"`, `"bogus"`, 1) + `,` + event("m-4", "other-user", "other-mail") + `]}`
-	if s := postBody(t, p.url, "/v1/batch", batch); s != 200 {
+	if s := postRaw(t, p.url+"/v1/batch", batch); s != 200 {
 		t.Fatalf("ingest answered %d to the batch", s)
 	}
 	cl := admin.NewClient(p.admin, "", nil)
@@ -219,7 +206,7 @@ func TestMinimisationOnServe(t *testing.T) {
 	x.em.SetFaults(emulator.Faults{Always: 503}) // held: the event stays in the data directory
 	const phone = "+44 7700 900461"
 	body := `{"type":"track","event":"E","userId":"u-min","messageId":"m-min","properties":{"mid":"m-min"},"context":{"ip":"203.0.113.50","traits":{"phone":"` + phone + `","name":"Min"}}}`
-	if s := postBody(t, p.url, "/v1/track", body); s != 200 {
+	if s := postRaw(t, p.url+"/v1/track", body); s != 200 {
 		t.Fatalf("ingest answered %d", s)
 	}
 	waitFor(t, 30*time.Second, "the held event tried at Woopra", func() bool { return len(x.em.RequestsOf("u-min")) > 0 })
