@@ -48,9 +48,8 @@
 // a gap in its sequence, missed heartbeats or a reconnect, and starts again after the last
 // message it gave out; and a reader left waiting 5 s asks the stream whether it holds a
 // message the reader has not had, which would mean that the consumer stalled unnoticed, and
-// then reads again from there). What the next holder reads is what the stream still holds:
-// every item not finished, and delivered items not yet removed, which it sends again in
-// order (see below). A relay
+// then reads again from there). An item is deleted from the stream (confirmed) before delivery
+// sends the visitor's next one, so what the next holder reads is exactly what is left. A relay
 // starts attempts on a partition only until half a TTL after it sent its last successful
 // renewal, while the lease lasts a TTL after the server stored it: a relay cut off from NATS
 // stops starting attempts at least half a TTL before another can take over (Owns answers
@@ -63,35 +62,18 @@
 // fencing token, so nothing can refuse a late request): a relay paused between Owns and the
 // send can send after its lease moved. What it can send then is bounded, and it never puts
 // an event's first delivery out of order. Delivery has at most one request of a visitor under
-// way, its head x, and sends the visitor's next event only once x is recorded finished. After
+// way, its head x, and sends the visitor's next event only once x's message is deleted. After
 // the pause the relay's lease is past its validity, so Owns answers Paused for every later
 // attempt until a renewal lands, and no renewal lands: the lease has expired or is another
 // relay's (the renewal is an update on this relay's revision), so the partition is dropped
 // and Owns answers Moved. The paused relay thus sends at most x, once per visitor it had an
 // attempt ready for. The next holder reads what the stream holds, which includes x (not
-// finished before it was sent). Either the late x arrives first, and the next holder's x is
+// deleted before it was sent). Either the late x arrives first, and the next holder's x is
 // the duplicate right after it, or the next holder delivered x (and maybe later events) first,
 // and the late x is a repeat of an event already delivered, which Woopra places by its own
 // timestamp. Every event's first delivery keeps the visitor's order; the late request is at
 // most one duplicate. Writes for an item whose partition this relay no longer holds are given
 // up (the next holder redoes the item), so the late attempt records nothing.
-//
-// # Finished items leave in stream order
-//
-// A delivered item is not deleted on its own: Done records it in its hold's finished list and
-// returns, and every 50 ms (or once 512 wait) the hold's delivered items below the lowest item
-// it still holds leave the stream together, with one purge of the partition's subject below
-// that sequence: one replicated stream operation for a batch, where a confirmed delete each
-// was one API request an event (about 100 µs of the server's CPU). Delivered items above a
-// held one that stays unfinished for a second (a head being retried) are deleted one by one,
-// lowest first, stopping at the first failure. Either way, for every visitor, the items that
-// left the stream are the first ones it was sent, so what a next holder reads of a visitor is
-// a suffix: after a crash it sends the last few events again, in order, then the rest; never
-// an older event after a newer one, and nothing is lost (TestCrashAfterDeliveryKeepsOrder). A
-// relay giving a partition up removes its delivered items before it deletes the lease, so a
-// move between live relays repeats nothing. Filtered and dead-lettered items are deleted one
-// by one, as before: they are not sent, so their order does not matter. Counters flushes
-// first, so an item counts delivered as soon as Done returned.
 //
 // # Gray failures: hung servers
 //
@@ -132,7 +114,7 @@
 // not count it twice (within the counter stream's 5 minute window); DeadLettered is what the
 // dead-letter stream holds; the replays are the dead letters counted less those still
 // stored. Delivered is what is left: an event received, no longer queued, neither filtered
-// nor dead-lettered was delivered, so a delivered item's one write is its removal, and
+// nor dead-lettered was delivered, so a delivered item's one write is its delete, and
 // Received = Delivered + DeadLettered + Filtered + Queued holds in every snapshot, crashes
 // included. The parts are read in the order they are written (the items stream first), so a
 // snapshot taken while an item is being filtered or dead-lettered can only show Delivered

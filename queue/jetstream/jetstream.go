@@ -147,11 +147,6 @@ type part struct {
 	held      int           // items of the partition this hold has (q.mu)
 	room      chan struct{} // signalled when one of them is removed
 	next      uint64        // the stream sequence to read from after a read error
-
-	live     []uint64   // stream sequences of the items read, increasing; some finished (q.mu)
-	fin      []uint64   // delivered items whose messages are still in the stream (q.mu)
-	finSince time.Time  // when fin last went from empty, or was last flushed in part (q.mu)
-	flushMu  sync.Mutex // one flush of the hold at a time (purge.go)
 }
 
 // Queue is a queue.Queue on a JetStream cluster, shared by every relay that opens the same
@@ -186,16 +181,14 @@ type Queue struct {
 	cacheGen uint64        // writes when cached was read
 	writes   atomic.Uint64 // this relay's writes: a cached read older than the last is stale
 
-	closeMu   sync.RWMutex
-	closed    bool
-	appends   sync.WaitGroup
-	stop      context.CancelFunc
-	loopDone  chan struct{}
-	flushNow  chan struct{} // a hold has purgeBatch finished items
-	flushDone chan struct{} // closed when flushLoop returns
-	replayMu  sync.Mutex
-	closing   chan struct{} // closed by Close
-	health    health
+	closeMu  sync.RWMutex
+	closed   bool
+	appends  sync.WaitGroup
+	stop     context.CancelFunc
+	loopDone chan struct{}
+	replayMu sync.Mutex
+	closing  chan struct{} // closed by Close
+	health   health
 
 	supMu sync.Mutex
 	sup   jetstream.KeyValue // the suppression list's bucket, once created (privacy.go)
@@ -207,7 +200,7 @@ func Open(o Options) (*Queue, error) {
 	o = o.withDefaults()
 	q := &Queue{o: o, log: o.Logger.With("queue", "jetstream", "instance", o.Instance), appended: make(chan struct{}, 1),
 		recs: map[uint64]*rec{}, bySSeq: map[uint64]uint64{}, byVisitor: map[string][]uint64{}, parts: map[int]*part{},
-		closing: make(chan struct{}), flushNow: make(chan struct{}, 1), flushDone: make(chan struct{})}
+		closing: make(chan struct{})}
 	q.health.q = q
 	if o.Conn != nil {
 		q.nc = o.Conn
@@ -255,7 +248,6 @@ func Open(o Options) (*Queue, error) {
 	q.stop, q.loopDone = stop, make(chan struct{})
 	q.round(lctx) // take a share before returning
 	go q.leaseLoop(lctx)
-	go q.flushLoop(lctx)
 	return q, nil
 }
 
@@ -756,23 +748,11 @@ func (q *Queue) dropState(r *rec) {
 	}
 }
 
-// Done records that the item was delivered. Its message leaves the stream with the next
-// flush of its partition (purge.go), in stream order; delivery may send the visitor's next
-// event at once.
+// Done records that the item was delivered.
 func (q *Queue) Done(seq uint64) error {
-	r := q.get(seq)
-	if r == nil {
-		return nil
+	if r := q.get(seq); r != nil {
+		return q.finish(r, "")
 	}
-	if r.hasState {
-		q.dropState(r)
-	}
-	q.mu.Lock()
-	if q.recs[seq] == r {
-		q.finishedLocked(r)
-	}
-	q.mu.Unlock()
-	q.stale()
 	return nil
 }
 
@@ -960,9 +940,6 @@ func (q *Queue) Counters() queue.Counters {
 	if gen == q.cacheGen && time.Since(q.cachedAt) < 250*time.Millisecond {
 		return q.cached
 	}
-	// This relay's delivered items that wait for their partition's next flush leave the
-	// stream first, so that they count as delivered as soon as Done returned.
-	q.flushAll(context.Background(), false)
 	for try := 0; ; try++ {
 		c, err := q.readCounters()
 		if err != nil {
@@ -1043,7 +1020,6 @@ func (q *Queue) Close() error {
 	q.appends.Wait()
 	q.stop()
 	<-q.loopDone
-	<-q.flushDone
 	q.mu.Lock()
 	ps := make([]int, 0, len(q.parts))
 	for p := range q.parts {

@@ -196,21 +196,10 @@ func (q *Queue) acquire(ctx context.Context, p int) {
 func (q *Queue) drop(p int, release bool) {
 	q.mu.Lock()
 	pt := q.parts[p]
-	q.mu.Unlock()
 	if pt == nil {
-		return
-	}
-	// Its delivered items leave the stream before the lease goes, so that the next holder
-	// does not send them again: the plan is made while the held items still say where the
-	// delivered ones end, and nothing finishes once they are forgotten.
-	pt.flushMu.Lock()
-	defer pt.flushMu.Unlock()
-	q.mu.Lock()
-	if q.parts[p] != pt {
 		q.mu.Unlock()
 		return
 	}
-	plan := q.planLocked(pt, true)
 	delete(q.parts, p)
 	for _, r := range q.recs {
 		if r.part == p {
@@ -220,9 +209,6 @@ func (q *Queue) drop(p int, release bool) {
 	q.mu.Unlock()
 	pt.stop()
 	<-pt.done
-	if err := q.carryOut(p, pt, plan); err != nil {
-		q.log.Warn("removing a partition's delivered items failed; its next holder may send some again", "partition", p, "err", err)
-	}
 	if release {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -411,7 +397,6 @@ func (q *Queue) take(ctx context.Context, p int, pt *part, msg jetstream.Msg, st
 		return
 	}
 	pt.held++
-	pt.live = append(pt.live, sseq)
 	pt.next = sseq + 1
 	q.nextSeq++
 	r.seq = q.nextSeq

@@ -54,18 +54,13 @@ func startRelay(t *testing.T, url, stream, name string, rec *recorder) *relay {
 
 // startRelayWith opens a queue with o and runs a dispatcher on it, sending as o.Instance.
 func startRelayWith(t *testing.T, o Options, rec *recorder) *relay {
-	return startRelayWorkers(t, o, rec, 4)
-}
-
-// startRelayWorkers is startRelayWith with that many delivery workers.
-func startRelayWorkers(t *testing.T, o Options, rec *recorder, workers int) *relay {
 	name := o.Instance
 	q, err := Open(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := destination.NewDispatcher(q, relaySender{rec, name}, destination.DispatcherOptions{
-		Workers: workers, Window: 256, PerVisitor: 16, Rescan: 50 * time.Millisecond,
+		Workers: 4, Window: 256, PerVisitor: 16, Rescan: 50 * time.Millisecond,
 		Backoff: destination.Backoff{Min: time.Millisecond, Max: 5 * time.Millisecond}, Logger: quiet,
 	})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -120,9 +120,6 @@ func (q *Queue) Erase(match func(queue.Entry) bool) (queue.Erased, error) {
 	defer q.replayMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	// This relay's delivered items leave the stream first: they were delivered, and an
-	// erasure must not count them filtered.
-	q.flushAll(ctx, true)
 	for after := uint64(0); ; {
 		m, err := q.items.GetMsg(ctx, after+1, jetstream.WithGetMsgSubject(q.o.Stream+".q.*"))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
