@@ -217,16 +217,7 @@ func TestImportSegmentArchiveEndToEnd(t *testing.T) {
 	sent := rig.runImport(t, ckp, dir)
 	t.Logf("first run sent %d events in %v", sent, time.Since(start).Round(time.Millisecond))
 
-	// A sample of the window's events, sent live to a source with the same preset.
-	samples := map[int]bool{}
-	var live [][]byte
-	for _, e := range evs {
-		if !e.At.Before(histSince) && e.At.Before(histUntil) && e.N%97 == 0 && len(live) < 40 {
-			samples[e.N] = true
-			live = append(live, e.Event)
-		}
-	}
-	sendLive(t, rig.relay.url, live)
+	samples := sendLiveSample(t, rig, evs)
 	want := 0
 	for _, e := range evs {
 		if !e.At.Before(histSince) && e.At.Before(histUntil) {
@@ -241,21 +232,11 @@ func TestImportSegmentArchiveEndToEnd(t *testing.T) {
 		for _, recs := range rig.delivered("seg_n") {
 			n += len(recs)
 		}
-		return n >= want+len(live)
+		return n >= want+len(samples)
 	})
 	got := rig.delivered("seg_n")
 	checkWindow(t, got, evs, samples)
-	for n := range samples {
-		if recs := got[n]; len(recs) == 2 {
-			a, b := recs[0].Params.Map(), recs[1].Params.Map()
-			if !maps.Equal(a, b) {
-				t.Errorf("event %d imported and sent live differ:\n%v\n%v", n, a, b)
-			}
-			if len(a) < 6 {
-				t.Errorf("event %d has only %d parameters: %v", n, len(a), a)
-			}
-		}
-	}
+	compareSample(t, got, samples)
 
 	if again := rig.runImport(t, ckp, dir); again != 0 {
 		t.Errorf("the second run sent %d events, want 0", again)
@@ -316,6 +297,56 @@ func TestImportRudderStackArchiveKilledAndResumed(t *testing.T) {
 	checkWindow(t, rig.delivered("rud_n"), evs, nil)
 	if again := rig.runImport(t, ckp, dir); again != 0 {
 		t.Errorf("a third run sent %d events, want 0", again)
+	}
+	// Mapped as live: the archive's requestIP is the address the SDK's request came from, which
+	// the live copy, posted from here, cannot have; every other parameter must match.
+	samples := sendLiveSample(t, rig, evs)
+	waitFor(t, time.Minute, "the live sample delivered", func() bool { return count() >= want+len(samples) })
+	got := rig.delivered("rud_n")
+	checkWindow(t, got, evs, samples)
+	compareSample(t, got, samples, "ip")
+}
+
+// sendLiveSample sends up to 40 of the window's events (every 97th) live, as an SDK would, to
+// a source with the same preset and settings, and returns their numbers.
+func sendLiveSample(t *testing.T, rig *importRig, evs []importer.ArchivedEvent) map[int]bool {
+	t.Helper()
+	samples := map[int]bool{}
+	var live [][]byte
+	for _, e := range evs {
+		if !e.At.Before(histSince) && e.At.Before(histUntil) && e.N%97 == 0 && len(live) < 40 {
+			samples[e.N] = true
+			live = append(live, e.Event)
+		}
+	}
+	if len(live) == 0 {
+		t.Fatal("no event of the window to send live")
+	}
+	sendLive(t, rig.relay.url, live)
+	return samples
+}
+
+// compareSample checks that each sampled event reached Woopra twice, imported and live, with
+// the same parameters (but those in ignore), and with a mapping's worth of them.
+func compareSample(t *testing.T, got map[int][]emulator.Record, samples map[int]bool, ignore ...string) {
+	t.Helper()
+	for n := range samples {
+		recs := got[n]
+		if len(recs) != 2 {
+			t.Errorf("event %d reached Woopra %d times, want twice (imported and live)", n, len(recs))
+			continue
+		}
+		a, b := recs[0].Params.Map(), recs[1].Params.Map()
+		for _, k := range ignore {
+			delete(a, k)
+			delete(b, k)
+		}
+		if !maps.Equal(a, b) {
+			t.Errorf("event %d imported and sent live differ:\n%v\n%v", n, a, b)
+		}
+		if len(a) < 6 {
+			t.Errorf("event %d has only %d parameters: %v", n, len(a), a)
+		}
 	}
 }
 
