@@ -44,6 +44,8 @@ const (
 	// erasedMemory is how long a relay keeps dropping, at delivery, copies of erased events
 	// that its dispatcher still held in memory (at least the retry window).
 	erasedMemory = 24 * time.Hour
+	// eraseTimeout is how long an erasure through the admin API may take.
+	eraseTimeout = 10 * time.Minute
 )
 
 // guard is the relay's suppression list, as ingest and delivery consult it, and the persons
@@ -309,6 +311,9 @@ func (r *Relay) mountPrivacy(e *echo.Echo) {
 		if err != nil {
 			return nil // answered
 		}
+		// An erasure reads the whole queue and compacts the store: it gets the 10 minutes the
+		// CLI and the stores allow it, past the admin listener's 2-minute write timeout.
+		_ = http.NewResponseController(c.Response()).SetWriteDeadline(time.Now().Add(eraseTimeout))
 		out, err := r.Erase(sels)
 		if err != nil {
 			return c.JSON(http.StatusInternalServerError, admin.Error{Code: "store_error", Message: err.Error()})
